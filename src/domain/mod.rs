@@ -1,0 +1,22 @@
+//! The task aggregate, its state machine and the values it is made of.
+//!
+//! Pure: no I/O, no async runtime, no clock. Callers pass `now` in, so every rule here is
+//! testable with fixed times.
+
+mod error;
+mod event;
+mod ids;
+mod page;
+mod priority;
+mod status;
+mod task;
+mod task_type;
+
+pub use error::{DomainError, ErrorClass, TaskError};
+pub use event::{TaskEvent, TaskEventType};
+pub use ids::{TaskId, UserId, WorkerId};
+pub use page::{Page, PageRequest, encode_token};
+pub use priority::{Priority, PriorityLevel};
+pub use status::TaskStatus;
+pub use task::{MAX_PAYLOAD_BYTES, NewTask, RelatedEntity, Task};
+pub use task_type::TaskType;

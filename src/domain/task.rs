@@ -1,0 +1,408 @@
+//! The AIGenerationTask aggregate (seed 000) and its state machine.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{DomainError, Priority, TaskError, TaskId, TaskStatus, TaskType, UserId, WorkerId};
+
+/// Largest accepted payload, measured as encoded JSON.
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// Longest accepted idempotency key.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
+/// Longest accepted related-entity type or id.
+const MAX_ENTITY_LEN: usize = 100;
+
+/// A link from a task to an entity of the calling application (seed 000's RelatedEntityType).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelatedEntity {
+    /// e.g. `vocabulary_item`, `learning_session`.
+    pub entity_type: String,
+    /// The entity's id in the calling application.
+    pub entity_id: String,
+}
+
+/// A validated request to create a task; the only way to build a [`Task`] from client input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    /// Owner.
+    pub user_id: UserId,
+    /// Kind of work.
+    pub task_type: TaskType,
+    /// Type-specific input, a JSON object under [`MAX_PAYLOAD_BYTES`].
+    pub payload: Value,
+    /// Explicit or the type's default.
+    pub priority: Priority,
+    /// Deduplicates repeated submits of the same user.
+    pub idempotency_key: Option<String>,
+    /// Optional link to a caller's entity.
+    pub related_entity: Option<RelatedEntity>,
+}
+
+impl NewTask {
+    /// Validates the parts of a submit request. `payload_len` is the size of the payload as the
+    /// client sent it, so the limit is checked without re-encoding.
+    pub fn parse(
+        user_id: UserId,
+        task_type: &str,
+        payload: Value,
+        priority: Option<i64>,
+        idempotency_key: Option<String>,
+        related_entity: Option<(String, String)>,
+    ) -> Result<Self, DomainError> {
+        let task_type: TaskType = task_type.parse()?;
+        let payload = match payload {
+            Value::Null => Value::Object(Default::default()),
+            Value::Object(map) => Value::Object(map),
+            other => {
+                return Err(DomainError::Invalid(format!(
+                    "payload must be a JSON object, got {}",
+                    json_kind(&other)
+                )));
+            }
+        };
+        let size = serde_json::to_vec(&payload)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(DomainError::Invalid(format!(
+                "payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}"
+            )));
+        }
+        if task_type == TaskType::Echo {
+            validate_echo_payload(&payload)?;
+        }
+        let priority = priority
+            .map(Priority::new)
+            .transpose()?
+            .unwrap_or(task_type.default_priority());
+        let idempotency_key = idempotency_key.filter(|k| !k.is_empty());
+        if let Some(key) = &idempotency_key
+            && key.len() > MAX_IDEMPOTENCY_KEY_LEN
+        {
+            return Err(DomainError::Invalid(format!(
+                "idempotency_key must be at most {MAX_IDEMPOTENCY_KEY_LEN} bytes"
+            )));
+        }
+        let related_entity = match related_entity {
+            None => None,
+            Some((t, i)) if t.is_empty() || i.is_empty() => {
+                return Err(DomainError::Invalid(
+                    "related_entity_type and related_entity_id must be given together".into(),
+                ));
+            }
+            Some((t, i)) if t.len() > MAX_ENTITY_LEN || i.len() > MAX_ENTITY_LEN => {
+                return Err(DomainError::Invalid(format!(
+                    "related entity type and id must be at most {MAX_ENTITY_LEN} bytes"
+                )));
+            }
+            Some((entity_type, entity_id)) => Some(RelatedEntity {
+                entity_type,
+                entity_id,
+            }),
+        };
+        Ok(Self {
+            user_id,
+            task_type,
+            payload,
+            priority,
+            idempotency_key,
+            related_entity,
+        })
+    }
+}
+
+/// `echo` accepts `delay_ms` (0..=600000) and `fail_times` (0..=100) to simulate providers.
+fn validate_echo_payload(payload: &Value) -> Result<(), DomainError> {
+    for (field, max) in [("delay_ms", 600_000u64), ("fail_times", 100)] {
+        match payload.get(field) {
+            None => {}
+            Some(v) => match v.as_u64() {
+                Some(n) if n <= max => {}
+                _ => {
+                    return Err(DomainError::Invalid(format!(
+                        "payload.{field} must be an integer from 0 to {max}"
+                    )));
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// An AI generation task: what was asked, by whom, and where it is in its life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Time-ordered unique id.
+    pub id: TaskId,
+    /// Owner; only they (and admins) may see or change it.
+    pub user_id: UserId,
+    /// Kind of work.
+    pub task_type: TaskType,
+    /// Current status; changes only along [`TaskStatus::can_become`].
+    pub status: TaskStatus,
+    /// 1-10, higher first.
+    pub priority: Priority,
+    /// The request body.
+    pub payload: Value,
+    /// The provider's answer once completed.
+    pub result: Option<Value>,
+    /// The last failure, kept after a retry succeeds for the record.
+    pub error: Option<TaskError>,
+    /// 0-100.
+    pub progress: u8,
+    /// Failed attempts so far.
+    pub retry_count: u32,
+    /// Attempts allowed after the first.
+    pub max_retries: u32,
+    /// Per-user deduplication key.
+    pub idempotency_key: Option<String>,
+    /// Optional link to a caller's entity.
+    pub related_entity: Option<RelatedEntity>,
+    /// Provider that produced the result (or last failed).
+    pub provider: Option<String>,
+    /// Worker holding the task while it is processing.
+    pub worker_id: Option<WorkerId>,
+    /// The worker's lease ends here unless renewed; past it the task may be reclaimed.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Longest one attempt may run.
+    pub timeout: Duration,
+    /// A pending task is not run before this time (retry backoff).
+    pub run_after: DateTime<Utc>,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When the current (or last) attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a terminal status.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl Task {
+    /// A fresh pending task from a validated request.
+    pub fn create(new: NewTask, max_retries: u32, timeout: Duration, now: DateTime<Utc>) -> Self {
+        Self {
+            id: TaskId::new(),
+            user_id: new.user_id,
+            task_type: new.task_type,
+            status: TaskStatus::Pending,
+            priority: new.priority,
+            payload: new.payload,
+            result: None,
+            error: None,
+            progress: 0,
+            retry_count: 0,
+            max_retries,
+            idempotency_key: new.idempotency_key,
+            related_entity: new.related_entity,
+            provider: None,
+            worker_id: None,
+            lease_expires_at: None,
+            timeout,
+            run_after: now,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            completed_at: None,
+        }
+    }
+
+    fn transition(&mut self, to: TaskStatus, now: DateTime<Utc>) -> Result<(), DomainError> {
+        if !self.status.can_become(to) {
+            return Err(DomainError::InvalidTransition {
+                from: self.status,
+                to,
+            });
+        }
+        self.status = to;
+        self.updated_at = now;
+        if to.is_terminal() {
+            self.completed_at = Some(now);
+            self.worker_id = None;
+            self.lease_expires_at = None;
+        }
+        Ok(())
+    }
+
+    /// A worker claims the task with a lease until `lease_until`.
+    pub fn start(
+        &mut self,
+        worker: WorkerId,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), DomainError> {
+        self.transition(TaskStatus::Processing, now)?;
+        self.worker_id = Some(worker);
+        self.lease_expires_at = Some(lease_until);
+        self.started_at = Some(now);
+        Ok(())
+    }
+
+    /// The provider answered.
+    pub fn complete(
+        &mut self,
+        result: Value,
+        provider: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), DomainError> {
+        self.transition(TaskStatus::Completed, now)?;
+        self.result = Some(result);
+        self.provider = provider;
+        self.progress = 100;
+        Ok(())
+    }
+
+    /// Whether a failure of this class still leaves an attempt.
+    pub fn can_retry(&self, error: &TaskError) -> bool {
+        error.class != super::ErrorClass::NonRetryable && self.retry_count < self.max_retries
+    }
+
+    /// The attempt failed: back to pending until `run_after` when retries remain, else failed.
+    /// Returns the new status.
+    pub fn fail(
+        &mut self,
+        error: TaskError,
+        run_after: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<TaskStatus, DomainError> {
+        let next = if self.can_retry(&error) {
+            TaskStatus::Pending
+        } else {
+            TaskStatus::Failed
+        };
+        self.transition(next, now)?;
+        self.provider = error.provider.clone();
+        self.error = Some(error);
+        if next == TaskStatus::Pending {
+            self.retry_count += 1;
+            self.run_after = run_after;
+            self.worker_id = None;
+            self.lease_expires_at = None;
+        }
+        Ok(next)
+    }
+
+    /// Stop the task on request.
+    pub fn cancel(&mut self, now: DateTime<Utc>) -> Result<(), DomainError> {
+        self.transition(TaskStatus::Cancelled, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::ErrorClass;
+
+    fn new_task(payload: Value) -> Result<NewTask, DomainError> {
+        NewTask::parse(
+            UserId::parse("u1").unwrap(),
+            "echo",
+            payload,
+            None,
+            None,
+            None,
+        )
+    }
+
+    fn task() -> Task {
+        Task::create(
+            new_task(json!({})).unwrap(),
+            2,
+            Duration::from_secs(300),
+            Utc::now(),
+        )
+    }
+
+    #[test]
+    fn parse_rejects_bad_payloads() {
+        assert!(
+            new_task(json!([1]))
+                .unwrap_err()
+                .to_string()
+                .contains("JSON object")
+        );
+        assert!(new_task(json!({"delay_ms": -1})).is_err());
+        assert!(new_task(json!({"fail_times": "x"})).is_err());
+        let big = "x".repeat(MAX_PAYLOAD_BYTES);
+        assert!(
+            new_task(json!({ "s": big }))
+                .unwrap_err()
+                .to_string()
+                .contains("limit")
+        );
+        assert_eq!(new_task(Value::Null).unwrap().payload, json!({}));
+    }
+
+    #[test]
+    fn parse_uses_type_default_priority() {
+        let u = UserId::parse("u").unwrap();
+        let t = NewTask::parse(u.clone(), "summarize", json!({}), None, None, None).unwrap();
+        assert_eq!(t.priority.value(), 7);
+        assert!(NewTask::parse(u, "echo", json!({}), Some(11), None, None).is_err());
+    }
+
+    #[test]
+    fn happy_path() {
+        let now = Utc::now();
+        let mut t = task();
+        t.start(WorkerId::from_stored("w".into()), now, now)
+            .unwrap();
+        assert_eq!(t.status, TaskStatus::Processing);
+        t.complete(json!({"ok": true}), Some("echo".into()), now)
+            .unwrap();
+        assert_eq!((t.status, t.progress), (TaskStatus::Completed, 100));
+        assert!(t.worker_id.is_none() && t.completed_at.is_some());
+        assert!(t.cancel(now).is_err(), "terminal status must not change");
+    }
+
+    #[test]
+    fn retries_then_fails() {
+        let now = Utc::now();
+        let mut t = task();
+        let err = TaskError::new(ErrorClass::Retryable, "boom");
+        for attempt in 1..=2 {
+            t.start(WorkerId::from_stored("w".into()), now, now)
+                .unwrap();
+            assert_eq!(t.fail(err.clone(), now, now).unwrap(), TaskStatus::Pending);
+            assert_eq!(t.retry_count, attempt);
+        }
+        t.start(WorkerId::from_stored("w".into()), now, now)
+            .unwrap();
+        assert_eq!(t.fail(err, now, now).unwrap(), TaskStatus::Failed);
+    }
+
+    #[test]
+    fn non_retryable_fails_at_once() {
+        let now = Utc::now();
+        let mut t = task();
+        t.start(WorkerId::from_stored("w".into()), now, now)
+            .unwrap();
+        let err = TaskError::new(ErrorClass::NonRetryable, "bad request");
+        assert_eq!(t.fail(err, now, now).unwrap(), TaskStatus::Failed);
+    }
+
+    #[test]
+    fn cannot_complete_pending() {
+        let mut t = task();
+        assert!(matches!(
+            t.complete(json!(1), None, Utc::now()),
+            Err(DomainError::InvalidTransition { .. })
+        ));
+    }
+}

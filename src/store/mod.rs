@@ -1,0 +1,183 @@
+//! Durable task storage: the port and its PostgreSQL and SQLite implementations.
+//!
+//! Every state change is a compare-and-set in SQL (`WHERE status = ...`), written in the same
+//! transaction as its [`TaskEvent`](crate::domain::TaskEvent), so the database alone decides who
+//! owns a task and a terminal status never changes again.
+
+mod error;
+mod postgres;
+mod row;
+mod sql;
+mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::domain::{
+    Page, PageRequest, Task, TaskError, TaskEvent, TaskId, TaskStatus, TaskType, UserId, WorkerId,
+};
+
+pub use error::StoreError;
+pub use postgres::PgTaskStore;
+pub use sqlite::SqliteTaskStore;
+
+/// The outcome of inserting one task.
+#[derive(Debug, Clone)]
+pub struct Inserted {
+    /// The stored task: the new one, or the earlier one with the same idempotency key.
+    pub task: Task,
+    /// False when an earlier task with the same idempotency key was returned instead.
+    pub created: bool,
+}
+
+/// How one attempt ended, as reported by the worker that held the task.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// The task.
+    pub task_id: TaskId,
+    /// The worker that claimed it; the update applies only if it still holds the task.
+    pub worker_id: WorkerId,
+    /// What happened.
+    pub outcome: Outcome,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
+/// The end of one attempt.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// `processing -> completed`.
+    Completed {
+        /// The provider's answer.
+        result: Value,
+        /// Who produced it.
+        provider: Option<String>,
+    },
+    /// `processing -> pending`, to run again at `run_after`.
+    Retry {
+        /// Why this attempt failed.
+        error: TaskError,
+        /// Not before this time.
+        run_after: DateTime<Utc>,
+    },
+    /// `processing -> failed`.
+    Failed {
+        /// Why.
+        error: TaskError,
+    },
+}
+
+/// Filters for listing tasks.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only this owner's tasks (`None`: everyone's, for admins).
+    pub user_id: Option<UserId>,
+    /// Only tasks with this status.
+    pub status: Option<TaskStatus>,
+    /// Only tasks of this type.
+    pub task_type: Option<TaskType>,
+}
+
+/// Durable task storage (seed 000's AIGenerationTaskRepository, plus the batch operations the
+/// worker pool and group commit need).
+#[async_trait]
+pub trait TaskStore: Send + Sync + 'static {
+    /// Inserts tasks and their `TaskCreated` events in one transaction: all or none. A task whose
+    /// (user, idempotency key) already exists is not inserted; the existing one is returned.
+    async fn insert_tasks(&self, tasks: Vec<Task>) -> Result<Vec<Inserted>, StoreError>;
+
+    /// One task by id.
+    async fn find_by_id(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
+
+    /// Writes the whole task (insert or replace). For administrative repair and tests; the
+    /// worker and API paths use the guarded transitions below.
+    async fn save(&self, task: &Task) -> Result<(), StoreError>;
+
+    /// Deletes a task and its events. Returns whether it existed.
+    async fn delete(&self, id: TaskId) -> Result<bool, StoreError>;
+
+    /// Claims those of `ids` that are still pending for `worker`, with a lease until
+    /// `lease_until`, writing a `TaskStarted` event each. Returns the claimed tasks; ids that
+    /// were not pending (claimed elsewhere, cancelled, finished) are skipped.
+    async fn claim(
+        &self,
+        ids: &[TaskId],
+        worker: &WorkerId,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// Applies finished attempts in one transaction. Each applies only if the task is still
+    /// processing under that worker; returns, per input, whether it applied.
+    async fn finish(&self, finishes: &[Finish]) -> Result<Vec<bool>, StoreError>;
+
+    /// `pending | processing -> cancelled`. Returns the task after the attempt and whether it
+    /// was cancelled now; `None` if there is no such task.
+    async fn cancel(
+        &self,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Task, bool)>, StoreError>;
+
+    /// Pending tasks in queue order (priority, then age).
+    async fn find_pending_tasks(&self, limit: u32) -> Result<Vec<Task>, StoreError>;
+
+    /// Tasks being processed, optionally only those last tried on `provider`.
+    async fn find_processing_tasks(&self, provider: Option<&str>) -> Result<Vec<Task>, StoreError>;
+
+    /// Failed tasks with fewer than `max_retries` retries, last changed before `older_than`.
+    async fn find_failed_tasks(
+        &self,
+        max_retries: u32,
+        older_than: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// Processing tasks whose lease ended before `now`: their worker is gone or stuck.
+    async fn find_timed_out_tasks(&self, now: DateTime<Utc>) -> Result<Vec<Task>, StoreError>;
+
+    /// Tasks matching `filter`, newest first, one page.
+    async fn list(&self, filter: &TaskFilter, page: &PageRequest)
+    -> Result<Page<Task>, StoreError>;
+
+    /// Tasks of `user`, newest first, one page.
+    async fn find_by_user(
+        &self,
+        user: &UserId,
+        page: &PageRequest,
+    ) -> Result<Page<Task>, StoreError> {
+        let filter = TaskFilter {
+            user_id: Some(user.clone()),
+            ..TaskFilter::default()
+        };
+        self.list(&filter, page).await
+    }
+
+    /// Pending and processing tasks of `user`.
+    async fn count_active_by_user(&self, user: &UserId) -> Result<u64, StoreError>;
+
+    /// Tasks of one type, optionally with one status, newest first.
+    async fn find_by_type(
+        &self,
+        task_type: TaskType,
+        status: Option<TaskStatus>,
+        limit: u32,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// Tasks linked to one entity of the calling application.
+    async fn find_by_related_entity(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// Tasks a worker holds.
+    async fn find_tasks_by_worker(&self, worker: &WorkerId) -> Result<Vec<Task>, StoreError>;
+
+    /// A task's events, oldest first.
+    async fn events_for_task(&self, id: TaskId) -> Result<Vec<TaskEvent>, StoreError>;
+
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

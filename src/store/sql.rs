@@ -1,0 +1,569 @@
+//! The SQL of [`TaskStore`](super::TaskStore), written once for both databases.
+//!
+//! PostgreSQL and SQLite (3.35+) share every statement used here: `RETURNING`, `ON CONFLICT`,
+//! multi-row `VALUES` and `IN (...)` lists. Placeholders differ (`$1` / `?`), and
+//! [`sqlx::QueryBuilder`] writes the right one, so one macro body serves both stores.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::domain::{Task, TaskEventType, TaskId, UserId};
+
+/// Rows per multi-row INSERT: 16 binds a row stays under SQLite's 32,766-variable limit.
+pub const INSERT_CHUNK: usize = 500;
+/// Ids per `IN (...)` list.
+pub const IN_CHUNK: usize = 1000;
+
+/// An event row about to be written.
+pub struct NewEvent {
+    pub task_id: TaskId,
+    pub user_id: UserId,
+    pub kind: TaskEventType,
+    pub data: Value,
+    pub at: DateTime<Utc>,
+}
+
+impl NewEvent {
+    /// The `TaskCreated` event of a new task.
+    pub fn created(t: &Task) -> Self {
+        Self {
+            task_id: t.id,
+            user_id: t.user_id.clone(),
+            kind: TaskEventType::TaskCreated,
+            data: json!({
+                "status": "pending",
+                "task_type": t.task_type,
+                "priority": t.priority.value(),
+            }),
+            at: t.created_at,
+        }
+    }
+}
+
+/// Implements [`TaskStore`](super::TaskStore) for `$store` (which has a `pool` field) on
+/// database `$db`.
+macro_rules! impl_task_store {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            async fn insert_events(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                events: Vec<$crate::store::sql::NewEvent>,
+            ) -> Result<(), $crate::store::StoreError> {
+                for chunk in events.chunks($crate::store::sql::INSERT_CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO task_events (task_id, user_id, event_type, data, created_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, e| {
+                        b.push_bind(e.task_id.as_uuid())
+                            .push_bind(e.user_id.as_str().to_owned())
+                            .push_bind(e.kind.as_str())
+                            .push_bind(sqlx::types::Json(e.data.clone()))
+                            .push_bind(e.at);
+                    });
+                    qb.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
+            async fn fetch_tasks(
+                &self,
+                mut qb: sqlx::QueryBuilder<$db>,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let rows: Vec<$crate::store::row::TaskRow> =
+                    qb.build_query_as().fetch_all(&self.pool).await?;
+                $crate::store::row::into_tasks(rows)
+            }
+
+            fn select() -> sqlx::QueryBuilder<$db> {
+                sqlx::QueryBuilder::new(format!(
+                    "SELECT {} FROM tasks WHERE 1 = 1",
+                    $crate::store::row::TASK_COLUMNS
+                ))
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::TaskStore for $store {
+            async fn insert_tasks(
+                &self,
+                tasks: Vec<$crate::domain::Task>,
+            ) -> Result<Vec<$crate::store::Inserted>, $crate::store::StoreError> {
+                use std::collections::HashSet;
+                if tasks.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut tx = self.pool.begin().await?;
+                let mut inserted: HashSet<uuid::Uuid> = HashSet::with_capacity(tasks.len());
+                for chunk in tasks.chunks($crate::store::sql::INSERT_CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO tasks (id, user_id, task_type, status, priority, payload, \
+                         progress, retry_count, max_retries, idempotency_key, \
+                         related_entity_type, related_entity_id, timeout_ms, run_after, \
+                         created_at, updated_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, t| {
+                        let rel = t.related_entity.clone();
+                        b.push_bind(t.id.as_uuid())
+                            .push_bind(t.user_id.as_str().to_owned())
+                            .push_bind(t.task_type.as_str())
+                            .push_bind(t.status.as_str())
+                            .push_bind(i32::from(t.priority.value()))
+                            .push_bind(sqlx::types::Json(t.payload.clone()))
+                            .push_bind(i32::from(t.progress))
+                            .push_bind(t.retry_count as i32)
+                            .push_bind(t.max_retries as i32)
+                            .push_bind(t.idempotency_key.clone())
+                            .push_bind(rel.as_ref().map(|r| r.entity_type.clone()))
+                            .push_bind(rel.map(|r| r.entity_id))
+                            .push_bind($crate::store::row::timeout_ms(t))
+                            .push_bind(t.run_after)
+                            .push_bind(t.created_at)
+                            .push_bind(t.updated_at);
+                    });
+                    qb.push(" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id");
+                    let ids: Vec<uuid::Uuid> =
+                        qb.build_query_scalar().fetch_all(&mut *tx).await?;
+                    inserted.extend(ids);
+                }
+                let events = tasks
+                    .iter()
+                    .filter(|t| inserted.contains(&t.id.as_uuid()))
+                    .map($crate::store::sql::NewEvent::created)
+                    .collect();
+                Self::insert_events(&mut tx, events).await?;
+
+                let mut out = Vec::with_capacity(tasks.len());
+                for task in tasks {
+                    if inserted.contains(&task.id.as_uuid()) {
+                        out.push($crate::store::Inserted { task, created: true });
+                        continue;
+                    }
+                    // Only an idempotency-key conflict skips a row: return the first task.
+                    let mut qb = Self::select();
+                    qb.push(" AND user_id = ")
+                        .push_bind(task.user_id.as_str().to_owned())
+                        .push(" AND idempotency_key = ")
+                        .push_bind(task.idempotency_key.clone());
+                    let row: Option<$crate::store::row::TaskRow> =
+                        qb.build_query_as().fetch_optional(&mut *tx).await?;
+                    let row = row.ok_or_else(|| {
+                        $crate::store::StoreError::Corrupt(format!(
+                            "task {} was neither inserted nor found by idempotency key",
+                            task.id
+                        ))
+                    })?;
+                    out.push($crate::store::Inserted { task: row.try_into()?, created: false });
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn find_by_id(
+                &self,
+                id: $crate::domain::TaskId,
+            ) -> Result<Option<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND id = ").push_bind(id.as_uuid());
+                Ok(self.fetch_tasks(qb).await?.pop())
+            }
+
+            async fn save(
+                &self,
+                t: &$crate::domain::Task,
+            ) -> Result<(), $crate::store::StoreError> {
+                let rel = t.related_entity.clone();
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "INSERT INTO tasks ({}) ",
+                    $crate::store::row::TASK_COLUMNS
+                ));
+                qb.push_values(std::iter::once(t), |mut b, t| {
+                    b.push_bind(t.id.as_uuid())
+                        .push_bind(t.user_id.as_str().to_owned())
+                        .push_bind(t.task_type.as_str())
+                        .push_bind(t.status.as_str())
+                        .push_bind(i32::from(t.priority.value()))
+                        .push_bind(sqlx::types::Json(t.payload.clone()))
+                        .push_bind(t.result.clone().map(sqlx::types::Json))
+                        .push_bind(t.error.as_ref().map(|e| sqlx::types::Json(serde_json::json!(e))))
+                        .push_bind(i32::from(t.progress))
+                        .push_bind(t.retry_count as i32)
+                        .push_bind(t.max_retries as i32)
+                        .push_bind(t.idempotency_key.clone())
+                        .push_bind(rel.as_ref().map(|r| r.entity_type.clone()))
+                        .push_bind(rel.as_ref().map(|r| r.entity_id.clone()))
+                        .push_bind(t.provider.clone())
+                        .push_bind(t.worker_id.as_ref().map(|w| w.as_str().to_owned()))
+                        .push_bind(t.lease_expires_at)
+                        .push_bind($crate::store::row::timeout_ms(t))
+                        .push_bind(t.run_after)
+                        .push_bind(t.created_at)
+                        .push_bind(t.updated_at)
+                        .push_bind(t.started_at)
+                        .push_bind(t.completed_at);
+                });
+                qb.push(
+                    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                     priority = excluded.priority, payload = excluded.payload, \
+                     result = excluded.result, error = excluded.error, \
+                     progress = excluded.progress, retry_count = excluded.retry_count, \
+                     max_retries = excluded.max_retries, provider = excluded.provider, \
+                     worker_id = excluded.worker_id, lease_expires_at = excluded.lease_expires_at, \
+                     timeout_ms = excluded.timeout_ms, run_after = excluded.run_after, \
+                     updated_at = excluded.updated_at, started_at = excluded.started_at, \
+                     completed_at = excluded.completed_at",
+                );
+                qb.build().execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn delete(
+                &self,
+                id: $crate::domain::TaskId,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM task_events WHERE task_id = ");
+                qb.push_bind(id.as_uuid());
+                qb.build().execute(&mut *tx).await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM tasks WHERE id = ");
+                qb.push_bind(id.as_uuid());
+                let n = qb.build().execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                Ok(n > 0)
+            }
+
+            async fn claim(
+                &self,
+                ids: &[$crate::domain::TaskId],
+                worker: &$crate::domain::WorkerId,
+                lease_until: chrono::DateTime<chrono::Utc>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut tx = self.pool.begin().await?;
+                let mut claimed = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks($crate::store::sql::IN_CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE tasks SET status = 'processing', worker_id = ",
+                    );
+                    qb.push_bind(worker.as_str().to_owned())
+                        .push(", lease_expires_at = ")
+                        .push_bind(lease_until)
+                        .push(", started_at = ")
+                        .push_bind(now)
+                        .push(", updated_at = ")
+                        .push_bind(now)
+                        .push(" WHERE status = 'pending' AND id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.as_uuid());
+                    }
+                    qb.push(format!(") RETURNING {}", $crate::store::row::TASK_COLUMNS));
+                    let rows: Vec<$crate::store::row::TaskRow> =
+                        qb.build_query_as().fetch_all(&mut *tx).await?;
+                    claimed.extend($crate::store::row::into_tasks(rows)?);
+                }
+                let events = claimed
+                    .iter()
+                    .map(|t: &$crate::domain::Task| $crate::store::sql::NewEvent {
+                        task_id: t.id,
+                        user_id: t.user_id.clone(),
+                        kind: $crate::domain::TaskEventType::TaskStarted,
+                        data: serde_json::json!({
+                            "status": "processing",
+                            "worker_id": worker.as_str(),
+                            "attempt": t.retry_count + 1,
+                        }),
+                        at: now,
+                    })
+                    .collect();
+                Self::insert_events(&mut tx, events).await?;
+                tx.commit().await?;
+                Ok(claimed)
+            }
+
+            async fn finish(
+                &self,
+                finishes: &[$crate::store::Finish],
+            ) -> Result<Vec<bool>, $crate::store::StoreError> {
+                use $crate::domain::TaskEventType as E;
+                use $crate::store::Outcome;
+                let mut tx = self.pool.begin().await?;
+                let mut applied = Vec::with_capacity(finishes.len());
+                let mut events = Vec::with_capacity(finishes.len());
+                for f in finishes {
+                    let (mut qb, kind, data) = match &f.outcome {
+                        Outcome::Completed { result, provider } => {
+                            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                                "UPDATE tasks SET status = 'completed', progress = 100, result = ",
+                            );
+                            qb.push_bind(sqlx::types::Json(result.clone()))
+                                .push(", provider = ")
+                                .push_bind(provider.clone())
+                                .push(", completed_at = ")
+                                .push_bind(f.at);
+                            (qb, E::TaskCompleted, serde_json::json!({
+                                "status": "completed", "provider": provider,
+                            }))
+                        }
+                        Outcome::Retry { error, run_after } => {
+                            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                                "UPDATE tasks SET status = 'pending', \
+                                 retry_count = retry_count + 1, error = ",
+                            );
+                            qb.push_bind(sqlx::types::Json(serde_json::json!(error)))
+                                .push(", provider = ")
+                                .push_bind(error.provider.clone())
+                                .push(", run_after = ")
+                                .push_bind(*run_after);
+                            (qb, E::TaskRetrying, serde_json::json!({
+                                "status": "pending", "error": error, "run_after": run_after,
+                            }))
+                        }
+                        Outcome::Failed { error } => {
+                            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                                "UPDATE tasks SET status = 'failed', error = ",
+                            );
+                            qb.push_bind(sqlx::types::Json(serde_json::json!(error)))
+                                .push(", provider = ")
+                                .push_bind(error.provider.clone())
+                                .push(", completed_at = ")
+                                .push_bind(f.at);
+                            (qb, E::TaskFailed, serde_json::json!({
+                                "status": "failed", "error": error,
+                            }))
+                        }
+                    };
+                    qb.push(", worker_id = NULL, lease_expires_at = NULL, updated_at = ")
+                        .push_bind(f.at)
+                        .push(" WHERE id = ")
+                        .push_bind(f.task_id.as_uuid())
+                        .push(" AND status = 'processing' AND worker_id = ")
+                        .push_bind(f.worker_id.as_str().to_owned())
+                        .push(" RETURNING user_id, retry_count");
+                    let row: Option<(String, i32)> =
+                        qb.build_query_as().fetch_optional(&mut *tx).await?;
+                    applied.push(row.is_some());
+                    if let Some((user, retry_count)) = row {
+                        let mut data = data;
+                        if kind == E::TaskRetrying {
+                            data["attempt"] = serde_json::json!(retry_count);
+                        }
+                        events.push($crate::store::sql::NewEvent {
+                            task_id: f.task_id,
+                            user_id: $crate::domain::UserId::parse(&user).map_err(|_| {
+                                $crate::store::StoreError::Corrupt("user_id".into())
+                            })?,
+                            kind,
+                            data,
+                            at: f.at,
+                        });
+                    }
+                }
+                Self::insert_events(&mut tx, events).await?;
+                tx.commit().await?;
+                Ok(applied)
+            }
+
+            async fn cancel(
+                &self,
+                id: $crate::domain::TaskId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Option<($crate::domain::Task, bool)>, $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE tasks SET status = 'cancelled', worker_id = NULL, \
+                     lease_expires_at = NULL, updated_at = ",
+                );
+                qb.push_bind(now)
+                    .push(", completed_at = ")
+                    .push_bind(now)
+                    .push(" WHERE id = ")
+                    .push_bind(id.as_uuid())
+                    .push(format!(
+                        " AND status IN ('pending', 'processing') RETURNING {}",
+                        $crate::store::row::TASK_COLUMNS
+                    ));
+                let row: Option<$crate::store::row::TaskRow> =
+                    qb.build_query_as().fetch_optional(&mut *tx).await?;
+                let Some(row) = row else {
+                    tx.rollback().await?;
+                    return Ok(self.find_by_id(id).await?.map(|t| (t, false)));
+                };
+                let task: $crate::domain::Task = row.try_into()?;
+                let event = $crate::store::sql::NewEvent {
+                    task_id: task.id,
+                    user_id: task.user_id.clone(),
+                    kind: $crate::domain::TaskEventType::TaskCancelled,
+                    data: serde_json::json!({ "status": "cancelled" }),
+                    at: now,
+                };
+                Self::insert_events(&mut tx, vec![event]).await?;
+                tx.commit().await?;
+                Ok(Some((task, true)))
+            }
+
+            async fn find_pending_tasks(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND status = 'pending' ORDER BY priority DESC, created_at LIMIT ")
+                    .push_bind(i64::from(limit));
+                self.fetch_tasks(qb).await
+            }
+
+            async fn find_processing_tasks(
+                &self,
+                provider: Option<&str>,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND status = 'processing'");
+                if let Some(p) = provider {
+                    qb.push(" AND provider = ").push_bind(p.to_owned());
+                }
+                qb.push(" ORDER BY started_at");
+                self.fetch_tasks(qb).await
+            }
+
+            async fn find_failed_tasks(
+                &self,
+                max_retries: u32,
+                older_than: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND status = 'failed' AND retry_count < ")
+                    .push_bind(max_retries as i32)
+                    .push(" AND updated_at < ")
+                    .push_bind(older_than)
+                    .push(" ORDER BY updated_at LIMIT ")
+                    .push_bind(i64::from(limit));
+                self.fetch_tasks(qb).await
+            }
+
+            async fn find_timed_out_tasks(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND status = 'processing' AND lease_expires_at < ")
+                    .push_bind(now)
+                    .push(" ORDER BY lease_expires_at");
+                self.fetch_tasks(qb).await
+            }
+
+            async fn list(
+                &self,
+                filter: &$crate::store::TaskFilter,
+                page: &$crate::domain::PageRequest,
+            ) -> Result<$crate::domain::Page<$crate::domain::Task>, $crate::store::StoreError>
+            {
+                let mut qb = Self::select();
+                if let Some(user) = &filter.user_id {
+                    qb.push(" AND user_id = ").push_bind(user.as_str().to_owned());
+                }
+                if let Some(status) = filter.status {
+                    qb.push(" AND status = ").push_bind(status.as_str());
+                }
+                if let Some(t) = filter.task_type {
+                    qb.push(" AND task_type = ").push_bind(t.as_str());
+                }
+                if let Some((at, id)) = page.after {
+                    qb.push(" AND (created_at < ")
+                        .push_bind(at)
+                        .push(" OR (created_at = ")
+                        .push_bind(at)
+                        .push(" AND id < ")
+                        .push_bind(id.as_uuid())
+                        .push("))");
+                }
+                qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                    .push_bind(i64::from(page.size) + 1);
+                let mut items = self.fetch_tasks(qb).await?;
+                let next_page_token = if items.len() > page.size as usize {
+                    items.truncate(page.size as usize);
+                    items.last().map(|t| $crate::domain::encode_token(t.created_at, t.id))
+                } else {
+                    None
+                };
+                Ok($crate::domain::Page { items, next_page_token })
+            }
+
+            async fn count_active_by_user(
+                &self,
+                user: &$crate::domain::UserId,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'processing') \
+                     AND user_id = ",
+                );
+                qb.push_bind(user.as_str().to_owned());
+                let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+
+            async fn find_by_type(
+                &self,
+                task_type: $crate::domain::TaskType,
+                status: Option<$crate::domain::TaskStatus>,
+                limit: u32,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND task_type = ").push_bind(task_type.as_str());
+                if let Some(s) = status {
+                    qb.push(" AND status = ").push_bind(s.as_str());
+                }
+                qb.push(" ORDER BY created_at DESC LIMIT ").push_bind(i64::from(limit));
+                self.fetch_tasks(qb).await
+            }
+
+            async fn find_by_related_entity(
+                &self,
+                entity_type: &str,
+                entity_id: &str,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND related_entity_type = ")
+                    .push_bind(entity_type.to_owned())
+                    .push(" AND related_entity_id = ")
+                    .push_bind(entity_id.to_owned())
+                    .push(" ORDER BY created_at DESC");
+                self.fetch_tasks(qb).await
+            }
+
+            async fn find_tasks_by_worker(
+                &self,
+                worker: &$crate::domain::WorkerId,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND worker_id = ")
+                    .push_bind(worker.as_str().to_owned())
+                    .push(" AND status = 'processing' ORDER BY started_at");
+                self.fetch_tasks(qb).await
+            }
+
+            async fn events_for_task(
+                &self,
+                id: $crate::domain::TaskId,
+            ) -> Result<Vec<$crate::domain::TaskEvent>, $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT task_id, user_id, event_type, data, created_at FROM task_events \
+                     WHERE task_id = ",
+                );
+                qb.push_bind(id.as_uuid()).push(" ORDER BY id");
+                let rows: Vec<$crate::store::row::EventRow> =
+                    qb.build_query_as().fetch_all(&self.pool).await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_task_store;

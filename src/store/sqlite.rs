@@ -1,0 +1,53 @@
+//! SQLite task store (embedded mode): one file, one process.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::StoreError;
+use super::sql::impl_task_store;
+
+/// Tasks in a SQLite file.
+#[derive(Clone)]
+pub struct SqliteTaskStore {
+    /// Connection pool. SQLite allows one writer at a time; WAL lets readers run alongside it.
+    pool: SqlitePool,
+}
+
+impl SqliteTaskStore {
+    /// Opens (creating if needed) `tasks.db` in `dir` and runs the SQLite migrations.
+    pub async fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(sqlx::Error::Configuration(
+                format!("cannot create DATA_DIR {}: {e}", dir.display()).into(),
+            ))
+        })?;
+        let url = format!("sqlite://{}", dir.join("tasks.db").display());
+        Self::connect(&url).await
+    }
+
+    /// Connects to a SQLite URL (`sqlite://path` or `sqlite::memory:`).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a commit survives a crash of this process; only an OS crash or
+            // power loss can lose the last few commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+impl_task_store!(SqliteTaskStore, sqlx::Sqlite);
