@@ -1,8 +1,18 @@
 //! AI Integration Service: a durable AI task queue and gateway.
 //!
-//! See `README.md` for the picture; `domain` is the pure core, `store`, `queue` and `bus` are
-//! ports with their implementations, `worker` runs tasks, `api` translates gRPC and HTTP.
+//! `domain` is the pure core; `store` and `queue` are ports with their implementations;
+//! `service` is what the APIs call; `worker` runs tasks; `api` translates gRPC and HTTP;
+//! `app` wires it all together.
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod batch;
+pub mod clock;
+pub mod config;
 pub mod domain;
+pub mod providers;
 pub mod queue;
+pub mod service;
 pub mod store;
+pub mod worker;

@@ -1,1 +1,108 @@
-fn main() {}
+//! `ai-integration-service`: `serve` (the default) or `token`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ai_integration_service::app::{Application, jwt_secret};
+use ai_integration_service::auth::{JwtKeys, Role};
+use ai_integration_service::config::{Config, parse_duration};
+use ai_integration_service::domain::UserId;
+use clap::{Parser, Subcommand};
+
+/// Durable AI task queue and gateway. Configuration comes from environment variables (see
+/// README).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP and gRPC on PORT and run the worker pool (the default).
+    Serve,
+    /// Print a JWT signed with the configured secret.
+    Token {
+        /// The user id (`sub` claim).
+        #[arg(long)]
+        user: String,
+        /// Issue an admin token.
+        #[arg(long)]
+        admin: bool,
+        /// Lifetime, e.g. 24h, 30m.
+        #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
+}
+
+fn parse_ttl(raw: &str) -> Result<Duration, String> {
+    parse_duration(raw).ok_or_else(|| format!("{raw:?} is not a duration such as 24h or 30m"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config),
+        Command::Token { user, admin, ttl } => token(&config, &user, admin, ttl),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn token(config: &Config, user: &str, admin: bool, ttl: Duration) -> anyhow::Result<()> {
+    let keys = JwtKeys::new(&jwt_secret(config)?);
+    let user = UserId::parse(user)?;
+    let role = if admin { Role::Admin } else { Role::User };
+    println!("{}", keys.issue(&user, role, ttl)?);
+    Ok(())
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let app = Application::build(config).await?;
+        let shutdown = app.shutdown_token();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received");
+            shutdown.cancel();
+        });
+        app.run_until_stopped().await
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

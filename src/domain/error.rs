@@ -10,6 +10,9 @@ pub enum DomainError {
     /// The input breaks a rule; the message says which.
     #[error("{0}")]
     Invalid(String),
+    /// The input is larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
     /// The task's status does not allow this transition.
     #[error("task is {from}, cannot become {to}")]
     InvalidTransition { from: TaskStatus, to: TaskStatus },

@@ -67,7 +67,7 @@ impl NewTask {
             .map(|v| v.len())
             .unwrap_or(usize::MAX);
         if size > MAX_PAYLOAD_BYTES {
-            return Err(DomainError::Invalid(format!(
+            return Err(DomainError::TooLarge(format!(
                 "payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}"
             )));
         }

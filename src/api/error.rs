@@ -1,0 +1,135 @@
+//! The one place where errors become HTTP and gRPC statuses.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::auth::AuthError;
+use crate::domain::DomainError;
+use crate::service::ServiceError;
+
+/// An error on its way to a client.
+#[derive(Debug)]
+pub enum ApiError {
+    /// Not authenticated.
+    Auth(AuthError),
+    /// The service refused or failed.
+    Service(ServiceError),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        Self::Auth(e)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        Self::Service(e)
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        Self::Service(e.into())
+    }
+}
+
+impl ApiError {
+    /// HTTP status, gRPC code and a stable snake_case code string, side by side.
+    fn classify(&self) -> (StatusCode, tonic::Code, &'static str) {
+        use ServiceError as S;
+        match self {
+            Self::Auth(_) => (
+                StatusCode::UNAUTHORIZED,
+                tonic::Code::Unauthenticated,
+                "unauthenticated",
+            ),
+            Self::Service(e) => match e {
+                S::Invalid(_) => (
+                    StatusCode::BAD_REQUEST,
+                    tonic::Code::InvalidArgument,
+                    "invalid_argument",
+                ),
+                S::TooLarge(_) => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    tonic::Code::InvalidArgument,
+                    "payload_too_large",
+                ),
+                S::NotFound(_) => (StatusCode::NOT_FOUND, tonic::Code::NotFound, "not_found"),
+                S::Conflict(_) => (
+                    StatusCode::CONFLICT,
+                    tonic::Code::FailedPrecondition,
+                    "failed_precondition",
+                ),
+                S::Busy { .. } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    tonic::Code::ResourceExhausted,
+                    "resource_exhausted",
+                ),
+                S::Unavailable(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    tonic::Code::Unavailable,
+                    "unavailable",
+                ),
+                S::Internal => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    tonic::Code::Internal,
+                    "internal",
+                ),
+            },
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::Auth(e) => e.to_string(),
+            Self::Service(e) => e.to_string(),
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Service(ServiceError::Busy { retry_after, .. }) => {
+                Some(retry_after.as_secs().max(1))
+            }
+            _ => None,
+        }
+    }
+
+    /// The HTTP status alone, for building responses to framework rejections.
+    pub fn http_status(&self) -> StatusCode {
+        self.classify().0
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _, code) = self.classify();
+        let body = Json(json!({ "error": { "code": code, "message": self.message() } }));
+        let mut resp = (status, body).into_response();
+        if let Some(secs) = self.retry_after_secs() {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, Self::Auth(_)) {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> Self {
+        let (_, code, _) = e.classify();
+        let mut status = tonic::Status::new(code, e.message());
+        if let Some(secs) = e.retry_after_secs()
+            && let Ok(v) = secs.to_string().parse()
+        {
+            status.metadata_mut().insert("retry-after", v);
+        }
+        status
+    }
+}

@@ -1,0 +1,40 @@
+//! gRPC services: `ai.integration.v1.TaskService`, `grpc.health.v1.Health` and reflection.
+
+mod convert;
+mod tasks;
+
+use axum::Router;
+
+use super::AppState;
+use super::proto::task_service_server::TaskServiceServer;
+
+/// Most bytes in one gRPC message: a full 1,000-task batch of large payloads fits.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The gRPC services as an axum router.
+pub fn routes(state: AppState) -> Router {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    // Serving status of the whole server ("") is SERVING from the default; name ours too.
+    tokio::spawn(async move {
+        health_reporter
+            .set_serving::<TaskServiceServer<tasks::TaskApi>>()
+            .await;
+    });
+    // Both reflection versions: older grpcurl builds speak only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(super::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // Infallible for the descriptor sets compiled into this binary.
+    let reflection_v1 = reflection().build_v1().expect("valid descriptor sets");
+    let reflection_v1alpha = reflection().build_v1alpha().expect("valid descriptor sets");
+    let tasks = TaskServiceServer::new(tasks::TaskApi::new(state))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::service::Routes::new(tasks)
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .into_axum_router()
+}

@@ -1,0 +1,138 @@
+//! `ai.integration.v1.TaskService`.
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{status_from_proto, struct_to_json, task_to_proto};
+use crate::api::AppState;
+use crate::api::auth::grpc_caller;
+use crate::api::error::ApiError;
+use crate::api::proto::{self, task_service_server::TaskService};
+use crate::auth::Caller;
+use crate::domain::{NewTask, PageRequest, TaskId};
+use crate::service::ServiceError;
+
+/// The gRPC face of the task service.
+pub struct TaskApi {
+    state: AppState,
+}
+
+impl TaskApi {
+    /// Serves `state`.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> Status {
+    ApiError::from(ServiceError::Invalid(msg.into())).into()
+}
+
+fn api(e: impl Into<ApiError>) -> Status {
+    e.into().into()
+}
+
+fn new_task(caller: &Caller, r: proto::SubmitTaskRequest) -> Result<NewTask, ApiError> {
+    let related = match (r.related_entity_type, r.related_entity_id) {
+        (None, None) => None,
+        (t, i) => Some((t.unwrap_or_default(), i.unwrap_or_default())),
+    };
+    let payload = r
+        .payload
+        .map(struct_to_json)
+        .unwrap_or(serde_json::Value::Null);
+    Ok(NewTask::parse(
+        caller.user_id.clone(),
+        &r.r#type,
+        payload,
+        r.priority.map(i64::from),
+        r.idempotency_key,
+        related,
+    )?)
+}
+
+#[tonic::async_trait]
+impl TaskService for TaskApi {
+    async fn submit_task(
+        &self,
+        request: Request<proto::SubmitTaskRequest>,
+    ) -> Result<Response<proto::Task>, Status> {
+        let caller = grpc_caller(&self.state.keys, &request)?;
+        let new = new_task(&caller, request.into_inner()).map_err(api)?;
+        let mut tasks = self.state.tasks.submit(vec![new]).await.map_err(api)?;
+        let task = tasks.pop().ok_or_else(|| api(ServiceError::Internal))?;
+        Ok(Response::new(task_to_proto(task)))
+    }
+
+    async fn submit_tasks(
+        &self,
+        request: Request<proto::SubmitTasksRequest>,
+    ) -> Result<Response<proto::SubmitTasksResponse>, Status> {
+        let caller = grpc_caller(&self.state.keys, &request)?;
+        let new = request
+            .into_inner()
+            .tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                new_task(&caller, r).map_err(|e| match e {
+                    ApiError::Service(ServiceError::Invalid(m)) => {
+                        invalid(format!("tasks[{i}]: {m}"))
+                    }
+                    other => api(other),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tasks = self.state.tasks.submit(new).await.map_err(api)?;
+        Ok(Response::new(proto::SubmitTasksResponse {
+            tasks: tasks.into_iter().map(task_to_proto).collect(),
+        }))
+    }
+
+    async fn get_task(
+        &self,
+        request: Request<proto::GetTaskRequest>,
+    ) -> Result<Response<proto::Task>, Status> {
+        let caller = grpc_caller(&self.state.keys, &request)?;
+        let id = TaskId::parse(&request.get_ref().task_id).map_err(api)?;
+        let task = self.state.tasks.get(&caller, id).await.map_err(api)?;
+        Ok(Response::new(task_to_proto(task)))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<proto::ListTasksRequest>,
+    ) -> Result<Response<proto::ListTasksResponse>, Status> {
+        let caller = grpc_caller(&self.state.keys, &request)?;
+        let r = request.into_inner();
+        let size =
+            u32::try_from(r.page_size).map_err(|_| invalid("page_size must not be negative"))?;
+        let page = PageRequest::parse(size, &r.page_token).map_err(api)?;
+        let status = proto::TaskStatus::try_from(r.status)
+            .map_err(|_| invalid(format!("unknown status {}", r.status)))?;
+        let task_type = if r.r#type.is_empty() {
+            None
+        } else {
+            Some(r.r#type.parse().map_err(api)?)
+        };
+        let page = self
+            .state
+            .tasks
+            .list(&caller, status_from_proto(status), task_type, page)
+            .await
+            .map_err(api)?;
+        Ok(Response::new(proto::ListTasksResponse {
+            tasks: page.items.into_iter().map(task_to_proto).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: Request<proto::CancelTaskRequest>,
+    ) -> Result<Response<proto::Task>, Status> {
+        let caller = grpc_caller(&self.state.keys, &request)?;
+        let id = TaskId::parse(&request.get_ref().task_id).map_err(api)?;
+        let task = self.state.tasks.cancel(&caller, id).await.map_err(api)?;
+        Ok(Response::new(task_to_proto(task)))
+    }
+}

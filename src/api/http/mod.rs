@@ -1,0 +1,41 @@
+//! HTTP/JSON routes.
+
+mod json;
+mod tasks;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Largest request body for one task: the 1 MiB payload limit plus room for the envelope, so an
+/// oversized payload gets the domain's clear 413 rather than a cut-off body.
+const SINGLE_BODY_LIMIT: usize = 2 * 1024 * 1024;
+/// Largest request body for a batch.
+const BATCH_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The HTTP routes.
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/tasks", post(tasks::submit).get(tasks::list))
+        .route(
+            "/api/v1/tasks/batch",
+            post(tasks::submit_batch).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
+        )
+        .route("/api/v1/tasks/{task_id}", get(tasks::get))
+        .route("/api/v1/tasks/{task_id}/cancel", post(tasks::cancel))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .layer(DefaultBodyLimit::max(SINGLE_BODY_LIMIT))
+        .with_state(state)
+}
+
+/// 200 when the database and the queue answer, 503 otherwise.
+async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    state.tasks.ready().await?;
+    Ok((StatusCode::OK, "ready"))
+}

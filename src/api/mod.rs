@@ -1,0 +1,28 @@
+//! The edges: HTTP/JSON (axum) and gRPC (tonic) on one port. Thin: authenticate, translate,
+//! call the task service, translate back.
+
+pub mod auth;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod proto;
+
+use axum::Router;
+
+use crate::auth::JwtKeys;
+use crate::service::TaskService;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The task service.
+    pub tasks: TaskService,
+    /// Verifies bearer tokens.
+    pub keys: JwtKeys,
+}
+
+/// HTTP routes and gRPC services (with health and reflection) as one router: HTTP/1.1 and
+/// HTTP/2 (h2c) requests are told apart by the server, gRPC ones by path.
+pub fn router(state: AppState) -> Router {
+    http::routes(state.clone()).merge(grpc::routes(state))
+}

@@ -1,0 +1,256 @@
+//! Wiring: builds every part from [`Config`], serves, and shuts down in order.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState};
+use crate::auth::{JwtKeys, Role};
+use crate::config::{Backend, Config, Secret};
+use crate::domain::{UserId, WorkerId};
+use crate::providers::ProviderRegistry;
+use crate::queue::{MemoryQueue, RedisQueue, TaskQueue};
+use crate::service::{SubmitLimits, TaskService};
+use crate::store::{PgTaskStore, SqliteTaskStore, TaskStore};
+use crate::worker::{DelayScheduler, PoolConfig, Reconciler, WorkerPool};
+
+/// How often the reconciler rebuilds the queue from the database.
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A built, bound, not yet serving service.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    /// Cancelled to start a graceful shutdown.
+    shutdown: CancellationToken,
+    /// Background loops (worker pool, scheduler, reconciler, group commit).
+    background: TaskTracker,
+    grace_period: Duration,
+}
+
+/// The storage parts chosen by the configured mode.
+struct Backends {
+    store: Arc<dyn TaskStore>,
+    queue: Arc<dyn TaskQueue>,
+    /// Concurrent write transactions: SQLite has a single writer.
+    write_loops: usize,
+}
+
+async fn connect(config: &Config) -> anyhow::Result<Backends> {
+    Ok(match &config.backend {
+        Backend::Embedded { data_dir } => Backends {
+            store: Arc::new(
+                SqliteTaskStore::open(data_dir)
+                    .await
+                    .context("opening SQLite")?,
+            ),
+            queue: Arc::new(MemoryQueue::new()),
+            write_loops: 1,
+        },
+        Backend::Clustered {
+            database_url,
+            redis_url,
+        } => Backends {
+            store: Arc::new(
+                PgTaskStore::connect(database_url.expose(), config.database_max_connections)
+                    .await
+                    .context("connecting to PostgreSQL")?,
+            ),
+            queue: Arc::new(
+                RedisQueue::connect(redis_url.expose(), &config.redis_key_prefix)
+                    .await
+                    .context("connecting to Redis")?,
+            ),
+            write_loops: 4,
+        },
+    })
+}
+
+/// The configured JWT secret; in embedded mode without one, a secret generated once and kept
+/// in `DATA_DIR/jwt_secret`, so tokens survive restarts and `token` can mint them.
+pub fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
+    if let Some(s) = &config.jwt_secret {
+        return Ok(s.clone());
+    }
+    let Backend::Embedded { data_dir } = &config.backend else {
+        anyhow::bail!("JWT_SECRET must be set in clustered mode");
+    };
+    load_or_create_secret(&data_dir.join("jwt_secret"))
+}
+
+fn load_or_create_secret(path: &Path) -> anyhow::Result<Secret> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        return Ok(Secret::new(s.trim()));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let bytes: [u8; 32] = rand::rng().random();
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Secret::new(secret))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+impl Application {
+    /// Connects the backends, starts the background loops and binds the port (0 = any free
+    /// port, for tests).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let backends = connect(&config).await?;
+        let secret = jwt_secret(&config)?;
+        let keys = JwtKeys::new(&secret);
+        if config.jwt_secret.is_none() {
+            announce_dev_tokens(&keys);
+        }
+        let shutdown = CancellationToken::new();
+        let background = TaskTracker::new();
+        let limits = SubmitLimits {
+            max_queue_size: config.max_queue_size,
+            max_retries: config.max_retries,
+            task_timeout: config.task_timeout,
+        };
+        let tasks = TaskService::new(
+            backends.store.clone(),
+            backends.queue.clone(),
+            limits,
+            &background,
+            backends.write_loops,
+        );
+
+        let reconciler = Reconciler::new(
+            backends.store.clone(),
+            backends.queue.clone(),
+            RECONCILE_INTERVAL,
+        );
+        let pushed = reconciler
+            .reconcile()
+            .await
+            .context("rebuilding the queue at start")?;
+        tracing::info!(pushed, "queue rebuilt from the database");
+        background.spawn(reconciler.run(shutdown.child_token()));
+        background.spawn(DelayScheduler::new(backends.queue.clone()).run(shutdown.child_token()));
+
+        let host = hostname();
+        let pool = WorkerPool::new(
+            WorkerId::generate(&host),
+            backends.store.clone(),
+            backends.queue.clone(),
+            ProviderRegistry::builtin(),
+            PoolConfig {
+                size: config.worker_pool_size,
+                lease: config.lease_duration,
+                retry_base_delay: config.retry_base_delay,
+                grace_period: config.shutdown_grace_period,
+                finish_loops: backends.write_loops,
+            },
+        );
+        background.spawn(pool.run(shutdown.child_token()));
+
+        let router = api::router(AppState { tasks, keys });
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        Ok(Self {
+            listener,
+            router,
+            shutdown,
+            background,
+            grace_period: config.shutdown_grace_period,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Cancel this token to shut down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains: stop accepting, let running
+    /// requests and tasks finish within the grace period, flush pending writes.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            shutdown,
+            background,
+            grace_period,
+        } = self;
+        tracing::info!(addr = %listener.local_addr()?, "serving HTTP and gRPC");
+        let server = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = tokio::spawn(async move { server.await });
+        shutdown.cancelled().await;
+        // Open connections get the grace period to finish their requests.
+        match tokio::time::timeout(grace_period + Duration::from_secs(1), server).await {
+            Ok(joined) => joined.context("server task")?.context("serving")?,
+            Err(_) => tracing::warn!("connections still open after the grace period; closing"),
+        }
+        background.close();
+        if tokio::time::timeout(grace_period + Duration::from_secs(2), background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background work did not stop in time");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".to_owned())
+}
+
+/// Embedded mode without `JWT_SECRET`: print ready-made tokens so a newcomer can try the API.
+fn announce_dev_tokens(keys: &JwtKeys) {
+    let ttl = Duration::from_secs(24 * 3600);
+    let (Ok(user), Ok(admin)) = (UserId::parse("dev-user"), UserId::parse("dev-admin")) else {
+        return;
+    };
+    if let (Ok(u), Ok(a)) = (
+        keys.issue(&user, Role::User, ttl),
+        keys.issue(&admin, Role::Admin, ttl),
+    ) {
+        tracing::info!(
+            "no JWT_SECRET set: using a generated one (DATA_DIR/jwt_secret). Tokens valid 24h:\n  \
+             user  (dev-user):  {u}\n  admin (dev-admin): {a}"
+        );
+    }
+}

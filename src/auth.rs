@@ -1,0 +1,168 @@
+//! JWT authentication: HS256 tokens with `sub` (user id), `role` (user | admin) and `exp`.
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Secret;
+use crate::domain::UserId;
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sees and changes only their own tasks.
+    User,
+    /// Sees and changes everyone's tasks.
+    Admin,
+}
+
+/// The claims we issue and accept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id.
+    pub sub: String,
+    /// `user` or `admin`.
+    pub role: Role,
+    /// Expiry, unix seconds.
+    pub exp: u64,
+    /// Issued at, unix seconds.
+    pub iat: u64,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Who.
+    pub user_id: UserId,
+    /// With which rights.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Whether this caller may see or change a task owned by `owner`.
+    pub fn may_access(&self, owner: &UserId) -> bool {
+        self.role == Role::Admin || &self.user_id == owner
+    }
+}
+
+/// Why a request was not authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` credential.
+    #[error("missing bearer token (Authorization: Bearer <JWT>)")]
+    Missing,
+    /// The token's `exp` has passed.
+    #[error("token expired")]
+    Expired,
+    /// Bad signature, bad shape or bad claims.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// Signs and verifies tokens with one HS256 secret.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtKeys {
+    /// Keys from the configured secret.
+    pub fn new(secret: &Secret) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            validation,
+        }
+    }
+
+    /// Issues a token for `user` valid for `ttl`.
+    pub fn issue(&self, user: &UserId, role: Role, ttl: Duration) -> Result<String, AuthError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: user.to_string(),
+            role,
+            iat: now,
+            exp: now + ttl.as_secs(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+
+    /// Verifies a token and returns the caller it names.
+    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+                _ => AuthError::Invalid("malformed token or claims".into()),
+            })?;
+        let user_id =
+            UserId::parse(&data.claims.sub).map_err(|e| AuthError::Invalid(format!("sub: {e}")))?;
+        Ok(Caller {
+            user_id,
+            role: data.claims.role,
+        })
+    }
+
+    /// Verifies the value of an `Authorization` header.
+    pub fn verify_header(&self, header: Option<&str>) -> Result<Caller, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or(AuthError::Missing)?;
+        self.verify(token.trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str) -> JwtKeys {
+        JwtKeys::new(&Secret::new(secret))
+    }
+
+    #[test]
+    fn issues_and_verifies() {
+        let k = keys("0123456789abcdef0123456789abcdef");
+        let user = UserId::parse("alice").unwrap();
+        let t = k
+            .issue(&user, Role::Admin, Duration::from_secs(60))
+            .unwrap();
+        let c = k.verify_header(Some(&format!("Bearer {t}"))).unwrap();
+        assert_eq!((c.user_id, c.role), (user, Role::Admin));
+    }
+
+    #[test]
+    fn rejects_forged_expired_and_missing() {
+        let user = UserId::parse("alice").unwrap();
+        let forged = keys("another-secret-another-secret-xx")
+            .issue(&user, Role::Admin, Duration::from_secs(60))
+            .unwrap();
+        let k = keys("0123456789abcdef0123456789abcdef");
+        assert!(matches!(k.verify(&forged), Err(AuthError::Invalid(_))));
+        let expired = k.issue(&user, Role::User, Duration::ZERO).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(k.verify(&expired), Err(AuthError::Expired));
+        assert_eq!(k.verify_header(None), Err(AuthError::Missing));
+        assert_eq!(k.verify_header(Some("Basic abc")), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn users_see_only_their_own() {
+        let alice = Caller {
+            user_id: UserId::parse("alice").unwrap(),
+            role: Role::User,
+        };
+        assert!(alice.may_access(&UserId::parse("alice").unwrap()));
+        assert!(!alice.may_access(&UserId::parse("bob").unwrap()));
+    }
+}

@@ -1,0 +1,367 @@
+//! Configuration from environment variables, parsed all at once so every bad value is reported
+//! together.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used, never to log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where tasks, queue and events live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file under `data_dir`, in-process queue and pub/sub.
+    Embedded {
+        /// Directory of `tasks.db`.
+        data_dir: PathBuf,
+    },
+    /// PostgreSQL and Redis shared by every instance.
+    Clustered {
+        /// `postgres://...`
+        database_url: Secret,
+        /// `redis://...`
+        redis_url: Secret,
+    },
+}
+
+/// Every setting of the service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `HOST`: address to bind.
+    pub host: IpAddr,
+    /// `PORT`: one port for HTTP/1.1, WebSocket and gRPC (h2c).
+    pub port: u16,
+    /// Storage and queue backends, from `DATABASE_URL` / `REDIS_URL` / `DATA_DIR`.
+    pub backend: Backend,
+    /// `DATABASE_MAX_CONNECTIONS`: PostgreSQL pool size.
+    pub database_max_connections: u32,
+    /// `REDIS_KEY_PREFIX`: namespace of every Redis key, so deployments (and tests) can share a
+    /// Redis.
+    pub redis_key_prefix: String,
+    /// `JWT_SECRET`: HS256 key. `None` in embedded mode means "generate one at start".
+    pub jwt_secret: Option<Secret>,
+    /// `WORKER_POOL_SIZE`: tasks run concurrently by this instance.
+    pub worker_pool_size: usize,
+    /// `MAX_QUEUE_SIZE`: submits are refused while this many tasks wait.
+    pub max_queue_size: u64,
+    /// `TASK_TIMEOUT`: longest one attempt may run.
+    pub task_timeout: Duration,
+    /// `JOB_QUEUE_MAX_RETRIES`: retries after the first attempt.
+    pub max_retries: u32,
+    /// `RETRY_BASE_DELAY`: first retry delay; doubles each attempt (1 s, 2 s, 4 s).
+    pub retry_base_delay: Duration,
+    /// `LEASE_DURATION`: how long a claim holds a task without renewal.
+    pub lease_duration: Duration,
+    /// `SHUTDOWN_GRACE_PERIOD`: on SIGTERM, how long running tasks may finish.
+    pub shutdown_grace_period: Duration,
+}
+
+/// One problem with one variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The variable's name.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// All problems found, reported together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  {}: {}", p.var, p.message)).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError(pub Vec<ConfigProblem>);
+
+/// Reads variables from a map, collecting problems instead of stopping at the first.
+struct Reader<'a> {
+    vars: &'a HashMap<String, String>,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, var: &'static str) -> Option<&str> {
+        self.vars
+            .get(var)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn problem(&mut self, var: &'static str, message: impl Into<String>) {
+        self.problems.push(ConfigProblem {
+            var,
+            message: message.into(),
+        });
+    }
+
+    fn parse<T: std::str::FromStr>(&mut self, var: &'static str, default: T, what: &str) -> T {
+        match self.raw(var) {
+            None => default,
+            Some(raw) => match raw.parse() {
+                Ok(v) => v,
+                Err(_) => {
+                    self.problem(var, format!("{raw:?} is not {what}"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn range<T>(&mut self, var: &'static str, default: T, min: T, max: T) -> T
+    where
+        T: std::str::FromStr + PartialOrd + Copy + fmt::Display,
+    {
+        let what = format!("a number from {min} to {max}");
+        let v = self.parse(var, default, &what);
+        if v < min || v > max {
+            self.problem(var, format!("{v} is out of range; expected {what}"));
+            return default;
+        }
+        v
+    }
+
+    fn duration(&mut self, var: &'static str, default: Duration, min: Duration) -> Duration {
+        match self.raw(var) {
+            None => default,
+            Some(raw) => match parse_duration(raw) {
+                Some(d) if d >= min => d,
+                Some(_) => {
+                    self.problem(
+                        var,
+                        format!(
+                            "{raw:?} is shorter than {}",
+                            humantime::format_duration(min)
+                        ),
+                    );
+                    default
+                }
+                None => {
+                    self.problem(
+                        var,
+                        format!("{raw:?} is not a duration such as 300s, 5m or 1500ms"),
+                    );
+                    default
+                }
+            },
+        }
+    }
+}
+
+/// Accepts `300s`, `5m`, `1h 30m`, `1500ms`, or bare seconds (`300`).
+pub fn parse_duration(raw: &str) -> Option<Duration> {
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(raw).ok()
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads a map of variables; used by `from_env` and tests.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut r = Reader {
+            vars,
+            problems: Vec::new(),
+        };
+        let host = r.parse("HOST", IpAddr::from([0, 0, 0, 0]), "an IP address");
+        let port = r.parse("PORT", 8080u16, "a port number (0-65535)");
+        let database_url = r.raw("DATABASE_URL").map(str::to_owned);
+        let redis_url = r.raw("REDIS_URL").map(str::to_owned);
+        let backend = match (database_url, redis_url) {
+            (None, None) => Backend::Embedded {
+                data_dir: PathBuf::from(r.raw("DATA_DIR").unwrap_or("./data")),
+            },
+            (Some(db), Some(redis)) => {
+                if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+                    r.problem(
+                        "DATABASE_URL",
+                        "must start with postgres:// or postgresql://",
+                    );
+                }
+                if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+                    r.problem("REDIS_URL", "must start with redis:// or rediss://");
+                }
+                Backend::Clustered {
+                    database_url: Secret::new(db),
+                    redis_url: Secret::new(redis),
+                }
+            }
+            (Some(_), None) => {
+                r.problem(
+                    "REDIS_URL",
+                    "must be set when DATABASE_URL is (clustered mode needs both)",
+                );
+                Backend::Embedded {
+                    data_dir: PathBuf::from("./data"),
+                }
+            }
+            (None, Some(_)) => {
+                r.problem(
+                    "DATABASE_URL",
+                    "must be set when REDIS_URL is (clustered mode needs both)",
+                );
+                Backend::Embedded {
+                    data_dir: PathBuf::from("./data"),
+                }
+            }
+        };
+        let database_max_connections = r.range("DATABASE_MAX_CONNECTIONS", 20u32, 1, 1000);
+        let redis_key_prefix = r.raw("REDIS_KEY_PREFIX").unwrap_or("ais").to_owned();
+        if redis_key_prefix.contains(char::is_whitespace) {
+            r.problem("REDIS_KEY_PREFIX", "must not contain whitespace");
+        }
+        let jwt_secret = r.raw("JWT_SECRET").map(Secret::new);
+        match &jwt_secret {
+            Some(s) if s.expose().len() < 32 => {
+                r.problem("JWT_SECRET", "must be at least 32 bytes (HS256 key)");
+            }
+            None if matches!(backend, Backend::Clustered { .. }) => {
+                r.problem(
+                    "JWT_SECRET",
+                    "must be set in clustered mode (all instances share it)",
+                );
+            }
+            _ => {}
+        }
+        let worker_pool_size = r.range("WORKER_POOL_SIZE", 10usize, 1, 10_000);
+        let max_queue_size = r.range("MAX_QUEUE_SIZE", 10_000u64, 1, 100_000_000);
+        let task_timeout = r.duration(
+            "TASK_TIMEOUT",
+            Duration::from_secs(300),
+            Duration::from_millis(100),
+        );
+        let max_retries = r.range("JOB_QUEUE_MAX_RETRIES", 3u32, 0, 100);
+        let retry_base_delay = r.duration(
+            "RETRY_BASE_DELAY",
+            Duration::from_secs(1),
+            Duration::from_millis(1),
+        );
+        let lease_duration = r.duration(
+            "LEASE_DURATION",
+            Duration::from_secs(30),
+            Duration::from_secs(1),
+        );
+        let shutdown_grace_period = r.duration(
+            "SHUTDOWN_GRACE_PERIOD",
+            Duration::from_secs(10),
+            Duration::ZERO,
+        );
+
+        if !r.problems.is_empty() {
+            return Err(ConfigError(r.problems));
+        }
+        Ok(Self {
+            host,
+            port,
+            backend,
+            database_max_connections,
+            redis_key_prefix,
+            jwt_secret,
+            worker_pool_size,
+            max_queue_size,
+            task_timeout,
+            max_retries,
+            retry_base_delay,
+            lease_duration,
+            shutdown_grace_period,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let c = Config::from_vars(&HashMap::new()).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.worker_pool_size, 10);
+        assert_eq!(c.max_queue_size, 10_000);
+        assert_eq!(c.task_timeout, Duration::from_secs(300));
+        assert_eq!(c.max_retries, 3);
+        assert_eq!(
+            c.backend,
+            Backend::Embedded {
+                data_dir: "./data".into()
+            }
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = Config::from_vars(&vars(&[
+            ("PORT", "eighty"),
+            ("WORKER_POOL_SIZE", "0"),
+            ("TASK_TIMEOUT", "soon"),
+            ("JWT_SECRET", "short"),
+            ("DATABASE_URL", "mysql://x"),
+        ]))
+        .unwrap_err();
+        let names: Vec<_> = err.0.iter().map(|p| p.var).collect();
+        for var in [
+            "PORT",
+            "WORKER_POOL_SIZE",
+            "TASK_TIMEOUT",
+            "JWT_SECRET",
+            "REDIS_URL",
+        ] {
+            assert!(names.contains(&var), "{var} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn clustered_needs_both_urls_and_a_secret() {
+        let c = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://localhost/db"),
+            ("REDIS_URL", "redis://localhost"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("TASK_TIMEOUT", "5m"),
+        ]))
+        .unwrap();
+        assert!(matches!(c.backend, Backend::Clustered { .. }));
+        assert_eq!(c.task_timeout, Duration::from_secs(300));
+        let err = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://localhost/db"),
+            ("REDIS_URL", "redis://localhost"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.0[0].var, "JWT_SECRET");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

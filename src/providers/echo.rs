@@ -1,0 +1,98 @@
+//! The `echo` provider: returns the task's payload. For development, tests and benchmarks.
+//!
+//! Payload options: `delay_ms` waits that long before answering (a slow provider);
+//! `fail_times` fails that many attempts with a retryable error before succeeding (a flaky one).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{Provider, ProviderError};
+use crate::domain::{ErrorClass, Task};
+
+/// Answers with the task's own payload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EchoProvider;
+
+#[async_trait]
+impl Provider for EchoProvider {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+
+    async fn execute(&self, task: &Task) -> Result<Value, ProviderError> {
+        let delay = task
+            .payload
+            .get("delay_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let fail_times = task
+            .payload
+            .get("fail_times")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if u64::from(task.retry_count) < fail_times {
+            return Err(ProviderError {
+                provider: self.name().into(),
+                class: ErrorClass::Retryable,
+                message: format!("simulated failure {} of {fail_times}", task.retry_count + 1),
+                retry_after: None,
+            });
+        }
+        Ok(task.payload.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::{NewTask, UserId};
+
+    fn task(payload: Value) -> Task {
+        let new = NewTask::parse(
+            UserId::parse("u").unwrap(),
+            "echo",
+            payload,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        Task::create(new, 3, Duration::from_secs(5), chrono::Utc::now())
+    }
+
+    #[tokio::test]
+    async fn returns_its_input() {
+        let t = task(json!({"hello": "world"}));
+        assert_eq!(
+            EchoProvider.execute(&t).await.unwrap(),
+            json!({"hello": "world"})
+        );
+    }
+
+    #[tokio::test]
+    async fn fails_the_first_attempts() {
+        let mut t = task(json!({"fail_times": 2}));
+        for attempt in 0..2 {
+            t.retry_count = attempt;
+            let err = EchoProvider.execute(&t).await.unwrap_err();
+            assert_eq!(err.class, ErrorClass::Retryable);
+        }
+        t.retry_count = 2;
+        assert!(EchoProvider.execute(&t).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_delay_ms() {
+        let t = task(json!({"delay_ms": 250}));
+        let start = tokio::time::Instant::now();
+        EchoProvider.execute(&t).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,85 @@
+//! Errors of the task service, and their single mapping to HTTP and gRPC statuses.
+
+use std::time::Duration;
+
+use crate::batch::BatchError;
+use crate::domain::DomainError;
+use crate::queue::QueueError;
+use crate::store::StoreError;
+
+/// Why a request to the task service failed. Messages are safe to show to the caller;
+/// internal causes are logged where they happen and never sent.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ServiceError {
+    /// The request breaks a rule (400 / INVALID_ARGUMENT).
+    #[error("{0}")]
+    Invalid(String),
+    /// The request body is too large (413 / INVALID_ARGUMENT).
+    #[error("{0}")]
+    TooLarge(String),
+    /// No such task, or not the caller's (404 / NOT_FOUND).
+    #[error("task {0} not found")]
+    NotFound(String),
+    /// The task's status does not allow this (409 / FAILED_PRECONDITION).
+    #[error("{0}")]
+    Conflict(String),
+    /// Too much work waiting; try again later (429 / RESOURCE_EXHAUSTED).
+    #[error("{message}")]
+    Busy {
+        /// What limit was hit.
+        message: String,
+        /// When a retry is likely to succeed.
+        retry_after: Duration,
+    },
+    /// A dependency is down; the request may succeed later (503 / UNAVAILABLE).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or corrupt data (500 / INTERNAL).
+    #[error("internal error")]
+    Internal,
+}
+
+impl From<DomainError> for ServiceError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid(m) => Self::Invalid(m),
+            DomainError::TooLarge(m) => Self::TooLarge(m),
+            DomainError::InvalidTransition { .. } => Self::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store error");
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable("database unavailable".into()),
+            StoreError::Corrupt(_) | StoreError::Migrate(_) => Self::Internal,
+        }
+    }
+}
+
+impl From<QueueError> for ServiceError {
+    fn from(e: QueueError) -> Self {
+        tracing::error!(error = %e, "queue error");
+        Self::Unavailable("queue unavailable".into())
+    }
+}
+
+impl From<BatchError<StoreError>> for ServiceError {
+    fn from(e: BatchError<StoreError>) -> Self {
+        match e {
+            BatchError::Failed(e) => match &*e {
+                StoreError::Unavailable(cause) => {
+                    tracing::error!(error = %cause, "store error");
+                    Self::Unavailable("database unavailable".into())
+                }
+                other => {
+                    tracing::error!(error = %other, "store error");
+                    Self::Internal
+                }
+            },
+            BatchError::Closed => Self::Unavailable("shutting down".into()),
+        }
+    }
+}

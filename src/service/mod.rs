@@ -1,0 +1,173 @@
+//! The task service: what the APIs call. Validates, authorises, stores, queues.
+
+mod error;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Caller;
+use crate::batch::Batcher;
+use crate::clock;
+use crate::domain::{NewTask, Page, PageRequest, Task, TaskId, TaskStatus, TaskType};
+use crate::queue::{QueueEntry, TaskQueue};
+use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};
+
+pub use error::ServiceError;
+
+/// Most tasks in one `SubmitTasks` call.
+pub const MAX_BATCH: usize = 1000;
+/// Most tasks one group commit writes in one transaction.
+const MAX_GROUP: usize = 1000;
+
+/// Limits that apply to submits.
+#[derive(Debug, Clone)]
+pub struct SubmitLimits {
+    /// Refuse submits while this many tasks wait (`MAX_QUEUE_SIZE`).
+    pub max_queue_size: u64,
+    /// Retries allowed per task (`JOB_QUEUE_MAX_RETRIES`).
+    pub max_retries: u32,
+    /// Per-attempt timeout (`TASK_TIMEOUT`).
+    pub task_timeout: Duration,
+}
+
+/// Accepts, reads and cancels tasks on behalf of authenticated callers.
+#[derive(Clone)]
+pub struct TaskService {
+    store: Arc<dyn TaskStore>,
+    queue: Arc<dyn TaskQueue>,
+    /// Group commit of submits: concurrent requests share a transaction.
+    inserts: Batcher<Task, Inserted, StoreError>,
+    limits: SubmitLimits,
+}
+
+impl TaskService {
+    /// Builds the service and starts its group-commit loops on `tracker`. `commit_loops`
+    /// transactions may be in flight at once (1 for SQLite, which has one writer).
+    pub fn new(
+        store: Arc<dyn TaskStore>,
+        queue: Arc<dyn TaskQueue>,
+        limits: SubmitLimits,
+        tracker: &TaskTracker,
+        commit_loops: usize,
+    ) -> Self {
+        let (s, q) = (store.clone(), queue.clone());
+        let inserts = Batcher::spawn(tracker, commit_loops, MAX_GROUP, move |tasks: Vec<Task>| {
+            let (store, queue) = (s.clone(), q.clone());
+            async move {
+                let inserted = store.insert_tasks(tasks).await?;
+                enqueue_created(&*queue, &inserted).await;
+                Ok(inserted)
+            }
+        });
+        Self {
+            store,
+            queue,
+            inserts,
+            limits,
+        }
+    }
+
+    /// Stores and queues `requests` (all or none) and returns the tasks in request order. A
+    /// request whose idempotency key was seen before returns the earlier task.
+    pub async fn submit(&self, requests: Vec<NewTask>) -> Result<Vec<Task>, ServiceError> {
+        if requests.is_empty() {
+            return Err(ServiceError::Invalid("no tasks to submit".into()));
+        }
+        if requests.len() > MAX_BATCH {
+            return Err(ServiceError::Invalid(format!(
+                "at most {MAX_BATCH} tasks per batch, got {}",
+                requests.len()
+            )));
+        }
+        let waiting = self.queue.len().await?;
+        if waiting + requests.len() as u64 > self.limits.max_queue_size {
+            return Err(ServiceError::Busy {
+                message: format!(
+                    "queue is full ({waiting} tasks waiting, MAX_QUEUE_SIZE {})",
+                    self.limits.max_queue_size
+                ),
+                retry_after: Duration::from_secs(1),
+            });
+        }
+        let now = clock::now();
+        let tasks = requests
+            .into_iter()
+            .map(|r| Task::create(r, self.limits.max_retries, self.limits.task_timeout, now))
+            .collect();
+        let inserted = self.inserts.call(tasks).await?;
+        Ok(inserted.into_iter().map(|i| i.task).collect())
+    }
+
+    /// One task the caller may see.
+    pub async fn get(&self, caller: &Caller, id: TaskId) -> Result<Task, ServiceError> {
+        match self.store.find_by_id(id).await? {
+            Some(t) if caller.may_access(&t.user_id) => Ok(t),
+            _ => Err(ServiceError::NotFound(id.to_string())),
+        }
+    }
+
+    /// The caller's tasks (an admin's: everyone's), newest first.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        status: Option<TaskStatus>,
+        task_type: Option<TaskType>,
+        page: PageRequest,
+    ) -> Result<Page<Task>, ServiceError> {
+        let user_id = match caller.role {
+            crate::auth::Role::Admin => None,
+            crate::auth::Role::User => Some(caller.user_id.clone()),
+        };
+        let filter = TaskFilter {
+            user_id,
+            status,
+            task_type,
+        };
+        Ok(self.store.list(&filter, &page).await?)
+    }
+
+    /// Cancels a pending or running task of the caller's.
+    pub async fn cancel(&self, caller: &Caller, id: TaskId) -> Result<Task, ServiceError> {
+        // Check ownership first so a stranger's cancel changes nothing.
+        self.get(caller, id).await?;
+        match self.store.cancel(id, clock::now()).await? {
+            None => Err(ServiceError::NotFound(id.to_string())),
+            Some((task, true)) => {
+                if let Err(e) = self.queue.remove(id).await {
+                    // Harmless: a claim of a cancelled task finds it not pending and skips it.
+                    tracing::warn!(task_id = %id, error = %e, "could not drop cancelled task from queue");
+                }
+                Ok(task)
+            }
+            Some((task, false)) => Err(ServiceError::Conflict(format!(
+                "task {id} is already {} and cannot be cancelled",
+                task.status
+            ))),
+        }
+    }
+
+    /// Whether the database and the queue answer.
+    pub async fn ready(&self) -> Result<(), ServiceError> {
+        self.store.ping().await?;
+        self.queue.ping().await?;
+        Ok(())
+    }
+}
+
+/// Queues newly created tasks. If the queue is down the tasks are still safely stored as
+/// pending; the reconciler queues them once it is back.
+async fn enqueue_created(queue: &dyn TaskQueue, inserted: &[Inserted]) {
+    let entries: Vec<QueueEntry> = inserted
+        .iter()
+        .filter(|i| i.created)
+        .map(|i| QueueEntry {
+            task_id: i.task.id,
+            priority: i.task.priority,
+        })
+        .collect();
+    if let Err(e) = queue.push(&entries).await {
+        tracing::warn!(error = %e, count = entries.len(), "queue push failed; reconciler will requeue");
+    }
+}

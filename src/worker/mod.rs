@@ -1,0 +1,12 @@
+//! Background work: the pool that runs tasks, the scheduler of delayed retries and the
+//! reconciler that rebuilds the queue from the database.
+
+mod backoff;
+mod pool;
+mod reconciler;
+mod scheduler;
+
+pub use backoff::retry_delay;
+pub use pool::{PoolConfig, WorkerPool};
+pub use reconciler::Reconciler;
+pub use scheduler::DelayScheduler;

@@ -1,0 +1,264 @@
+//! The worker pool: claims tasks from the queue in batches and runs up to `size` at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::retry_delay;
+use crate::batch::Batcher;
+use crate::clock;
+use crate::domain::{ErrorClass, Task, TaskError, WorkerId};
+use crate::providers::ProviderRegistry;
+use crate::queue::{QueueEntry, TaskQueue};
+use crate::store::{Finish, Outcome, StoreError, TaskStore};
+
+/// Most ids taken from the queue and claimed in one transaction.
+const CLAIM_BATCH: usize = 256;
+/// Most finished attempts written in one transaction.
+const FINISH_BATCH: usize = 1000;
+
+/// Settings of a pool.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Tasks run at once (`WORKER_POOL_SIZE`).
+    pub size: usize,
+    /// How long a claim holds a task (`LEASE_DURATION`).
+    pub lease: Duration,
+    /// First retry delay (`RETRY_BASE_DELAY`).
+    pub retry_base_delay: Duration,
+    /// How long running tasks may finish after shutdown starts (`SHUTDOWN_GRACE_PERIOD`).
+    pub grace_period: Duration,
+    /// Concurrent finish transactions (1 for SQLite).
+    pub finish_loops: usize,
+}
+
+/// Runs tasks: pop ids, claim them in the database (the compare-and-set decides), run each on
+/// its provider under its timeout, record the outcome.
+pub struct WorkerPool {
+    id: WorkerId,
+    store: Arc<dyn TaskStore>,
+    queue: Arc<dyn TaskQueue>,
+    providers: ProviderRegistry,
+    config: PoolConfig,
+}
+
+/// What one running task needs, shared by all of them.
+struct Shared {
+    id: WorkerId,
+    queue: Arc<dyn TaskQueue>,
+    providers: ProviderRegistry,
+    finishes: Batcher<Finish, bool, StoreError>,
+    retry_base_delay: Duration,
+}
+
+impl WorkerPool {
+    /// A pool named `id`.
+    pub fn new(
+        id: WorkerId,
+        store: Arc<dyn TaskStore>,
+        queue: Arc<dyn TaskQueue>,
+        providers: ProviderRegistry,
+        config: PoolConfig,
+    ) -> Self {
+        Self {
+            id,
+            store,
+            queue,
+            providers,
+            config,
+        }
+    }
+
+    /// This pool's worker id, recorded on the tasks it claims.
+    pub fn id(&self) -> &WorkerId {
+        &self.id
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops claiming and gives running tasks the
+    /// grace period to finish. Tasks still running after it are aborted mid-call; they stay
+    /// `processing` with an expiring lease for recovery to pick up.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        let finish_store = self.store.clone();
+        let finishes = Batcher::spawn(
+            &tracker,
+            self.config.finish_loops,
+            FINISH_BATCH,
+            move |batch: Vec<Finish>| {
+                let store = finish_store.clone();
+                async move { store.finish(&batch).await }
+            },
+        );
+        let shared = Arc::new(Shared {
+            id: self.id.clone(),
+            queue: self.queue.clone(),
+            providers: self.providers.clone(),
+            finishes,
+            retry_base_delay: self.config.retry_base_delay,
+        });
+        let running = TaskTracker::new();
+        let abort = CancellationToken::new();
+        let slots = Arc::new(Semaphore::new(self.config.size));
+        tracing::info!(worker_id = %self.id, size = self.config.size, "worker pool started");
+
+        while let Some(permits) = take_slots(&slots, &shutdown).await {
+            let ids = tokio::select! {
+                r = self.queue.pop(permits.len(), Duration::from_secs(1)) => r,
+                _ = shutdown.cancelled() => break,
+            };
+            let ids = match ids {
+                Ok(ids) if ids.is_empty() => continue,
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!(error = %e, "queue pop failed; retrying");
+                    pause(&shutdown, Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let now = clock::now();
+            let lease_until = now + self.config.lease;
+            let claimed = match self.store.claim(&ids, &self.id, lease_until, now).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    // The ids left the queue but their tasks are still pending in the database;
+                    // the reconciler puts them back.
+                    tracing::warn!(error = %e, count = ids.len(), "claim failed");
+                    pause(&shutdown, Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let mut permits = permits;
+            for task in claimed {
+                let Some(permit) = permits.pop() else { break };
+                let shared = shared.clone();
+                let abort = abort.clone();
+                running.spawn(run_task(shared, task, permit, abort));
+            }
+        }
+
+        tracing::info!(worker_id = %self.id, "worker pool stopping; waiting for running tasks");
+        running.close();
+        if tokio::time::timeout(self.config.grace_period, running.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over; aborting running tasks");
+            abort.cancel();
+            running.wait().await;
+        }
+        drop(shared);
+        tracker.close();
+        tracker.wait().await;
+        tracing::info!(worker_id = %self.id, "worker pool stopped");
+    }
+}
+
+/// Waits for at least one free slot, then takes every free slot up to a claim batch.
+async fn take_slots(
+    slots: &Arc<Semaphore>,
+    shutdown: &CancellationToken,
+) -> Option<Vec<OwnedSemaphorePermit>> {
+    let first = tokio::select! {
+        p = slots.clone().acquire_owned() => p.ok()?,
+        _ = shutdown.cancelled() => return None,
+    };
+    let mut permits = vec![first];
+    while permits.len() < CLAIM_BATCH {
+        match slots.clone().try_acquire_owned() {
+            Ok(p) => permits.push(p),
+            Err(_) => break,
+        }
+    }
+    Some(permits)
+}
+
+async fn pause(shutdown: &CancellationToken, d: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = shutdown.cancelled() => {}
+    }
+}
+
+/// Runs one attempt and records its outcome. Holds its pool slot until the outcome is stored,
+/// so the pool never runs ahead of the database.
+async fn run_task(
+    shared: Arc<Shared>,
+    task: Task,
+    _slot: OwnedSemaphorePermit,
+    abort: CancellationToken,
+) {
+    let attempt = tokio::select! {
+        r = tokio::time::timeout(task.timeout, shared.providers.execute(&task)) => r,
+        _ = abort.cancelled() => return,
+    };
+    let now = clock::now();
+    let outcome = match attempt {
+        Ok(Ok(out)) => Outcome::Completed {
+            result: out.result,
+            provider: Some(out.provider),
+        },
+        Ok(Err(e)) => failure(&shared, &task, e.to_task_error(), e.retry_after, now),
+        Err(_) => {
+            let msg = format!(
+                "attempt timed out after {}",
+                humantime::format_duration(task.timeout)
+            );
+            failure(
+                &shared,
+                &task,
+                TaskError::new(ErrorClass::Retryable, msg),
+                None,
+                now,
+            )
+        }
+    };
+    let retry_at = match &outcome {
+        Outcome::Retry { run_after, .. } => Some(*run_after),
+        _ => None,
+    };
+    let finish = Finish {
+        task_id: task.id,
+        worker_id: shared.id.clone(),
+        outcome,
+        at: now,
+    };
+    match shared.finishes.call(vec![finish]).await {
+        Ok(applied) if applied.first() == Some(&true) => {
+            if let Some(due) = retry_at {
+                let entry = QueueEntry {
+                    task_id: task.id,
+                    priority: task.priority,
+                };
+                if let Err(e) = shared.queue.push_delayed(&[entry], due).await {
+                    tracing::warn!(task_id = %task.id, error = %e, "could not schedule retry; reconciler will");
+                }
+            }
+        }
+        // Cancelled or reclaimed meanwhile: the database kept the other outcome.
+        Ok(_) => tracing::debug!(task_id = %task.id, "outcome discarded: task no longer ours"),
+        Err(e) => tracing::error!(task_id = %task.id, error = %e, "could not record outcome"),
+    }
+}
+
+fn failure(
+    shared: &Shared,
+    task: &Task,
+    error: TaskError,
+    retry_after: Option<Duration>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Outcome {
+    if !task.can_retry(&error) {
+        return Outcome::Failed { error };
+    }
+    let delay = match (error.class, retry_after) {
+        (ErrorClass::RateLimited, Some(d)) => d,
+        _ => retry_delay(shared.retry_base_delay, task.retry_count + 1),
+    };
+    Outcome::Retry {
+        error,
+        run_after: now + delay,
+    }
+}

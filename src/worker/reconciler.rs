@@ -1,0 +1,71 @@
+//! Rebuilds the queue from the database: the database is the truth, the queue an index.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::queue::{QueueEntry, TaskQueue};
+use crate::store::TaskStore;
+
+/// Pending tasks read per pass.
+const PASS_LIMIT: u32 = 100_000;
+
+/// Re-queues pending tasks the queue lost (Redis flushed or restarted, an instance died between
+/// popping an id and claiming it). Pushing an id already queued changes nothing, and a
+/// duplicate hand-out is harmless because claiming is a compare-and-set.
+pub struct Reconciler {
+    store: Arc<dyn TaskStore>,
+    queue: Arc<dyn TaskQueue>,
+    interval: Duration,
+}
+
+impl Reconciler {
+    /// A reconciler that runs every `interval`.
+    pub fn new(store: Arc<dyn TaskStore>, queue: Arc<dyn TaskQueue>, interval: Duration) -> Self {
+        Self {
+            store,
+            queue,
+            interval,
+        }
+    }
+
+    /// One pass: ready tasks to the ready set, tasks waiting out a retry delay to the delayed
+    /// set. Returns how many ids were pushed.
+    pub async fn reconcile(&self) -> Result<usize, crate::service::ServiceError> {
+        let now = clock::now();
+        let pending = self.store.find_pending_tasks(PASS_LIMIT).await?;
+        let (ready, later): (Vec<_>, Vec<_>) = pending.iter().partition(|t| t.run_after <= now);
+        let entries: Vec<QueueEntry> = ready
+            .iter()
+            .map(|t| QueueEntry {
+                task_id: t.id,
+                priority: t.priority,
+            })
+            .collect();
+        self.queue.push(&entries).await?;
+        for t in &later {
+            let entry = QueueEntry {
+                task_id: t.id,
+                priority: t.priority,
+            };
+            self.queue.push_delayed(&[entry], t.run_after).await?;
+        }
+        Ok(entries.len() + later.len())
+    }
+
+    /// Runs a pass now and then every interval until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.reconcile().await {
+                Ok(n) => tracing::debug!(pushed = n, "queue reconciled"),
+                Err(e) => tracing::warn!(error = %e, "queue reconciliation failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+}

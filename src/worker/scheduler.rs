@@ -1,0 +1,52 @@
+//! Moves delayed retries to the ready queue when they fall due.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::queue::TaskQueue;
+
+/// Longest sleep between checks: other instances may add earlier entries meanwhile.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// Promotes due entries of the queue's delayed set. One per instance; in clustered mode they
+/// share the work, since promotion is atomic in Redis.
+pub struct DelayScheduler {
+    queue: Arc<dyn TaskQueue>,
+}
+
+impl DelayScheduler {
+    /// A scheduler for `queue`.
+    pub fn new(queue: Arc<dyn TaskQueue>) -> Self {
+        Self { queue }
+    }
+
+    /// Promotes once; returns how long to sleep before the next check.
+    pub async fn tick(&self) -> Duration {
+        let now = clock::now();
+        match self.queue.promote_due(now).await {
+            Ok(p) => p
+                .next_due
+                .and_then(|due| (due - now).to_std().ok())
+                .unwrap_or(MAX_SLEEP)
+                .clamp(Duration::from_millis(1), MAX_SLEEP),
+            Err(e) => {
+                tracing::warn!(error = %e, "promoting delayed tasks failed");
+                MAX_SLEEP
+            }
+        }
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let sleep = self.tick().await;
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+}
