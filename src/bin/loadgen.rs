@@ -1,1 +1,1177 @@
-fn main() {}
+//! `loadgen`: a load generator and latency meter for the AI integration service.
+//!
+//! What it measures, in three phases, over gRPC or HTTP/JSON:
+//!
+//! 1. **Submit.** Sends `N` `echo` tasks (payload `{"i": k}`, plus `"delay_ms"` when
+//!    `--delay-ms` > 0), one per `SubmitTask` / `POST /api/v1/tasks`, or `--batch B` per
+//!    `SubmitTasks` / `POST /api/v1/tasks/batch`. At most `--concurrency` calls are in flight.
+//!    Without `--rate` the calls are sent back to back (closed loop) and each call's latency is
+//!    measured from the moment it is sent. With `--rate R` the schedule is open loop: call `j`
+//!    is due at `j * B / R` seconds after the start whether or not earlier calls have answered,
+//!    and its latency is measured from that *intended* start, so time spent waiting for a free
+//!    concurrency slot behind a slow server counts (no coordinated omission). Latencies go to an
+//!    HdrHistogram in microseconds; each task's id and wall-clock (UTC) submit start are kept.
+//! 2. **Completion.** Pages through the run's tasks with status `completed` (`ListTasks` /
+//!    `GET /api/v1/tasks?status=completed`, 1,000 per page) every 200 ms until every submitted
+//!    task has been seen, or `--timeout` passes. Submit-to-complete latency is the server's
+//!    `completed_at` minus the client's submit start (client and server share a clock when both
+//!    run on one machine). End-to-end throughput is completed tasks divided by the time from the
+//!    first submit start to the last `completed_at`.
+//! 3. **Reads.** Issues `min(N, 2000)` `GetTask` calls for submitted ids, with the same
+//!    concurrency (and `--rate`, if given), and reports their latency.
+//!
+//! The token is minted for a fresh user `loadgen-<random>` (from `--jwt-secret`, `JWT_SECRET`,
+//! or `$DATA_DIR/jwt_secret` / `./data/jwt_secret` of an embedded-mode server), so a run's tasks
+//! are isolated from everyone else's. With `--token`, tasks of that token's user that this run
+//! did not submit are ignored.
+//!
+//! Failures are counted by kind, never panicked on. The exit status is 0 for a clean run, 1 when
+//! any call failed or the completion wait timed out, 2 for bad arguments or setup.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ai_integration_service::api::proto::task_service_client::TaskServiceClient;
+use ai_integration_service::api::proto::{
+    self, GetTaskRequest, ListTasksRequest, SubmitTaskRequest, SubmitTasksRequest,
+};
+use ai_integration_service::auth::{JwtKeys, Role};
+use ai_integration_service::config::Secret;
+use ai_integration_service::domain::UserId;
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+/// Per-call timeout for every request the load generator sends.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest page the list API serves.
+const LIST_PAGE_SIZE: u32 = 1000;
+/// Pause between two passes over the completed tasks.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Most `GetTask` calls in the read phase.
+const MAX_GETS: usize = 2000;
+/// Largest batch the service accepts.
+const MAX_BATCH: usize = 1000;
+/// Lifetime of a minted token: long enough for any run.
+const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Largest latency the histograms track: one hour, in microseconds.
+const MAX_TRACKED_US: u64 = 3_600_000_000;
+
+/// Load generator for the AI integration service: submits echo tasks, waits for them to
+/// complete, and reports throughput and latency percentiles.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Base URL of the service (HTTP and gRPC share the port).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Which API to drive.
+    #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
+    protocol: Protocol,
+    /// Number of tasks to submit.
+    #[arg(short = 'n', long = "tasks", default_value_t = 10_000)]
+    tasks: usize,
+    /// Target submit rate in tasks per second, open loop (0 = as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Most calls in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Tasks per submit call: 1 uses SubmitTask / POST /api/v1/tasks, more uses SubmitTasks /
+    /// POST /api/v1/tasks/batch (at most 1000).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// `delay_ms` of each echo task's payload: how long the worker sleeps (0 = none).
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// Bearer token to use as is (its user's other tasks are ignored).
+    #[arg(long, conflicts_with = "jwt_secret")]
+    token: Option<String>,
+    /// HS256 secret to mint a token for a fresh user `loadgen-<random>`.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Longest wait for all tasks to complete, e.g. 120s or 5m.
+    #[arg(long, default_value = "120s", value_parser = parse_timeout)]
+    timeout: Duration,
+    /// gRPC: HTTP/2 connections to open; calls are spread round-robin over them.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Free-form label printed with the report (e.g. "embedded" or "clustered").
+    #[arg(long)]
+    label: Option<String>,
+    /// Print the report as one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The API the load goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Protocol {
+    /// `ai.integration.v1.TaskService` over h2c.
+    Grpc,
+    /// HTTP/1.1 JSON API under `/api/v1/tasks`.
+    Http,
+}
+
+fn parse_timeout(raw: &str) -> Result<Duration, String> {
+    ai_integration_service::config::parse_duration(raw)
+        .ok_or_else(|| format!("{raw:?} is not a duration such as 120s or 5m"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the three phases and prints the report. `Err` only for setup problems; failures during
+/// the run are counted and turn into exit status 1.
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.tasks == 0 {
+        bail!("--tasks must be at least 1");
+    }
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    if args.batch == 0 || args.batch > MAX_BATCH {
+        bail!("--batch must be 1 to {MAX_BATCH}");
+    }
+    if !args.rate.is_finite() || args.rate < 0.0 {
+        bail!("--rate must be a non-negative number");
+    }
+    let (token, user) = resolve_token(&args)?;
+    let api = Api::connect(&args, &token).await?;
+    let mut errors = ErrorTally::default();
+
+    // Phase 1: submit.
+    let submit = submit_phase(&api, &args).await?;
+    errors.absorb("submit", &submit.errors);
+    let submitted = submit.tasks.len();
+
+    // Phase 2: wait for completion.
+    let wait = wait_phase(&api, &submit.tasks, args.timeout).await;
+    errors.absorb("list", &wait.errors);
+    let e2e = EndToEnd::compute(&submit, &wait)?;
+
+    // Phase 3: reads.
+    let ids: Vec<String> = spread(&submit.tasks, MAX_GETS.min(args.tasks))
+        .into_iter()
+        .map(|t| t.id.clone())
+        .collect();
+    let get = get_phase(&api, &args, ids).await?;
+    errors.absorb("get", &get.errors);
+
+    let report = Report {
+        label: args.label.clone(),
+        protocol: args.protocol,
+        url: args.url.clone(),
+        user,
+        mode: if args.rate > 0.0 {
+            "open-loop"
+        } else {
+            "closed-loop"
+        },
+        tasks: args.tasks,
+        target_rate: args.rate,
+        concurrency: args.concurrency,
+        batch: args.batch,
+        delay_ms: args.delay_ms,
+        connections: (args.protocol == Protocol::Grpc).then_some(args.connections),
+        submitted,
+        submit_failed_tasks: args.tasks - submitted,
+        submit_seconds: round2(submit.elapsed.as_secs_f64()),
+        submit_throughput: round2(submitted as f64 / submit.elapsed.as_secs_f64().max(1e-9)),
+        submit_latency_ms: Summary::of(&submit.latency),
+        completed: wait.completed.len(),
+        timed_out: wait.timed_out,
+        failed_tasks: wait.failed,
+        e2e_seconds: e2e.seconds.map(round2),
+        e2e_throughput: e2e.throughput.map(round2),
+        drain_after_submit_seconds: e2e.drain_seconds.map(round2),
+        submit_to_complete_ms: Summary::of(&e2e.latency),
+        get_calls: get.calls,
+        get_latency_ms: Summary::of(&get.latency),
+        errors: errors.kinds,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        report.print();
+    }
+    if wait.timed_out {
+        eprintln!(
+            "loadgen: timed out after {} waiting for completion: {} of {} submitted tasks completed{}",
+            humantime::format_duration(args.timeout),
+            wait.completed.len(),
+            submitted,
+            match wait.failed {
+                Some(f) if f > 0 => format!(", {f} failed"),
+                _ => String::new(),
+            }
+        );
+    }
+    let clean = report.errors.is_empty() && !wait.timed_out;
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication
+// ---------------------------------------------------------------------------------------------
+
+/// The bearer token to send and, when minted here, the user it names.
+fn resolve_token(args: &Args) -> anyhow::Result<(String, Option<String>)> {
+    if let Some(t) = &args.token {
+        return Ok((t.trim().to_owned(), None));
+    }
+    let secret = match &args.jwt_secret {
+        Some(s) if !s.trim().is_empty() => s.trim().to_owned(),
+        _ => read_embedded_secret()?,
+    };
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let user = format!("loadgen-{}", &suffix[..12]);
+    let user_id = UserId::parse(&user).context("user id")?;
+    let token = JwtKeys::new(&Secret::new(secret))
+        .issue(&user_id, Role::User, TOKEN_TTL)
+        .context("minting a token")?;
+    Ok((token, Some(user)))
+}
+
+/// The secret an embedded-mode server generated: `$DATA_DIR/jwt_secret`, else
+/// `./data/jwt_secret`.
+fn read_embedded_secret() -> anyhow::Result<String> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("DATA_DIR").filter(|d| !d.is_empty()) {
+        candidates.push(PathBuf::from(dir).join("jwt_secret"));
+    }
+    candidates.push(PathBuf::from("./data/jwt_secret"));
+    for path in &candidates {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && !s.trim().is_empty()
+        {
+            return Ok(s.trim().to_owned());
+        }
+    }
+    bail!(
+        "no credentials: pass --token or --jwt-secret (or set JWT_SECRET); none of {} is readable",
+        candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The two APIs behind one interface
+// ---------------------------------------------------------------------------------------------
+
+/// A client of either API. Cheap to clone: clones share connections.
+#[derive(Clone)]
+enum Api {
+    Grpc(Arc<GrpcApi>),
+    Http(Arc<HttpApi>),
+}
+
+/// gRPC: a few HTTP/2 connections, used round-robin.
+struct GrpcApi {
+    channels: Vec<Channel>,
+    next: AtomicUsize,
+    auth: MetadataValue<tonic::metadata::Ascii>,
+}
+
+/// HTTP: one pooled client.
+struct HttpApi {
+    client: reqwest::Client,
+    base: String,
+    auth: String,
+}
+
+/// One task as the list and submit calls return it: just what the load generator needs.
+#[derive(Debug, Clone)]
+struct TaskInfo {
+    id: String,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+/// One page of a listing.
+struct ListPage {
+    tasks: Vec<TaskInfo>,
+    next_page_token: String,
+}
+
+/// HTTP task body (fields the load generator reads).
+#[derive(Deserialize)]
+struct HttpTask {
+    task_id: String,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<HttpTask> for TaskInfo {
+    fn from(t: HttpTask) -> Self {
+        Self {
+            id: t.task_id,
+            completed_at: t.completed_at,
+        }
+    }
+}
+
+/// HTTP batch and list bodies.
+#[derive(Deserialize)]
+struct HttpTasks {
+    tasks: Vec<HttpTask>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
+/// A task status to list by.
+#[derive(Debug, Clone, Copy)]
+enum ListStatus {
+    Completed,
+    Failed,
+}
+
+impl ListStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn to_proto(self) -> proto::TaskStatus {
+        match self {
+            Self::Completed => proto::TaskStatus::Completed,
+            Self::Failed => proto::TaskStatus::Failed,
+        }
+    }
+}
+
+/// Why a call failed, as a short stable kind plus one detail message.
+#[derive(Debug, Clone)]
+struct CallError {
+    kind: String,
+    detail: String,
+}
+
+impl CallError {
+    fn new(kind: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            detail: detail.into(),
+        }
+    }
+
+    fn grpc(s: &tonic::Status) -> Self {
+        Self::new(format!("grpc {:?}", s.code()), s.message())
+    }
+
+    fn reqwest(e: &reqwest::Error) -> Self {
+        let kind = if e.is_timeout() {
+            "http timeout"
+        } else if e.is_connect() {
+            "http connect"
+        } else if e.is_decode() {
+            "http decode"
+        } else {
+            "http transport"
+        };
+        // The chain of sources says what actually went wrong (reset, refused, ...).
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            source = s.source();
+        }
+        Self::new(kind, detail)
+    }
+}
+
+/// The echo payload of task `k`.
+fn payload_json(k: usize, delay_ms: u64) -> serde_json::Value {
+    if delay_ms > 0 {
+        json!({ "i": k, "delay_ms": delay_ms })
+    } else {
+        json!({ "i": k })
+    }
+}
+
+/// The echo payload of task `k` as a protobuf `Struct`.
+fn payload_struct(k: usize, delay_ms: u64) -> prost_types::Struct {
+    use prost_types::value::Kind;
+    let number = |n: f64| prost_types::Value {
+        kind: Some(Kind::NumberValue(n)),
+    };
+    let mut fields = BTreeMap::new();
+    fields.insert("i".to_owned(), number(k as f64));
+    if delay_ms > 0 {
+        fields.insert("delay_ms".to_owned(), number(delay_ms as f64));
+    }
+    prost_types::Struct { fields }
+}
+
+/// Percent-encodes a query parameter value (RFC 3986 unreserved characters pass through).
+fn encode_query(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Api {
+    /// Connects to the service over the chosen protocol.
+    async fn connect(args: &Args, token: &str) -> anyhow::Result<Self> {
+        let base = args.url.trim_end_matches('/').to_owned();
+        match args.protocol {
+            Protocol::Grpc => {
+                let auth = MetadataValue::try_from(format!("Bearer {token}"))
+                    .context("token is not valid gRPC metadata")?;
+                let endpoint = Endpoint::from_shared(base.clone())
+                    .with_context(|| format!("bad --url {base:?}"))?
+                    .tcp_nodelay(true)
+                    .connect_timeout(Duration::from_secs(5))
+                    .timeout(REQUEST_TIMEOUT);
+                let mut channels = Vec::new();
+                for _ in 0..args.connections.max(1) {
+                    // Each `connect` opens its own HTTP/2 connection.
+                    let channel = endpoint
+                        .connect()
+                        .await
+                        .with_context(|| format!("connecting to {base} (gRPC)"))?;
+                    channels.push(channel);
+                }
+                Ok(Self::Grpc(Arc::new(GrpcApi {
+                    channels,
+                    next: AtomicUsize::new(0),
+                    auth,
+                })))
+            }
+            Protocol::Http => {
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(args.concurrency)
+                    .tcp_nodelay(true)
+                    .connect_timeout(Duration::from_secs(5))
+                    .timeout(REQUEST_TIMEOUT)
+                    .build()
+                    .context("building the HTTP client")?;
+                Ok(Self::Http(Arc::new(HttpApi {
+                    client,
+                    base,
+                    auth: format!("Bearer {token}"),
+                })))
+            }
+        }
+    }
+
+    /// Submits echo tasks `first..first + count` in one call and returns their ids in order.
+    async fn submit(
+        &self,
+        first: usize,
+        count: usize,
+        batched: bool,
+        delay_ms: u64,
+    ) -> Result<Vec<String>, CallError> {
+        let ids = match self {
+            Self::Grpc(g) => {
+                let one = |k: usize| SubmitTaskRequest {
+                    r#type: "echo".to_owned(),
+                    payload: Some(payload_struct(k, delay_ms)),
+                    ..Default::default()
+                };
+                if batched {
+                    let req = SubmitTasksRequest {
+                        tasks: (first..first + count).map(one).collect(),
+                    };
+                    let resp = g
+                        .client()
+                        .submit_tasks(g.request(req))
+                        .await
+                        .map_err(|s| CallError::grpc(&s))?;
+                    resp.into_inner()
+                        .tasks
+                        .into_iter()
+                        .map(|t| t.task_id)
+                        .collect()
+                } else {
+                    let resp = g
+                        .client()
+                        .submit_task(g.request(one(first)))
+                        .await
+                        .map_err(|s| CallError::grpc(&s))?;
+                    vec![resp.into_inner().task_id]
+                }
+            }
+            Self::Http(h) => {
+                let one =
+                    |k: usize| json!({ "type": "echo", "payload": payload_json(k, delay_ms) });
+                if batched {
+                    let body =
+                        json!({ "tasks": (first..first + count).map(one).collect::<Vec<_>>() });
+                    let resp: HttpTasks = h.send_json("/api/v1/tasks/batch", &body).await?;
+                    resp.tasks.into_iter().map(|t| t.task_id).collect()
+                } else {
+                    let resp: HttpTask = h.send_json("/api/v1/tasks", &one(first)).await?;
+                    vec![resp.task_id]
+                }
+            }
+        };
+        if ids.len() != count {
+            return Err(CallError::new(
+                "bad response",
+                format!("sent {count} tasks, got {} back", ids.len()),
+            ));
+        }
+        Ok(ids)
+    }
+
+    /// Reads one task.
+    async fn get(&self, id: &str) -> Result<(), CallError> {
+        match self {
+            Self::Grpc(g) => {
+                let req = GetTaskRequest {
+                    task_id: id.to_owned(),
+                };
+                g.client()
+                    .get_task(g.request(req))
+                    .await
+                    .map_err(|s| CallError::grpc(&s))?;
+            }
+            Self::Http(h) => {
+                let _: HttpTask = h
+                    .read_json(&format!("/api/v1/tasks/{}", encode_query(id)))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One page of the caller's tasks with `status`.
+    async fn list(&self, status: ListStatus, page_token: &str) -> Result<ListPage, CallError> {
+        match self {
+            Self::Grpc(g) => {
+                let req = ListTasksRequest {
+                    page_size: LIST_PAGE_SIZE as i32,
+                    page_token: page_token.to_owned(),
+                    status: status.to_proto() as i32,
+                    r#type: String::new(),
+                };
+                let page = g
+                    .client()
+                    .list_tasks(g.request(req))
+                    .await
+                    .map_err(|s| CallError::grpc(&s))?
+                    .into_inner();
+                Ok(ListPage {
+                    tasks: page
+                        .tasks
+                        .into_iter()
+                        .map(|t| TaskInfo {
+                            id: t.task_id,
+                            completed_at: t.completed_at.and_then(|ts| {
+                                DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
+                            }),
+                        })
+                        .collect(),
+                    next_page_token: page.next_page_token,
+                })
+            }
+            Self::Http(h) => {
+                let mut path = format!(
+                    "/api/v1/tasks?status={}&page_size={LIST_PAGE_SIZE}",
+                    status.as_str()
+                );
+                if !page_token.is_empty() {
+                    path.push_str("&page_token=");
+                    path.push_str(&encode_query(page_token));
+                }
+                let page: HttpTasks = h.read_json(&path).await?;
+                Ok(ListPage {
+                    tasks: page.tasks.into_iter().map(Into::into).collect(),
+                    next_page_token: page.next_page_token.unwrap_or_default(),
+                })
+            }
+        }
+    }
+}
+
+impl GrpcApi {
+    /// A client on the next connection in turn.
+    fn client(&self) -> TaskServiceClient<Channel> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
+        TaskServiceClient::new(self.channels[i].clone()).max_decoding_message_size(64 << 20)
+    }
+
+    /// `message` with the bearer token attached.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        req.metadata_mut()
+            .insert("authorization", self.auth.clone());
+        req
+    }
+}
+
+impl HttpApi {
+    /// POSTs a JSON body and decodes a 2xx JSON answer.
+    async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, CallError> {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::AUTHORIZATION, &self.auth)
+            .json(body);
+        Self::decode(req.send().await).await
+    }
+
+    /// GETs `path` and decodes a 2xx JSON answer.
+    async fn read_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
+        let req = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header(reqwest::header::AUTHORIZATION, &self.auth);
+        Self::decode(req.send().await).await
+    }
+
+    async fn decode<T: serde::de::DeserializeOwned>(
+        sent: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<T, CallError> {
+        let resp = sent.map_err(|e| CallError::reqwest(&e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| CallError::reqwest(&e))?;
+        if !status.is_success() {
+            return Err(CallError::new(
+                format!("http {}", status.as_u16()),
+                String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| CallError::new("http bad body", e.to_string()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load phases
+// ---------------------------------------------------------------------------------------------
+
+/// A histogram of microseconds from 1 µs to one hour, 3 significant digits.
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, MAX_TRACKED_US, 3).context("creating a histogram")
+}
+
+/// What one phase of timed calls produced.
+struct Phase<T> {
+    /// Each successful call's index, intended start (wall clock) and output.
+    ok: Vec<(usize, DateTime<Utc>, T)>,
+    /// Latency of every call, failed ones included, in microseconds.
+    latency: Histogram<u64>,
+    /// Failures by kind.
+    errors: BTreeMap<String, ErrorCount>,
+    /// From the first intended start to the last answer.
+    elapsed: Duration,
+}
+
+/// Runs `calls` calls of `call(j)` with at most `concurrency` in flight. With `calls_per_sec` >
+/// 0 call `j` is due at `j / calls_per_sec` seconds (open loop) and its latency counts from that
+/// moment; otherwise calls start as soon as a slot is free and latency counts from the send.
+async fn run_calls<T, F, Fut>(
+    calls: usize,
+    calls_per_sec: f64,
+    concurrency: usize,
+    call: F,
+) -> anyhow::Result<Phase<T>>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<T, CallError>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut phase = Phase {
+        ok: Vec::with_capacity(calls),
+        latency: histogram()?,
+        errors: BTreeMap::new(),
+        elapsed: Duration::ZERO,
+    };
+    let start = Instant::now();
+    let start_wall = Utc::now();
+    let wall = |at: Instant| {
+        start_wall
+            + chrono::Duration::from_std(at.saturating_duration_since(start)).unwrap_or_default()
+    };
+    let mut running = JoinSet::new();
+    for j in 0..calls {
+        let due = if calls_per_sec > 0.0 {
+            let due = start + Duration::from_secs_f64(j as f64 / calls_per_sec);
+            tokio::time::sleep_until(due).await;
+            Some(due)
+        } else {
+            None
+        };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            bail!("concurrency semaphore closed");
+        };
+        let intended = due.unwrap_or_else(Instant::now);
+        let fut = call(j);
+        running.spawn(async move {
+            let result = fut.await;
+            let latency = intended.elapsed();
+            drop(slot);
+            (j, intended, latency, result)
+        });
+        while let Some(done) = running.try_join_next() {
+            phase.absorb(done, &wall);
+        }
+    }
+    while let Some(done) = running.join_next().await {
+        phase.absorb(done, &wall);
+    }
+    phase.elapsed = start.elapsed();
+    phase.ok.sort_by_key(|(j, _, _)| *j);
+    Ok(phase)
+}
+
+type CallOutcome<T> = (usize, Instant, Duration, Result<T, CallError>);
+
+impl<T> Phase<T> {
+    fn absorb(
+        &mut self,
+        done: Result<CallOutcome<T>, tokio::task::JoinError>,
+        wall: &impl Fn(Instant) -> DateTime<Utc>,
+    ) {
+        match done {
+            Ok((j, intended, latency, result)) => {
+                self.latency
+                    .saturating_record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+                match result {
+                    Ok(out) => self.ok.push((j, wall(intended), out)),
+                    Err(e) => count_error(&mut self.errors, &e, 1),
+                }
+            }
+            Err(e) => count_error(
+                &mut self.errors,
+                &CallError::new("client task died", e.to_string()),
+                1,
+            ),
+        }
+    }
+}
+
+/// One accepted task: its id and when the client started (or was due to start) submitting it.
+#[derive(Debug, Clone)]
+struct Submitted {
+    id: String,
+    start: DateTime<Utc>,
+}
+
+/// The submit phase's outcome.
+struct SubmitPhase {
+    /// Accepted tasks, in submit order.
+    tasks: Vec<Submitted>,
+    /// Per-call latency, microseconds.
+    latency: Histogram<u64>,
+    /// Failed calls by kind.
+    errors: BTreeMap<String, ErrorCount>,
+    /// Start of the first call to the last answer.
+    elapsed: Duration,
+    /// Wall clock of the first intended start.
+    first_start: Option<DateTime<Utc>>,
+    /// Wall clock of the end of the phase.
+    end: DateTime<Utc>,
+}
+
+async fn submit_phase(api: &Api, args: &Args) -> anyhow::Result<SubmitPhase> {
+    let (n, b) = (args.tasks, args.batch);
+    let calls = n.div_ceil(b);
+    let batched = b > 1;
+    let delay_ms = args.delay_ms;
+    let calls_per_sec = args.rate / b as f64;
+    let phase = run_calls(calls, calls_per_sec, args.concurrency, |j| {
+        let api = api.clone();
+        let first = j * b;
+        let count = b.min(n - first);
+        async move { api.submit(first, count, batched, delay_ms).await }
+    })
+    .await?;
+    let end = Utc::now();
+    let errors = phase.errors;
+    let tasks: Vec<Submitted> = phase
+        .ok
+        .into_iter()
+        .flat_map(|(_, start, ids)| ids.into_iter().map(move |id| Submitted { id, start }))
+        .collect();
+    let first_start = tasks.iter().map(|t| t.start).min();
+    Ok(SubmitPhase {
+        tasks,
+        latency: phase.latency,
+        errors,
+        elapsed: phase.elapsed,
+        first_start,
+        end,
+    })
+}
+
+/// The completion wait's outcome.
+struct WaitPhase {
+    /// `completed_at` of every submitted task seen completed.
+    completed: HashMap<String, DateTime<Utc>>,
+    /// Whether the wait gave up.
+    timed_out: bool,
+    /// On a timeout: how many of the run's tasks had failed.
+    failed: Option<usize>,
+    /// List calls that failed (retried on the next pass).
+    errors: BTreeMap<String, ErrorCount>,
+}
+
+/// Lists the caller's completed tasks every [`POLL_INTERVAL`] until every submitted task has
+/// been seen or `timeout` passes. Keyset pages run newest-created first and a task may
+/// complete while a pass is under way, so each pass reads all pages and results accumulate.
+async fn wait_phase(api: &Api, submitted: &[Submitted], timeout: Duration) -> WaitPhase {
+    let wanted: HashMap<&str, ()> = submitted.iter().map(|t| (t.id.as_str(), ())).collect();
+    let deadline = Instant::now() + timeout;
+    let mut wait = WaitPhase {
+        completed: HashMap::with_capacity(wanted.len()),
+        timed_out: false,
+        failed: None,
+        errors: BTreeMap::new(),
+    };
+    while wait.completed.len() < wanted.len() {
+        if Instant::now() >= deadline {
+            wait.timed_out = true;
+            let failed = list_all(api, ListStatus::Failed, &mut wait.errors).await;
+            wait.failed = Some(
+                failed
+                    .iter()
+                    .filter(|t| wanted.contains_key(t.id.as_str()))
+                    .count(),
+            );
+            break;
+        }
+        for t in list_all(api, ListStatus::Completed, &mut wait.errors).await {
+            if let (true, Some(at)) = (wanted.contains_key(t.id.as_str()), t.completed_at) {
+                wait.completed.insert(t.id, at);
+            }
+        }
+        if wait.completed.len() < wanted.len() {
+            tokio::time::sleep(
+                POLL_INTERVAL.min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+        }
+    }
+    wait
+}
+
+/// Every page of the caller's tasks with `status`; stops early (returning what it has) when a
+/// call fails.
+async fn list_all(
+    api: &Api,
+    status: ListStatus,
+    errors: &mut BTreeMap<String, ErrorCount>,
+) -> Vec<TaskInfo> {
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        match api.list(status, &token).await {
+            Ok(page) => {
+                all.extend(page.tasks);
+                if page.next_page_token.is_empty() {
+                    return all;
+                }
+                token = page.next_page_token;
+            }
+            Err(e) => {
+                count_error(errors, &e, 1);
+                return all;
+            }
+        }
+    }
+}
+
+/// Submit-to-complete figures.
+struct EndToEnd {
+    /// Per task: `completed_at` minus client submit start, microseconds.
+    latency: Histogram<u64>,
+    /// First submit start to last `completed_at`.
+    seconds: Option<f64>,
+    /// Completed tasks per second over `seconds`.
+    throughput: Option<f64>,
+    /// End of the submit phase to the last `completed_at`: how long the backlog took to drain.
+    drain_seconds: Option<f64>,
+}
+
+impl EndToEnd {
+    fn compute(submit: &SubmitPhase, wait: &WaitPhase) -> anyhow::Result<Self> {
+        let mut latency = histogram()?;
+        for t in &submit.tasks {
+            if let Some(done) = wait.completed.get(&t.id) {
+                let us = (*done - t.start).num_microseconds().unwrap_or(0).max(0);
+                latency.saturating_record(us.unsigned_abs());
+            }
+        }
+        let last = wait.completed.values().max().copied();
+        let seconds = match (submit.first_start, last) {
+            (Some(first), Some(last)) => Some(secs(last - first)),
+            _ => None,
+        };
+        Ok(Self {
+            latency,
+            seconds,
+            throughput: seconds
+                .filter(|s| *s > 0.0)
+                .map(|s| wait.completed.len() as f64 / s),
+            drain_seconds: last.map(|l| secs(l - submit.end).max(0.0)),
+        })
+    }
+}
+
+fn secs(d: chrono::Duration) -> f64 {
+    d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6
+}
+
+/// The read phase's outcome.
+struct GetPhase {
+    calls: usize,
+    latency: Histogram<u64>,
+    errors: BTreeMap<String, ErrorCount>,
+}
+
+async fn get_phase(api: &Api, args: &Args, ids: Vec<String>) -> anyhow::Result<GetPhase> {
+    let ids = Arc::new(ids);
+    let calls = ids.len();
+    let phase = run_calls(calls, args.rate, args.concurrency, |j| {
+        let (api, ids) = (api.clone(), ids.clone());
+        async move { api.get(&ids[j]).await }
+    })
+    .await?;
+    Ok(GetPhase {
+        calls,
+        latency: phase.latency,
+        errors: phase.errors,
+    })
+}
+
+/// `count` items spread evenly over `items`.
+fn spread<T>(items: &[T], count: usize) -> Vec<&T> {
+    let count = count.min(items.len());
+    (0..count)
+        .map(|i| &items[i * items.len() / count])
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------------
+
+/// How often one kind of error happened, with one example.
+#[derive(Debug, Clone, Serialize)]
+struct ErrorCount {
+    /// Failed calls.
+    calls: u64,
+    /// The first message seen.
+    example: String,
+}
+
+fn count_error(errors: &mut BTreeMap<String, ErrorCount>, e: &CallError, calls: u64) {
+    errors
+        .entry(e.kind.clone())
+        .and_modify(|c| c.calls += calls)
+        .or_insert_with(|| ErrorCount {
+            calls,
+            example: e.detail.clone(),
+        });
+}
+
+/// All errors of a run, keyed `"<phase>: <kind>"`.
+#[derive(Default)]
+struct ErrorTally {
+    kinds: BTreeMap<String, ErrorCount>,
+}
+
+impl ErrorTally {
+    fn absorb(&mut self, phase: &str, errors: &BTreeMap<String, ErrorCount>) {
+        for (kind, count) in errors {
+            self.kinds.insert(format!("{phase}: {kind}"), count.clone());
+        }
+    }
+}
+
+/// Percentiles of one histogram, in milliseconds with two decimals.
+#[derive(Debug, Serialize)]
+struct Summary {
+    count: u64,
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Summary {
+    fn of(h: &Histogram<u64>) -> Option<Self> {
+        if h.is_empty() {
+            return None;
+        }
+        let ms = |us: u64| round2(us as f64 / 1000.0);
+        Some(Self {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.50)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        })
+    }
+
+    fn line(s: &Option<Self>, with_max: bool) -> String {
+        match s {
+            None => "n/a".to_owned(),
+            Some(s) if with_max => format!(
+                "p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2} ms  (n={})",
+                s.p50, s.p95, s.p99, s.max, s.count
+            ),
+            Some(s) => format!(
+                "p50 {:.2}  p95 {:.2}  p99 {:.2} ms  (n={})",
+                s.p50, s.p95, s.p99, s.count
+            ),
+        }
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// Everything a run measured.
+#[derive(Serialize)]
+struct Report {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<String>,
+    protocol: Protocol,
+    url: String,
+    /// The minted user, if the token was minted here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    /// `closed-loop` (as fast as possible) or `open-loop` (at `target_rate`).
+    mode: &'static str,
+    tasks: usize,
+    /// Tasks per second; 0 = unlimited.
+    target_rate: f64,
+    concurrency: usize,
+    batch: usize,
+    delay_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connections: Option<usize>,
+    submitted: usize,
+    submit_failed_tasks: usize,
+    submit_seconds: f64,
+    /// Accepted tasks per second over the submit phase.
+    submit_throughput: f64,
+    /// Per call (a batch is one call).
+    submit_latency_ms: Option<Summary>,
+    completed: usize,
+    timed_out: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed_tasks: Option<usize>,
+    e2e_seconds: Option<f64>,
+    /// Completed tasks / (last completed_at - first submit start).
+    e2e_throughput: Option<f64>,
+    drain_after_submit_seconds: Option<f64>,
+    submit_to_complete_ms: Option<Summary>,
+    get_calls: usize,
+    get_latency_ms: Option<Summary>,
+    errors: BTreeMap<String, ErrorCount>,
+}
+
+impl Report {
+    fn print(&self) {
+        let opt =
+            |v: Option<f64>, unit: &str| v.map_or("n/a".to_owned(), |v| format!("{v:.2} {unit}"));
+        println!(
+            "loadgen{}: {} {} | n={} | {} | concurrency={} | batch={} | delay_ms={}{}",
+            self.label
+                .as_deref()
+                .map(|l| format!(" [{l}]"))
+                .unwrap_or_default(),
+            match self.protocol {
+                Protocol::Grpc => "gRPC",
+                Protocol::Http => "HTTP",
+            },
+            self.url,
+            self.tasks,
+            if self.target_rate > 0.0 {
+                format!("open-loop at {} tasks/s", self.target_rate)
+            } else {
+                "closed-loop (as fast as possible)".to_owned()
+            },
+            self.concurrency,
+            self.batch,
+            self.delay_ms,
+            self.connections
+                .map(|c| format!(" | connections={c}"))
+                .unwrap_or_default(),
+        );
+        println!(
+            "  submit:             {} of {} accepted in {:.2} s = {:.2} tasks/s",
+            self.submitted, self.tasks, self.submit_seconds, self.submit_throughput
+        );
+        println!(
+            "  submit latency:     {}{}",
+            Summary::line(&self.submit_latency_ms, true),
+            if self.batch > 1 { "  [per call]" } else { "" }
+        );
+        println!(
+            "  completed:          {} of {}{}",
+            self.completed,
+            self.submitted,
+            if self.timed_out { "  (TIMED OUT)" } else { "" }
+        );
+        println!(
+            "  end-to-end:         {} over {}  (queue drained {} after the last submit)",
+            opt(self.e2e_throughput, "tasks/s"),
+            opt(self.e2e_seconds, "s"),
+            opt(self.drain_after_submit_seconds, "s"),
+        );
+        println!(
+            "  submit->complete:   {}",
+            Summary::line(&self.submit_to_complete_ms, true)
+        );
+        println!(
+            "  GetTask latency:    {}",
+            Summary::line(&self.get_latency_ms, false)
+        );
+        if self.errors.is_empty() {
+            println!("  errors:             none");
+        } else {
+            println!("  errors:");
+            for (kind, c) in &self.errors {
+                println!("    {kind}: {} call(s); e.g. {}", c.calls, c.example);
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Retries, failures, backpressure, restart and shutdown.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{Mode, both_modes, spawn_app};
+
+async fn flaky_task_is_retried_then_completes(mode: Mode) {
+    let Some(app) = spawn_app(mode, &[]).await else {
+        return;
+    };
+    let (_, t) = app
+        .submit(
+            "alice",
+            json!({"type": "echo", "payload": {"fail_times": 2}}),
+        )
+        .await;
+    let done = app
+        .wait_terminal(
+            "alice",
+            t["task_id"].as_str().unwrap(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["retry_count"], 2);
+    // The last failure stays on record.
+    assert_eq!(done["error"]["class"], "retryable");
+    app.cleanup().await;
+}
+both_modes!(
+    flaky_task_is_retried_then_completes,
+    flaky_task_is_retried_then_completes
+);
+
+async fn retries_exhausted_fails_with_error(mode: Mode) {
+    let Some(app) = spawn_app(mode, &[("JOB_QUEUE_MAX_RETRIES", "2")]).await else {
+        return;
+    };
+    let (_, t) = app
+        .submit(
+            "alice",
+            json!({"type": "echo", "payload": {"fail_times": 5}}),
+        )
+        .await;
+    let done = app
+        .wait_terminal(
+            "alice",
+            t["task_id"].as_str().unwrap(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["retry_count"], 2);
+    assert_eq!(done["error"]["provider"], "echo");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("simulated failure 3"),
+        "{done}"
+    );
+    app.cleanup().await;
+}
+both_modes!(
+    retries_exhausted_fails_with_error,
+    retries_exhausted_fails_with_error
+);
+
+async fn type_without_provider_fails_clearly(mode: Mode) {
+    let Some(app) = spawn_app(mode, &[]).await else {
+        return;
+    };
+    let (status, t) = app
+        .submit(
+            "alice",
+            json!({"type": "summarize", "payload": {"text": "hi"}}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(t["priority"], 7, "summarize defaults to HIGH");
+    let done = app
+        .wait_terminal(
+            "alice",
+            t["task_id"].as_str().unwrap(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["error"]["class"], "non_retryable");
+    assert_eq!(
+        done["retry_count"], 0,
+        "non-retryable errors are not retried"
+    );
+    app.cleanup().await;
+}
+both_modes!(
+    type_without_provider_fails_clearly,
+    type_without_provider_fails_clearly
+);
+
+async fn timeout_counts_as_retryable_failure(mode: Mode) {
+    let Some(app) = spawn_app(
+        mode,
+        &[("TASK_TIMEOUT", "200ms"), ("JOB_QUEUE_MAX_RETRIES", "1")],
+    )
+    .await
+    else {
+        return;
+    };
+    let (_, t) = app
+        .submit(
+            "alice",
+            json!({"type": "echo", "payload": {"delay_ms": 5000}}),
+        )
+        .await;
+    let done = app
+        .wait_terminal(
+            "alice",
+            t["task_id"].as_str().unwrap(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["retry_count"], 1);
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{done}"
+    );
+    app.cleanup().await;
+}
+both_modes!(
+    timeout_counts_as_retryable_failure,
+    timeout_counts_as_retryable_failure
+);
+
+async fn full_queue_answers_429(mode: Mode) {
+    let Some(app) = spawn_app(mode, &[("MAX_QUEUE_SIZE", "2"), ("WORKER_POOL_SIZE", "1")]).await
+    else {
+        return;
+    };
+    let slow = json!({"type": "echo", "payload": {"delay_ms": 2000}});
+    // The first is taken by the single worker; two more fill the queue.
+    let (s, _) = app.submit("alice", slow.clone()).await;
+    assert_eq!(s, 202);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..2 {
+        let (s, body) = app.submit("alice", slow.clone()).await;
+        assert_eq!(s, 202, "{body}");
+    }
+    let resp = app
+        .http
+        .post(format!("{}/api/v1/tasks", app.base))
+        .bearer_auth(app.token("alice"))
+        .json(&slow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "resource_exhausted");
+    let (_, list) = app.get("alice", "/api/v1/tasks").await;
+    assert_eq!(
+        list["tasks"].as_array().unwrap().len(),
+        3,
+        "the refused task was not stored"
+    );
+    app.cleanup().await;
+}
+both_modes!(full_queue_answers_429, full_queue_answers_429);
+
+async fn pending_tasks_survive_a_restart(mode: Mode) {
+    let Some(app) = spawn_app(
+        mode,
+        &[("WORKER_POOL_SIZE", "1"), ("SHUTDOWN_GRACE_PERIOD", "5s")],
+    )
+    .await
+    else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (_, t) = app
+            .submit(
+                "alice",
+                json!({"type": "echo", "payload": {"i": i, "delay_ms": 300}}),
+            )
+            .await;
+        ids.push(t["task_id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The running task finishes within the grace period; the rest wait in the database.
+    let app = app.restart().await;
+    for id in &ids {
+        let done = app
+            .wait_terminal("alice", id, Duration::from_secs(15))
+            .await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    app.cleanup().await;
+}
+both_modes!(
+    pending_tasks_survive_a_restart,
+    pending_tasks_survive_a_restart
+);
+
+async fn shutdown_is_prompt_when_idle(mode: Mode) {
+    let Some(mut app) = spawn_app(mode, &[]).await else {
+        return;
+    };
+    let took = app.stop().await;
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    app.cleanup().await;
+}
+both_modes!(shutdown_is_prompt_when_idle, shutdown_is_prompt_when_idle);

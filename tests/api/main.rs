@@ -1,0 +1,12 @@
+//! End-to-end tests: the real server on a free port, driven by a real HTTP client and a real
+//! gRPC client, in embedded (SQLite + in-process queue) and clustered (PostgreSQL + Redis) mode.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod helpers;
+
+mod bad_input;
+mod grpc;
+mod http;
+mod lifecycle;
