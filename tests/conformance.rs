@@ -192,7 +192,7 @@ async fn read_all_pages(store: &Arc<dyn TaskStore>, filter: &TaskFilter, size: u
 
 /// Sorts newest first, as list queries do: `created_at DESC, id DESC`.
 fn newest_first(mut tasks: Vec<Task>) -> Vec<TaskId> {
-    tasks.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    tasks.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
     ids(&tasks)
 }
 
@@ -1878,3 +1878,91 @@ queue_tests!(
     len_counts_ready_and_delayed,
     concurrent_poppers_never_share_an_id,
 );
+
+// ------------------------------------------------------------------------------------------
+// Regression tests for bugs once found in one backend only.
+// ------------------------------------------------------------------------------------------
+
+/// Pages must not skip tasks whose `created_at` has sub-microsecond digits (as `Utc::now()`
+/// has on Linux). SQLite keeps nanoseconds but the page token keeps microseconds, so every
+/// task in the same microsecond after the page boundary is skipped.
+async fn paging_with_sub_microsecond_timestamps(store: Arc<dyn TaskStore>) {
+    let at = base() + TimeDelta::nanoseconds(123_456_789);
+    let tasks: Vec<Task> = (0..3).map(|_| task("alice", at)).collect();
+    insert(&store, tasks.clone()).await;
+    let mut got = read_all_pages(&store, &TaskFilter::default(), 1).await;
+    got.sort();
+    let mut want = ids(&tasks);
+    want.sort();
+    assert_eq!(got, want);
+}
+
+mod paging_with_sub_microsecond_timestamps {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        crate::support::run_with_pg_store(super::paging_with_sub_microsecond_timestamps).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        crate::support::run_with_sqlite_store(super::paging_with_sub_microsecond_timestamps).await;
+    }
+}
+
+/// Several concurrent blocking pops on one queue each wait at most `wait`, and none fails.
+async fn concurrent_blocking_pops_honour_wait(queue: Arc<dyn TaskQueue>) {
+    let start = Instant::now();
+    let poppers: Vec<_> = (0..3)
+        .map(|_| {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.pop(1, Duration::from_secs(2)).await })
+        })
+        .collect();
+    for p in poppers {
+        assert_eq!(p.await.unwrap().unwrap(), Vec::<TaskId>::new());
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+mod concurrent_blocking_pops_honour_wait {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn redis() {
+        crate::support::run_with_redis_queue(super::concurrent_blocking_pops_honour_wait).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn memory() {
+        crate::support::run_with_memory_queue(super::concurrent_blocking_pops_honour_wait).await;
+    }
+}
+
+/// `promote_due` moves every due entry, however many.
+async fn promote_due_moves_every_due_entry(queue: Arc<dyn TaskQueue>) {
+    let due = now_ms();
+    let entries: Vec<QueueEntry> = (0..1500).map(|_| entry(5)).collect();
+    queue.push_delayed(&entries, due).await.unwrap();
+    assert_eq!(
+        queue.promote_due(due).await.unwrap(),
+        Promoted {
+            moved: 1500,
+            next_due: None
+        }
+    );
+    assert_eq!(drain(&queue).await.len(), 1500);
+}
+
+mod promote_due_moves_every_due_entry {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn redis() {
+        crate::support::run_with_redis_queue(super::promote_due_moves_every_due_entry).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn memory() {
+        crate::support::run_with_memory_queue(super::promote_due_moves_every_due_entry).await;
+    }
+}

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Script};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncCommands, AsyncConnectionConfig, Script};
 
 use super::{Promoted, QueueEntry, QueueError, TaskQueue};
 use crate::domain::{Priority, TaskId};
@@ -28,9 +28,9 @@ end
 return n
 "#;
 
-/// Moves up to 1000 due delayed entries to the ready set; returns {moved, next due or -1}.
+/// Moves up to ARGV[2] due delayed entries to the ready set; returns {moved, next due or -1}.
 const PROMOTE: &str = r#"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, member in ipairs(due) do
   local sep = string.find(member, ':', 1, true)
   local prio = tonumber(string.sub(member, 1, sep - 1))
@@ -44,13 +44,49 @@ if #nxt == 0 then return {#due, -1} end
 return {#due, tonumber(nxt[2])}
 "#;
 
+/// Most entries the promote script moves per call; `promote_due` calls it until none are due.
+const PROMOTE_LIMIT: i64 = 1000;
+
+/// Connections for `BZMPOP`, which blocks the connection it runs on: each waiting pop gets a
+/// connection of its own. A pop that is abandoned mid-wait drops its connection, and Redis
+/// cancels a blocked command when its client disconnects, so no id is popped into the void.
+struct BlockingConnections {
+    client: redis::Client,
+    idle: std::sync::Mutex<Vec<MultiplexedConnection>>,
+}
+
+impl BlockingConnections {
+    /// Idle connections kept for reuse.
+    const MAX_IDLE: usize = 8;
+
+    async fn take(&self) -> Result<MultiplexedConnection, QueueError> {
+        if let Some(c) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(c);
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(RedisQueue::MAX_WAIT + Duration::from_secs(2)));
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
+
+    fn give_back(&self, c: MultiplexedConnection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < Self::MAX_IDLE {
+            idle.push(c);
+        }
+    }
+}
+
 /// A priority queue in Redis.
 #[derive(Clone)]
 pub struct RedisQueue {
     /// Shared, auto-reconnecting connection for quick commands.
     conn: ConnectionManager,
-    /// A second connection for `BZMPOP`, which blocks its connection while it waits.
-    blocking: ConnectionManager,
+    /// Connections for blocking pops.
+    blocking: std::sync::Arc<BlockingConnections>,
     ready_key: String,
     seq_key: String,
     delayed_key: String,
@@ -69,10 +105,10 @@ impl RedisQueue {
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)));
         let conn = ConnectionManager::new_with_config(client.clone(), quick).await?;
-        let blocking_cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Self::MAX_WAIT + Duration::from_secs(2)));
-        let blocking = ConnectionManager::new_with_config(client, blocking_cfg).await?;
+        let blocking = std::sync::Arc::new(BlockingConnections {
+            client,
+            idle: std::sync::Mutex::new(Vec::new()),
+        });
         Ok(Self {
             conn,
             blocking,
@@ -87,6 +123,14 @@ impl RedisQueue {
 
 fn delayed_member(priority: Priority, id: TaskId) -> String {
     format!("{}:{id}", priority.value())
+}
+
+/// The delayed-set member of `id` under every priority.
+fn all_delayed_members(id: TaskId) -> Vec<String> {
+    (1..=10)
+        .filter_map(|p| Priority::new(p).ok())
+        .map(|p| delayed_member(p, id))
+        .collect()
 }
 
 #[async_trait]
@@ -113,48 +157,71 @@ impl TaskQueue for RedisQueue {
             return Ok(());
         }
         let score = due.timestamp_millis() as f64;
-        let members: Vec<(f64, String)> = entries
-            .iter()
-            .map(|e| (score, delayed_member(e.priority, e.task_id)))
-            .collect();
-        let _: i64 = self
-            .conn
-            .clone()
-            .zadd_multiple(&self.delayed_key, &members)
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for e in entries {
+            // One delayed entry per id, whatever priority an earlier push gave it.
+            pipe.zrem(&self.delayed_key, all_delayed_members(e.task_id))
+                .ignore();
+            pipe.zadd(
+                &self.delayed_key,
+                delayed_member(e.priority, e.task_id),
+                score,
+            )
+            .ignore();
+        }
+        let () = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(())
     }
 
     async fn promote_due(&self, now: DateTime<Utc>) -> Result<Promoted, QueueError> {
-        let (moved, next): (i64, i64) = self
-            .promote_script
-            .key(&self.delayed_key)
-            .key(&self.ready_key)
-            .key(&self.seq_key)
-            .arg(now.timestamp_millis())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(Promoted {
-            moved: usize::try_from(moved).unwrap_or(0),
-            next_due: if next < 0 {
-                None
-            } else {
-                DateTime::from_timestamp_millis(next)
-            },
-        })
+        let mut total = 0;
+        loop {
+            // Bounded per call so one script never blocks Redis for long.
+            let (moved, next): (i64, i64) = self
+                .promote_script
+                .key(&self.delayed_key)
+                .key(&self.ready_key)
+                .key(&self.seq_key)
+                .arg(now.timestamp_millis())
+                .arg(PROMOTE_LIMIT)
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+            total += usize::try_from(moved).unwrap_or(0);
+            if moved < PROMOTE_LIMIT {
+                // Millisecond precision: delayed entries are scored in unix ms.
+                let next_due = if next < 0 {
+                    None
+                } else {
+                    DateTime::from_timestamp_millis(next)
+                };
+                return Ok(Promoted {
+                    moved: total,
+                    next_due,
+                });
+            }
+        }
     }
 
     async fn pop(&self, max: usize, wait: Duration) -> Result<Vec<TaskId>, QueueError> {
+        if max == 0 {
+            tokio::time::sleep(wait).await;
+            return Ok(Vec::new());
+        }
         let wait = wait.min(Self::MAX_WAIT);
-        let count = isize::try_from(max.max(1)).unwrap_or(isize::MAX);
-        let mut conn = self.blocking.clone();
+        let count = isize::try_from(max).unwrap_or(isize::MAX);
         let reply: Option<(String, Vec<(String, f64)>)> = if wait.is_zero() {
             // BZMPOP's 0 means "forever"; use the non-blocking form instead.
-            let items: Vec<(String, f64)> = conn.zpopmin(&self.ready_key, count).await?;
+            let items: Vec<(String, f64)> =
+                self.conn.clone().zpopmin(&self.ready_key, count).await?;
             Some((self.ready_key.clone(), items))
         } else {
-            conn.bzmpop_min(wait.as_secs_f64(), &self.ready_key, count)
-                .await?
+            let mut conn = self.blocking.take().await?;
+            let reply = conn
+                .bzmpop_min(wait.as_secs_f64(), &self.ready_key, count)
+                .await?;
+            self.blocking.give_back(conn);
+            reply
         };
         let Some((_, items)) = reply else {
             return Ok(Vec::new());
@@ -169,13 +236,9 @@ impl TaskQueue for RedisQueue {
     }
 
     async fn remove(&self, id: TaskId) -> Result<bool, QueueError> {
-        let delayed: Vec<String> = (1..=10)
-            .filter_map(|p| Priority::new(p).ok())
-            .map(|p| delayed_member(p, id))
-            .collect();
         let (a, b): (i64, i64) = redis::pipe()
             .zrem(&self.ready_key, id.to_string())
-            .zrem(&self.delayed_key, delayed)
+            .zrem(&self.delayed_key, all_delayed_members(id))
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(a + b > 0)

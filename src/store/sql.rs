@@ -40,6 +40,29 @@ impl NewEvent {
     }
 }
 
+/// `t` with every timestamp cut to microseconds, PostgreSQL's precision, so both databases
+/// store the same instant and page tokens (microseconds) match stored values exactly.
+pub fn at_micros(mut t: Task) -> Task {
+    use chrono::SubsecRound;
+    let cut = |d: DateTime<Utc>| d.trunc_subsecs(6);
+    t.created_at = cut(t.created_at);
+    t.updated_at = cut(t.updated_at);
+    t.run_after = cut(t.run_after);
+    t.started_at = t.started_at.map(cut);
+    t.completed_at = t.completed_at.map(cut);
+    t.lease_expires_at = t.lease_expires_at.map(cut);
+    t
+}
+
+/// A completion to write: `processing -> completed` if `worker_id` still holds the task.
+pub struct CompleteRow {
+    pub id: uuid::Uuid,
+    pub worker_id: String,
+    pub result: Value,
+    pub provider: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// Implements [`TaskStore`](super::TaskStore) for `$store` (which has a `pool` field) on
 /// database `$db`.
 macro_rules! impl_task_store {
@@ -92,6 +115,8 @@ macro_rules! impl_task_store {
                 if tasks.is_empty() {
                     return Ok(Vec::new());
                 }
+                let tasks: Vec<$crate::domain::Task> =
+                    tasks.into_iter().map($crate::store::sql::at_micros).collect();
                 let mut tx = self.pool.begin().await?;
                 let mut inserted: HashSet<uuid::Uuid> = HashSet::with_capacity(tasks.len());
                 for chunk in tasks.chunks($crate::store::sql::INSERT_CHUNK) {
@@ -120,7 +145,9 @@ macro_rules! impl_task_store {
                             .push_bind(t.created_at)
                             .push_bind(t.updated_at);
                     });
-                    qb.push(" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id");
+                    // Any conflict skips the row: an idempotency key seen before, or this very id when
+                    // a commit whose answer was lost is retried.
+                    qb.push(" ON CONFLICT DO NOTHING RETURNING id");
                     let ids: Vec<uuid::Uuid> =
                         qb.build_query_scalar().fetch_all(&mut *tx).await?;
                     inserted.extend(ids);
@@ -138,17 +165,23 @@ macro_rules! impl_task_store {
                         out.push($crate::store::Inserted { task, created: true });
                         continue;
                     }
-                    // Only an idempotency-key conflict skips a row: return the first task.
+                    // The same id already stored (an earlier commit of this very task) is the
+                    // task; otherwise the earlier task with the same idempotency key is.
                     let mut qb = Self::select();
-                    qb.push(" AND user_id = ")
+                    qb.push(" AND ((id = ")
+                        .push_bind(task.id.as_uuid())
+                        .push(" AND user_id = ")
+                        .push_bind(task.user_id.as_str().to_owned())
+                        .push(") OR (user_id = ")
                         .push_bind(task.user_id.as_str().to_owned())
                         .push(" AND idempotency_key = ")
-                        .push_bind(task.idempotency_key.clone());
+                        .push_bind(task.idempotency_key.clone())
+                        .push(")) ORDER BY created_at LIMIT 1");
                     let row: Option<$crate::store::row::TaskRow> =
                         qb.build_query_as().fetch_optional(&mut *tx).await?;
                     let row = row.ok_or_else(|| {
                         $crate::store::StoreError::Corrupt(format!(
-                            "task {} was neither inserted nor found by idempotency key",
+                            "task {} was neither inserted nor found by id or idempotency key",
                             task.id
                         ))
                     })?;
@@ -171,6 +204,7 @@ macro_rules! impl_task_store {
                 &self,
                 t: &$crate::domain::Task,
             ) -> Result<(), $crate::store::StoreError> {
+                let t = &$crate::store::sql::at_micros(t.clone());
                 let rel = t.related_entity.clone();
                 let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
                     "INSERT INTO tasks ({}) ",
@@ -290,23 +324,47 @@ macro_rules! impl_task_store {
                 use $crate::domain::TaskEventType as E;
                 use $crate::store::Outcome;
                 let mut tx = self.pool.begin().await?;
+                // Completions, the common case, go in one statement.
+                let completions: Vec<$crate::store::sql::CompleteRow> = finishes
+                    .iter()
+                    .filter_map(|f| match &f.outcome {
+                        Outcome::Completed { result, provider } => {
+                            Some($crate::store::sql::CompleteRow {
+                                id: f.task_id.as_uuid(),
+                                worker_id: f.worker_id.as_str().to_owned(),
+                                result: result.clone(),
+                                provider: provider.clone(),
+                                at: f.at,
+                            })
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let completed: std::collections::HashMap<uuid::Uuid, String> =
+                    Self::complete_rows(&mut tx, completions).await?.into_iter().collect();
                 let mut applied = Vec::with_capacity(finishes.len());
                 let mut events = Vec::with_capacity(finishes.len());
                 for f in finishes {
-                    let (mut qb, kind, data) = match &f.outcome {
-                        Outcome::Completed { result, provider } => {
-                            let mut qb = sqlx::QueryBuilder::<$db>::new(
-                                "UPDATE tasks SET status = 'completed', progress = 100, result = ",
-                            );
-                            qb.push_bind(sqlx::types::Json(result.clone()))
-                                .push(", provider = ")
-                                .push_bind(provider.clone())
-                                .push(", completed_at = ")
-                                .push_bind(f.at);
-                            (qb, E::TaskCompleted, serde_json::json!({
-                                "status": "completed", "provider": provider,
-                            }))
+                    if let Outcome::Completed { provider, .. } = &f.outcome {
+                        let user = completed.get(&f.task_id.as_uuid());
+                        applied.push(user.is_some());
+                        if let Some(user) = user {
+                            events.push($crate::store::sql::NewEvent {
+                                task_id: f.task_id,
+                                user_id: $crate::domain::UserId::parse(user).map_err(|_| {
+                                    $crate::store::StoreError::Corrupt("user_id".into())
+                                })?,
+                                kind: E::TaskCompleted,
+                                data: serde_json::json!({
+                                    "status": "completed", "provider": provider,
+                                }),
+                                at: f.at,
+                            });
                         }
+                        continue;
+                    }
+                    let (mut qb, kind, data) = match &f.outcome {
+                        Outcome::Completed { .. } => continue,
                         Outcome::Retry { error, run_after } => {
                             let mut qb = sqlx::QueryBuilder::<$db>::new(
                                 "UPDATE tasks SET status = 'pending', \

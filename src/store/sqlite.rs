@@ -51,3 +51,33 @@ impl SqliteTaskStore {
 }
 
 impl_task_store!(SqliteTaskStore, sqlx::Sqlite);
+
+impl SqliteTaskStore {
+    /// Completes tasks one statement each (cheap in-process); returns the (id, user) of each
+    /// row that applied.
+    async fn complete_rows(
+        conn: &mut sqlx::SqliteConnection,
+        rows: Vec<super::sql::CompleteRow>,
+    ) -> Result<Vec<(uuid::Uuid, String)>, StoreError> {
+        let mut applied = Vec::with_capacity(rows.len());
+        for r in rows {
+            let user: Option<String> = sqlx::query_scalar(
+                "UPDATE tasks SET status = 'completed', progress = 100, result = ?1, \
+                 provider = ?2, completed_at = ?3, updated_at = ?3, worker_id = NULL, \
+                 lease_expires_at = NULL \
+                 WHERE id = ?4 AND status = 'processing' AND worker_id = ?5 RETURNING user_id",
+            )
+            .bind(sqlx::types::Json(r.result))
+            .bind(r.provider)
+            .bind(r.at)
+            .bind(r.id)
+            .bind(r.worker_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(user) = user {
+                applied.push((r.id, user));
+            }
+        }
+        Ok(applied)
+    }
+}

@@ -182,18 +182,20 @@ async fn pause(shutdown: &CancellationToken, d: Duration) {
     }
 }
 
-/// Runs one attempt and records its outcome. Holds its pool slot until the outcome is stored,
-/// so the pool never runs ahead of the database.
+/// Runs one attempt and records its outcome. The pool slot bounds provider calls, so it is
+/// released as soon as the call ends; the write of the outcome joins a group commit whose
+/// bounded channel keeps the pool from running far ahead of the database.
 async fn run_task(
     shared: Arc<Shared>,
     task: Task,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
     abort: CancellationToken,
 ) {
     let attempt = tokio::select! {
         r = tokio::time::timeout(task.timeout, shared.providers.execute(&task)) => r,
         _ = abort.cancelled() => return,
     };
+    drop(slot);
     let now = clock::now();
     let outcome = match attempt {
         Ok(Ok(out)) => Outcome::Completed {
