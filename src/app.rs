@@ -19,10 +19,7 @@ use crate::providers::ProviderRegistry;
 use crate::queue::{MemoryQueue, RedisQueue, TaskQueue};
 use crate::service::{SubmitLimits, TaskService};
 use crate::store::{PgTaskStore, SqliteTaskStore, TaskStore};
-use crate::worker::{DelayScheduler, PoolConfig, Reconciler, WorkerPool};
-
-/// How often the reconciler rebuilds the queue from the database.
-const RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
+use crate::worker::{DelayScheduler, PoolConfig, Reaper, Reconciler, WorkerPool};
 
 /// A built, bound, not yet serving service.
 pub struct Application {
@@ -143,15 +140,21 @@ impl Application {
         let reconciler = Reconciler::new(
             backends.store.clone(),
             backends.queue.clone(),
-            RECONCILE_INTERVAL,
+            config.reconcile_interval,
         );
         let pushed = reconciler
-            .reconcile()
+            .reconcile(Duration::ZERO)
             .await
             .context("rebuilding the queue at start")?;
         tracing::info!(pushed, "queue rebuilt from the database");
         background.spawn(reconciler.run(shutdown.child_token()));
         background.spawn(DelayScheduler::new(backends.queue.clone()).run(shutdown.child_token()));
+        let reaper = Reaper::new(
+            backends.store.clone(),
+            backends.queue.clone(),
+            config.lease_duration,
+        );
+        background.spawn(reaper.run(shutdown.child_token()));
 
         let host = hostname();
         let pool = WorkerPool::new(
@@ -165,6 +168,7 @@ impl Application {
                 retry_base_delay: config.retry_base_delay,
                 grace_period: config.shutdown_grace_period,
                 finish_loops: backends.write_loops,
+                instance: host.clone(),
             },
         );
         background.spawn(pool.run(shutdown.child_token()));

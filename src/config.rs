@@ -76,6 +76,8 @@ pub struct Config {
     pub lease_duration: Duration,
     /// `SHUTDOWN_GRACE_PERIOD`: on SIGTERM, how long running tasks may finish.
     pub shutdown_grace_period: Duration,
+    /// `RECONCILE_INTERVAL`: how often the queue is checked against the database.
+    pub reconcile_interval: Duration,
 }
 
 /// One problem with one variable.
@@ -269,6 +271,11 @@ impl Config {
             Duration::from_secs(10),
             Duration::ZERO,
         );
+        let reconcile_interval = r.duration(
+            "RECONCILE_INTERVAL",
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+        );
 
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
@@ -287,6 +294,7 @@ impl Config {
             retry_base_delay,
             lease_duration,
             shutdown_grace_period,
+            reconcile_interval,
         })
     }
 }

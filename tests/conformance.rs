@@ -1560,6 +1560,165 @@ store_tests!(
 );
 
 // ------------------------------------------------------------------------------------------
+// Store: leases, heartbeats and recovery
+// ------------------------------------------------------------------------------------------
+
+/// A heartbeat extends the lease of every task the worker holds, and only those.
+async fn heartbeat_renews_only_own_leases(store: Arc<dyn TaskStore>) {
+    let t0 = now();
+    let tasks = insert(&store, (0..3).map(|i| task("alice", t0 + ms(i))).collect()).await;
+    let (w1, w2) = (worker("w1"), worker("w2"));
+    store.register_worker(&w1, "host-a", t0).await.unwrap();
+    store.register_worker(&w2, "host-b", t0).await.unwrap();
+    store
+        .claim(&ids(&tasks[..2]), &w1, t0 + ms(1000), t0)
+        .await
+        .unwrap();
+    store
+        .claim(&ids(&tasks[2..]), &w2, t0 + ms(1000), t0)
+        .await
+        .unwrap();
+    let later = t0 + ms(60_000);
+    assert_eq!(store.heartbeat(&w1, later, t0 + ms(500)).await.unwrap(), 2);
+    for t in &tasks[..2] {
+        assert_eq!(get(&store, t.id).await.lease_expires_at, Some(later));
+    }
+    assert_eq!(
+        get(&store, tasks[2].id).await.lease_expires_at,
+        Some(t0 + ms(1000))
+    );
+}
+
+/// Expired leases: back to pending with the attempt counted, or failed when no retry is left;
+/// live leases are untouched; each change has its event.
+async fn requeue_expired_counts_the_lost_attempt(store: Arc<dyn TaskStore>) {
+    let t0 = now();
+    let mut exhausted = task("alice", t0);
+    exhausted.max_retries = 0;
+    let fresh = task("alice", t0 + ms(1));
+    let live = task("alice", t0 + ms(2));
+    insert(&store, vec![exhausted.clone(), fresh.clone(), live.clone()]).await;
+    let w = worker("w");
+    store
+        .claim(&[exhausted.id, fresh.id], &w, t0 + ms(100), t0)
+        .await
+        .unwrap();
+    store
+        .claim(&[live.id], &w, t0 + ms(10_000), t0)
+        .await
+        .unwrap();
+
+    let requeued = store.requeue_expired(t0 + ms(200), 100).await.unwrap();
+    assert_eq!(ids(&requeued), vec![fresh.id]);
+    let f = get(&store, fresh.id).await;
+    assert_eq!(
+        (f.status, f.retry_count, f.worker_id.clone()),
+        (TaskStatus::Pending, 1, None)
+    );
+    assert_eq!(f.error.unwrap().class, ErrorClass::Retryable);
+    let e = get(&store, exhausted.id).await;
+    assert_eq!(e.status, TaskStatus::Failed);
+    assert!(e.completed_at.is_some());
+    assert_eq!(get(&store, live.id).await.status, TaskStatus::Processing);
+    assert_eq!(
+        kinds(&store.events_for_task(fresh.id).await.unwrap()),
+        vec![
+            TaskEventType::TaskCreated,
+            TaskEventType::TaskStarted,
+            TaskEventType::TaskRetrying
+        ]
+    );
+    assert_eq!(
+        kinds(&store.events_for_task(exhausted.id).await.unwrap()).last(),
+        Some(&TaskEventType::TaskFailed)
+    );
+    // The old worker's late outcome no longer applies.
+    let late = finish(fresh.id, &w, completed(json!(1), "echo"), t0 + ms(300));
+    assert_eq!(store.finish(&[late]).await.unwrap(), vec![false]);
+    assert!(
+        store
+            .requeue_expired(t0 + ms(200), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A clean shutdown hands held tasks back without counting an attempt.
+async fn release_hands_back_without_counting(store: Arc<dyn TaskStore>) {
+    let t0 = now();
+    let tasks = insert(&store, (0..2).map(|i| task("alice", t0 + ms(i))).collect()).await;
+    let (w, other) = (worker("w"), worker("other"));
+    store
+        .claim(&[tasks[0].id], &w, t0 + ms(1000), t0)
+        .await
+        .unwrap();
+    store
+        .claim(&[tasks[1].id], &other, t0 + ms(1000), t0)
+        .await
+        .unwrap();
+    let released = store.release(&w, t0 + ms(10)).await.unwrap();
+    assert_eq!(ids(&released), vec![tasks[0].id]);
+    let t = get(&store, tasks[0].id).await;
+    assert_eq!(
+        (t.status, t.retry_count, t.worker_id),
+        (TaskStatus::Pending, 0, None)
+    );
+    assert_eq!(
+        get(&store, tasks[1].id).await.status,
+        TaskStatus::Processing
+    );
+    // Claimable again.
+    let again = store
+        .claim(&[tasks[0].id], &other, t0 + ms(2000), t0 + ms(20))
+        .await
+        .unwrap();
+    assert_eq!(ids(&again), vec![tasks[0].id]);
+}
+
+/// Workers that stop heartbeating are reported once, then marked dead.
+async fn stale_workers_are_reaped_once(store: Arc<dyn TaskStore>) {
+    let t0 = now();
+    let (old, alive, stopped) = (worker("old"), worker("alive"), worker("stopped"));
+    store.register_worker(&old, "h", t0).await.unwrap();
+    store.register_worker(&alive, "h", t0).await.unwrap();
+    store.register_worker(&stopped, "h", t0).await.unwrap();
+    store.unregister_worker(&stopped, t0).await.unwrap();
+    store
+        .heartbeat(&alive, t0 + ms(5000), t0 + ms(2000))
+        .await
+        .unwrap();
+    let dead = store.reap_stale_workers(t0 + ms(1000)).await.unwrap();
+    assert_eq!(dead, vec![old.clone()]);
+    assert!(
+        store
+            .reap_stale_workers(t0 + ms(1000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Re-registering brings a worker back.
+    store
+        .register_worker(&old, "h", t0 + ms(3000))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .reap_stale_workers(t0 + ms(1000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+store_tests!(
+    heartbeat_renews_only_own_leases,
+    requeue_expired_counts_the_lost_attempt,
+    release_hands_back_without_counting,
+    stale_workers_are_reaped_once,
+);
+
+// ------------------------------------------------------------------------------------------
 // Queue
 // ------------------------------------------------------------------------------------------
 

@@ -178,6 +178,52 @@ pub trait TaskStore: Send + Sync + 'static {
     /// A task's events, oldest first.
     async fn events_for_task(&self, id: TaskId) -> Result<Vec<TaskEvent>, StoreError>;
 
+    // ===== Leases and workers =====
+
+    /// Records a worker pool as active (seed 000's register_worker).
+    async fn register_worker(
+        &self,
+        worker: &WorkerId,
+        instance: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Marks the worker alive and extends the lease of every task it holds to `lease_until`
+    /// (seed 000's update_worker_heartbeat). Returns how many leases were renewed.
+    async fn heartbeat(
+        &self,
+        worker: &WorkerId,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Marks a worker pool as stopped after a clean shutdown.
+    async fn unregister_worker(
+        &self,
+        worker: &WorkerId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Active workers whose last heartbeat is before `older_than`; marks them dead.
+    async fn reap_stale_workers(
+        &self,
+        older_than: DateTime<Utc>,
+    ) -> Result<Vec<WorkerId>, StoreError>;
+
+    /// Processing tasks whose lease ended before `now` (their worker died or hung): back to
+    /// pending when retries remain (the lost attempt counts), else failed; with the matching
+    /// event. Returns the tasks that are pending again, to be queued. At most `limit` per call.
+    async fn requeue_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// Hands tasks a worker still holds back to pending without counting an attempt (a clean
+    /// shutdown that could not finish them). Returns the released tasks.
+    async fn release(&self, worker: &WorkerId, now: DateTime<Utc>)
+    -> Result<Vec<Task>, StoreError>;
+
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }

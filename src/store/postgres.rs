@@ -12,6 +12,8 @@ use super::sql::impl_task_store;
 pub struct PgTaskStore {
     /// Shared connection pool; sized by `DATABASE_MAX_CONNECTIONS`.
     pool: PgPool,
+    /// The same pool: PostgreSQL runs concurrent writers itself.
+    writer: PgPool,
 }
 
 impl PgTaskStore {
@@ -26,7 +28,10 @@ impl PgTaskStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            writer: pool.clone(),
+            pool,
+        })
     }
 
     /// The pool, for health checks and tests.

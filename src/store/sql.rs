@@ -63,7 +63,8 @@ pub struct CompleteRow {
     pub at: DateTime<Utc>,
 }
 
-/// Implements [`TaskStore`](super::TaskStore) for `$store` (which has a `pool` field) on
+/// Implements [`TaskStore`](super::TaskStore) for `$store` (which has a `pool` field for reads
+/// and a `writer` field for transactions that write) on
 /// database `$db`.
 macro_rules! impl_task_store {
     ($store:ty, $db:ty) => {
@@ -117,7 +118,7 @@ macro_rules! impl_task_store {
                 }
                 let tasks: Vec<$crate::domain::Task> =
                     tasks.into_iter().map($crate::store::sql::at_micros).collect();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let mut inserted: HashSet<uuid::Uuid> = HashSet::with_capacity(tasks.len());
                 for chunk in tasks.chunks($crate::store::sql::INSERT_CHUNK) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -246,7 +247,7 @@ macro_rules! impl_task_store {
                      updated_at = excluded.updated_at, started_at = excluded.started_at, \
                      completed_at = excluded.completed_at",
                 );
-                qb.build().execute(&self.pool).await?;
+                qb.build().execute(&self.writer).await?;
                 Ok(())
             }
 
@@ -254,7 +255,7 @@ macro_rules! impl_task_store {
                 &self,
                 id: $crate::domain::TaskId,
             ) -> Result<bool, $crate::store::StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM task_events WHERE task_id = ");
                 qb.push_bind(id.as_uuid());
                 qb.build().execute(&mut *tx).await?;
@@ -275,7 +276,7 @@ macro_rules! impl_task_store {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let mut claimed = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks($crate::store::sql::IN_CHUNK) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -323,7 +324,7 @@ macro_rules! impl_task_store {
             ) -> Result<Vec<bool>, $crate::store::StoreError> {
                 use $crate::domain::TaskEventType as E;
                 use $crate::store::Outcome;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 // Completions, the common case, go in one statement.
                 let completions: Vec<$crate::store::sql::CompleteRow> = finishes
                     .iter()
@@ -429,7 +430,7 @@ macro_rules! impl_task_store {
                 id: $crate::domain::TaskId,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<Option<($crate::domain::Task, bool)>, $crate::store::StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "UPDATE tasks SET status = 'cancelled', worker_id = NULL, \
                      lease_expires_at = NULL, updated_at = ",
@@ -614,6 +615,181 @@ macro_rules! impl_task_store {
                 let rows: Vec<$crate::store::row::EventRow> =
                     qb.build_query_as().fetch_all(&self.pool).await?;
                 rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn register_worker(
+                &self,
+                worker: &$crate::domain::WorkerId,
+                instance: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO workers (id, instance, status, started_at, last_heartbeat) ",
+                );
+                qb.push_values(std::iter::once(()), |mut b, ()| {
+                    b.push_bind(worker.as_str().to_owned())
+                        .push_bind(instance.to_owned())
+                        .push_bind("active")
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                qb.push(
+                    " ON CONFLICT (id) DO UPDATE SET status = 'active', \
+                     last_heartbeat = excluded.last_heartbeat",
+                );
+                qb.build().execute(&self.writer).await?;
+                Ok(())
+            }
+
+            async fn heartbeat(
+                &self,
+                worker: &$crate::domain::WorkerId,
+                lease_until: chrono::DateTime<chrono::Utc>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let mut tx = self.writer.begin().await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE workers SET last_heartbeat = ");
+                qb.push_bind(now).push(" WHERE id = ").push_bind(worker.as_str().to_owned());
+                qb.build().execute(&mut *tx).await?;
+                let mut qb =
+                    sqlx::QueryBuilder::<$db>::new("UPDATE tasks SET lease_expires_at = ");
+                qb.push_bind(lease_until)
+                    .push(" WHERE status = 'processing' AND worker_id = ")
+                    .push_bind(worker.as_str().to_owned());
+                let renewed = qb.build().execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                Ok(renewed)
+            }
+
+            async fn unregister_worker(
+                &self,
+                worker: &$crate::domain::WorkerId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE workers SET status = 'stopped', last_heartbeat = ",
+                );
+                qb.push_bind(now).push(" WHERE id = ").push_bind(worker.as_str().to_owned());
+                qb.build().execute(&self.writer).await?;
+                Ok(())
+            }
+
+            async fn reap_stale_workers(
+                &self,
+                older_than: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<$crate::domain::WorkerId>, $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE workers SET status = 'dead' WHERE status = 'active' \
+                     AND last_heartbeat < ",
+                );
+                qb.push_bind(older_than).push(" RETURNING id");
+                let ids: Vec<String> = qb.build_query_scalar().fetch_all(&self.writer).await?;
+                Ok(ids.into_iter().map($crate::domain::WorkerId::from_stored).collect())
+            }
+
+            async fn requeue_expired(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                use $crate::domain::{ErrorClass, TaskError, TaskEventType, TaskStatus};
+                let error = TaskError::new(
+                    ErrorClass::Retryable,
+                    "worker lost: its lease expired before the attempt finished",
+                );
+                let mut tx = self.writer.begin().await?;
+                // SET expressions see the row as it was, so every CASE tests the old count.
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE tasks SET \
+                     status = CASE WHEN retry_count < max_retries THEN 'pending' ELSE 'failed' END, \
+                     retry_count = CASE WHEN retry_count < max_retries THEN retry_count + 1 \
+                       ELSE retry_count END, \
+                     completed_at = CASE WHEN retry_count < max_retries THEN NULL ELSE ",
+                );
+                qb.push_bind(now)
+                    .push(" END, worker_id = NULL, lease_expires_at = NULL, error = ")
+                    .push_bind(sqlx::types::Json(serde_json::json!(error)))
+                    .push(", run_after = ")
+                    .push_bind(now)
+                    .push(", updated_at = ")
+                    .push_bind(now)
+                    .push(
+                        " WHERE id IN (SELECT id FROM tasks WHERE status = 'processing' \
+                         AND lease_expires_at < ",
+                    )
+                    .push_bind(now)
+                    .push(" ORDER BY lease_expires_at LIMIT ")
+                    .push_bind(i64::from(limit))
+                    .push(") AND status = 'processing' AND lease_expires_at < ")
+                    .push_bind(now)
+                    .push(format!(" RETURNING {}", $crate::store::row::TASK_COLUMNS));
+                let rows: Vec<$crate::store::row::TaskRow> =
+                    qb.build_query_as().fetch_all(&mut *tx).await?;
+                let tasks = $crate::store::row::into_tasks(rows)?;
+                let events = tasks
+                    .iter()
+                    .map(|t| {
+                        let (kind, data) = if t.status == TaskStatus::Pending {
+                            (TaskEventType::TaskRetrying, serde_json::json!({
+                                "status": "pending", "error": error,
+                                "attempt": t.retry_count, "run_after": now,
+                            }))
+                        } else {
+                            (TaskEventType::TaskFailed, serde_json::json!({
+                                "status": "failed", "error": error,
+                            }))
+                        };
+                        $crate::store::sql::NewEvent {
+                            task_id: t.id,
+                            user_id: t.user_id.clone(),
+                            kind,
+                            data,
+                            at: now,
+                        }
+                    })
+                    .collect();
+                Self::insert_events(&mut tx, events).await?;
+                tx.commit().await?;
+                Ok(tasks.into_iter().filter(|t| t.status == TaskStatus::Pending).collect())
+            }
+
+            async fn release(
+                &self,
+                worker: &$crate::domain::WorkerId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut tx = self.writer.begin().await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE tasks SET status = 'pending', worker_id = NULL, \
+                     lease_expires_at = NULL, run_after = ",
+                );
+                qb.push_bind(now)
+                    .push(", updated_at = ")
+                    .push_bind(now)
+                    .push(" WHERE status = 'processing' AND worker_id = ")
+                    .push_bind(worker.as_str().to_owned())
+                    .push(format!(" RETURNING {}", $crate::store::row::TASK_COLUMNS));
+                let rows: Vec<$crate::store::row::TaskRow> =
+                    qb.build_query_as().fetch_all(&mut *tx).await?;
+                let tasks = $crate::store::row::into_tasks(rows)?;
+                let events = tasks
+                    .iter()
+                    .map(|t| $crate::store::sql::NewEvent {
+                        task_id: t.id,
+                        user_id: t.user_id.clone(),
+                        kind: $crate::domain::TaskEventType::TaskRetrying,
+                        data: serde_json::json!({
+                            "status": "pending",
+                            "reason": "handed back at shutdown",
+                            "attempt": t.retry_count,
+                            "run_after": now,
+                        }),
+                        at: now,
+                    })
+                    .collect();
+                Self::insert_events(&mut tx, events).await?;
+                tx.commit().await?;
+                Ok(tasks)
             }
 
             async fn ping(&self) -> Result<(), $crate::store::StoreError> {

@@ -14,8 +14,11 @@ use super::sql::impl_task_store;
 /// Tasks in a SQLite file.
 #[derive(Clone)]
 pub struct SqliteTaskStore {
-    /// Connection pool. SQLite allows one writer at a time; WAL lets readers run alongside it.
+    /// Readers: WAL lets them run alongside the writer.
     pool: SqlitePool,
+    /// The one writer connection. SQLite allows one write transaction at a time; queueing
+    /// writers here, in order, avoids `SQLITE_BUSY` and the busy handler's sleeps.
+    writer: SqlitePool,
 }
 
 impl SqliteTaskStore {
@@ -40,13 +43,19 @@ impl SqliteTaskStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
-            .connect_with(options)
+            .connect_with(options.read_only(true))
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 }
 

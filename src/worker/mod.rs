@@ -3,10 +3,12 @@
 
 mod backoff;
 mod pool;
+mod reaper;
 mod reconciler;
 mod scheduler;
 
 pub use backoff::retry_delay;
 pub use pool::{PoolConfig, WorkerPool};
+pub use reaper::Reaper;
 pub use reconciler::Reconciler;
 pub use scheduler::DelayScheduler;

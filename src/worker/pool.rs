@@ -33,6 +33,8 @@ pub struct PoolConfig {
     pub grace_period: Duration,
     /// Concurrent finish transactions (1 for SQLite).
     pub finish_loops: usize,
+    /// The host this pool runs on, recorded in the worker registry.
+    pub instance: String,
 }
 
 /// Runs tasks: pop ids, claim them in the database (the compare-and-set decides), run each on
@@ -102,6 +104,20 @@ impl WorkerPool {
         let running = TaskTracker::new();
         let abort = CancellationToken::new();
         let slots = Arc::new(Semaphore::new(self.config.size));
+        if let Err(e) = self
+            .store
+            .register_worker(&self.id, &self.config.instance, clock::now())
+            .await
+        {
+            tracing::warn!(error = %e, "could not register worker; heartbeats will retry");
+        }
+        let heartbeat_stop = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            self.store.clone(),
+            self.id.clone(),
+            self.config.lease,
+            heartbeat_stop.clone(),
+        ));
         tracing::info!(worker_id = %self.id, size = self.config.size, "worker pool started");
 
         while let Some(permits) = take_slots(&slots, &shutdown).await {
@@ -152,7 +168,59 @@ impl WorkerPool {
         drop(shared);
         tracker.close();
         tracker.wait().await;
+        heartbeat_stop.cancel();
+        let _ = heartbeat.await;
+        self.hand_back().await;
         tracing::info!(worker_id = %self.id, "worker pool stopped");
+    }
+}
+
+impl WorkerPool {
+    /// Returns every task this pool still holds to the queue at once, so a clean shutdown never
+    /// leaves work waiting for a lease to expire.
+    async fn hand_back(&self) {
+        let now = clock::now();
+        match self.store.release(&self.id, now).await {
+            Ok(released) if !released.is_empty() => {
+                tracing::info!(count = released.len(), "handed unfinished tasks back");
+                let entries: Vec<QueueEntry> = released
+                    .iter()
+                    .map(|t| QueueEntry {
+                        task_id: t.id,
+                        priority: t.priority,
+                    })
+                    .collect();
+                if let Err(e) = self.queue.push(&entries).await {
+                    tracing::warn!(error = %e, "queue push failed; reconciler will requeue");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "hand-back failed; the reaper will requeue"),
+        }
+        if let Err(e) = self.store.unregister_worker(&self.id, now).await {
+            tracing::warn!(error = %e, "could not unregister worker");
+        }
+    }
+}
+
+/// Renews this pool's leases every third of the lease, so a live worker never loses a task
+/// however long its attempt runs, and a dead one loses them within one lease.
+async fn heartbeat_loop(
+    store: Arc<dyn TaskStore>,
+    id: WorkerId,
+    lease: Duration,
+    stop: CancellationToken,
+) {
+    let every = lease / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = clock::now();
+        if let Err(e) = store.heartbeat(&id, now + lease, now).await {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
     }
 }
 

@@ -11,6 +11,10 @@ use crate::store::TaskStore;
 
 /// Pending tasks read per pass.
 const PASS_LIMIT: u32 = 100_000;
+/// Periodic passes skip tasks changed more recently than this: such a task is normally in a
+/// worker's hands between popping and claiming, and re-queueing it would only leave a stale
+/// entry behind (harmless, but it counts against MAX_QUEUE_SIZE).
+const SETTLE_TIME: Duration = Duration::from_secs(5);
 
 /// Re-queues pending tasks the queue lost (Redis flushed or restarted, an instance died between
 /// popping an id and claiming it). Pushing an id already queued changes nothing, and a
@@ -31,12 +35,20 @@ impl Reconciler {
         }
     }
 
-    /// One pass: ready tasks to the ready set, tasks waiting out a retry delay to the delayed
-    /// set. Returns how many ids were pushed.
-    pub async fn reconcile(&self) -> Result<usize, crate::service::ServiceError> {
+    /// One pass over pending tasks last changed at least `min_age` ago: ready ones to the
+    /// ready set, ones waiting out a retry delay to the delayed set. Returns how many ids were
+    /// pushed. At start-up `min_age` is zero: everything pending is queued.
+    pub async fn reconcile(
+        &self,
+        min_age: Duration,
+    ) -> Result<usize, crate::service::ServiceError> {
         let now = clock::now();
+        let settled_before = now - min_age;
         let pending = self.store.find_pending_tasks(PASS_LIMIT).await?;
-        let (ready, later): (Vec<_>, Vec<_>) = pending.iter().partition(|t| t.run_after <= now);
+        let (ready, later): (Vec<_>, Vec<_>) = pending
+            .iter()
+            .filter(|t| t.updated_at <= settled_before)
+            .partition(|t| t.run_after <= now);
         let entries: Vec<QueueEntry> = ready
             .iter()
             .map(|t| QueueEntry {
@@ -55,16 +67,16 @@ impl Reconciler {
         Ok(entries.len() + later.len())
     }
 
-    /// Runs a pass now and then every interval until `shutdown`.
+    /// Runs a pass every interval until `shutdown` (the start-up pass is the caller's).
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
-            match self.reconcile().await {
-                Ok(n) => tracing::debug!(pushed = n, "queue reconciled"),
-                Err(e) => tracing::warn!(error = %e, "queue reconciliation failed"),
-            }
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
                 _ = shutdown.cancelled() => break,
+            }
+            match self.reconcile(SETTLE_TIME).await {
+                Ok(n) => tracing::debug!(pushed = n, "queue reconciled"),
+                Err(e) => tracing::warn!(error = %e, "queue reconciliation failed"),
             }
         }
     }

@@ -171,6 +171,11 @@ impl TestApp {
         }
     }
 
+    /// Redis URL and key prefix of a clustered app.
+    pub fn redis(&self) -> Option<(String, String)> {
+        self.redis.clone()
+    }
+
     /// Graceful shutdown; returns how long it took. Keeps the storage for a restart.
     pub async fn stop(&mut self) -> Duration {
         let started = std::time::Instant::now();

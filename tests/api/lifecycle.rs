@@ -145,9 +145,17 @@ async fn full_queue_answers_429(mode: Mode) {
     };
     let slow = json!({"type": "echo", "payload": {"delay_ms": 2000}});
     // The first is taken by the single worker; two more fill the queue.
-    let (s, _) = app.submit("alice", slow.clone()).await;
+    let (s, first) = app.submit("alice", slow.clone()).await;
     assert_eq!(s, 202);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let first = first["task_id"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.get("alice", &format!("/api/v1/tasks/{first}")).await.1["status"] != "processing" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never took the first task"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for _ in 0..2 {
         let (s, body) = app.submit("alice", slow.clone()).await;
         assert_eq!(s, 202, "{body}");
@@ -218,3 +226,32 @@ async fn shutdown_is_prompt_when_idle(mode: Mode) {
     app.cleanup().await;
 }
 both_modes!(shutdown_is_prompt_when_idle, shutdown_is_prompt_when_idle);
+
+/// The queue is an index: wipe it (as a Redis FLUSHALL or restart without persistence would)
+/// and the reconciler rebuilds it from the database; every task still completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_queue_is_rebuilt_from_the_database() {
+    let vars = [("WORKER_POOL_SIZE", "1"), ("RECONCILE_INTERVAL", "500ms")];
+    let Some(app) = spawn_app(Mode::Clustered, &vars).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (_, t) = app
+            .submit(
+                "alice",
+                json!({"type": "echo", "payload": {"i": i, "delay_ms": 200}}),
+            )
+            .await;
+        ids.push(t["task_id"].as_str().unwrap().to_owned());
+    }
+    let (url, prefix) = app.redis().unwrap();
+    crate::support::cleanup_redis_prefix(&url, &prefix).await;
+    for id in &ids {
+        let done = app
+            .wait_terminal("alice", id, Duration::from_secs(20))
+            .await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    app.cleanup().await;
+}

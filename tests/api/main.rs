@@ -7,6 +7,7 @@ mod support;
 mod helpers;
 
 mod bad_input;
+mod faults;
 mod grpc;
 mod http;
 mod lifecycle;

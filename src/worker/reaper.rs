@@ -1,0 +1,82 @@
+//! Rescues tasks whose worker is gone: expired leases go back to the queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::queue::{QueueEntry, TaskQueue};
+use crate::store::{StoreError, TaskStore};
+
+/// Expired tasks handled per pass.
+const PASS_LIMIT: u32 = 1000;
+
+/// Finds processing tasks whose lease expired (their worker was killed, lost its instance or
+/// hung) and makes them pending again, counting the lost attempt, or failed when no retry is
+/// left; marks workers that stopped heartbeating as dead. Every instance runs one; the SQL
+/// compare-and-set makes concurrent reapers harmless.
+pub struct Reaper {
+    store: Arc<dyn TaskStore>,
+    queue: Arc<dyn TaskQueue>,
+    /// Time between passes.
+    interval: Duration,
+    /// A worker silent this long is dead.
+    stale_after: Duration,
+}
+
+impl Reaper {
+    /// A reaper for workers whose leases last `lease`.
+    pub fn new(store: Arc<dyn TaskStore>, queue: Arc<dyn TaskQueue>, lease: Duration) -> Self {
+        Self {
+            store,
+            queue,
+            interval: (lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)),
+            stale_after: lease * 2,
+        }
+    }
+
+    /// One pass. Returns how many tasks were made pending again.
+    pub async fn reap(&self) -> Result<usize, StoreError> {
+        let now = clock::now();
+        let stale_since = now - self.stale_after;
+        for worker in self.store.reap_stale_workers(stale_since).await? {
+            tracing::warn!(worker_id = %worker, "worker stopped heartbeating; marked dead");
+        }
+        let mut total = 0;
+        loop {
+            let requeued = self.store.requeue_expired(clock::now(), PASS_LIMIT).await?;
+            let n = requeued.len();
+            if n > 0 {
+                tracing::warn!(count = n, "requeued tasks whose lease expired");
+                let entries: Vec<QueueEntry> = requeued
+                    .iter()
+                    .map(|t| QueueEntry {
+                        task_id: t.id,
+                        priority: t.priority,
+                    })
+                    .collect();
+                if let Err(e) = self.queue.push(&entries).await {
+                    tracing::warn!(error = %e, "queue push failed; reconciler will requeue");
+                }
+            }
+            total += n;
+            if n < PASS_LIMIT as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs passes until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.reap().await {
+                tracing::warn!(error = %e, "reaper pass failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+}
