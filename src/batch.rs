@@ -102,7 +102,15 @@ where
         .iter()
         .flat_map(|(items, _)| items.iter().cloned())
         .collect();
-    match op(all).await {
+    let (count, started) = (all.len(), std::time::Instant::now());
+    let result = op(all).await;
+    tracing::debug!(
+        jobs = jobs.len(),
+        items = count,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "batch"
+    );
+    match result {
         Ok(outputs) => {
             let mut outputs = outputs.into_iter();
             for (items, reply) in jobs {

@@ -26,13 +26,15 @@ CREATE TABLE tasks (
     completed_at        TIMESTAMPTZ
 );
 
--- Seed 000's recommended indexes.
+-- Seed 000's recommended indexes. A status change rewrites every index entry of the row (no
+-- HOT update: status is indexed), so indexes whose queries only look at some rows are partial:
+-- retry candidates are failed tasks, worker and provider lookups need a worker or provider.
 CREATE INDEX tasks_status_created ON tasks (status, created_at);
 CREATE INDEX tasks_user_created ON tasks (user_id, created_at DESC, id DESC);
 CREATE INDEX tasks_type_status ON tasks (task_type, status);
-CREATE INDEX tasks_retry ON tasks (retry_count, status, updated_at);
-CREATE INDEX tasks_provider_status ON tasks (provider, status);
-CREATE INDEX tasks_worker_status ON tasks (worker_id, status);
+CREATE INDEX tasks_retry ON tasks (retry_count, status, updated_at) WHERE status = 'failed';
+CREATE INDEX tasks_provider_status ON tasks (provider, status) WHERE provider IS NOT NULL;
+CREATE INDEX tasks_worker_status ON tasks (worker_id, status) WHERE worker_id IS NOT NULL;
 CREATE INDEX tasks_related ON tasks (related_entity_type, related_entity_id)
     WHERE related_entity_id IS NOT NULL;
 -- Pending work in queue order, for rebuilding the queue.

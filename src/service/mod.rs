@@ -1,6 +1,7 @@
 //! The task service: what the APIs call. Validates, authorises, stores, queues.
 
 mod error;
+mod queue_depth;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use crate::queue::{QueueEntry, TaskQueue};
 use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};
 
 pub use error::ServiceError;
+use queue_depth::QueueDepth;
 
 /// Most tasks in one `SubmitTasks` call.
 pub const MAX_BATCH: usize = 1000;
@@ -40,6 +42,8 @@ pub struct TaskService {
     /// Group commit of submits: concurrent requests share a transaction.
     inserts: Batcher<Task, Inserted, StoreError>,
     limits: SubmitLimits,
+    /// Queue depth for the MAX_QUEUE_SIZE check, measured at most every 50 ms.
+    depth: Arc<QueueDepth>,
 }
 
 impl TaskService {
@@ -66,6 +70,7 @@ impl TaskService {
             queue,
             inserts,
             limits,
+            depth: Arc::new(QueueDepth::new()),
         }
     }
 
@@ -81,7 +86,7 @@ impl TaskService {
                 requests.len()
             )));
         }
-        let waiting = self.queue.len().await?;
+        let waiting = self.depth.get(&*self.queue).await?;
         if waiting + requests.len() as u64 > self.limits.max_queue_size {
             return Err(ServiceError::Busy {
                 message: format!(
@@ -97,6 +102,8 @@ impl TaskService {
             .map(|r| Task::create(r, self.limits.max_retries, self.limits.task_timeout, now))
             .collect();
         let inserted = self.inserts.call(tasks).await?;
+        self.depth
+            .add(inserted.iter().filter(|i| i.created).count() as u64);
         Ok(inserted.into_iter().map(|i| i.task).collect())
     }
 

@@ -6,6 +6,7 @@
 
 mod error;
 mod postgres;
+mod postgres_fast;
 mod row;
 mod sql;
 mod sqlite;

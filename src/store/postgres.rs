@@ -11,9 +11,9 @@ use super::sql::impl_task_store;
 #[derive(Clone)]
 pub struct PgTaskStore {
     /// Shared connection pool; sized by `DATABASE_MAX_CONNECTIONS`.
-    pool: PgPool,
+    pub(super) pool: PgPool,
     /// The same pool: PostgreSQL runs concurrent writers itself.
-    writer: PgPool,
+    pub(super) writer: PgPool,
 }
 
 impl PgTaskStore {

@@ -64,8 +64,11 @@ pub struct CompleteRow {
 }
 
 /// Implements [`TaskStore`](super::TaskStore) for `$store` (which has a `pool` field for reads
-/// and a `writer` field for transactions that write) on
-/// database `$db`.
+/// and a `writer` field for transactions that write) on database `$db`.
+///
+/// The hot paths (`insert_tasks`, `claim`, `finish`) call `insert_tasks_impl`, `claim_impl` and
+/// `finish_impl`, which each store defines: SQLite forwards to the portable `generic_*` versions
+/// here; PostgreSQL replaces them with single statements (one round trip each).
 macro_rules! impl_task_store {
     ($store:ty, $db:ty) => {
         impl $store {
@@ -89,26 +92,9 @@ macro_rules! impl_task_store {
                 Ok(())
             }
 
-            async fn fetch_tasks(
-                &self,
-                mut qb: sqlx::QueryBuilder<$db>,
-            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
-                let rows: Vec<$crate::store::row::TaskRow> =
-                    qb.build_query_as().fetch_all(&self.pool).await?;
-                $crate::store::row::into_tasks(rows)
-            }
-
-            fn select() -> sqlx::QueryBuilder<$db> {
-                sqlx::QueryBuilder::new(format!(
-                    "SELECT {} FROM tasks WHERE 1 = 1",
-                    $crate::store::row::TASK_COLUMNS
-                ))
-            }
-        }
-
-        #[async_trait::async_trait]
-        impl $crate::store::TaskStore for $store {
-            async fn insert_tasks(
+            // PostgreSQL replaces these two with single statements; SQLite uses them.
+            #[allow(dead_code)]
+            pub(crate) async fn generic_insert_tasks(
                 &self,
                 tasks: Vec<$crate::domain::Task>,
             ) -> Result<Vec<$crate::store::Inserted>, $crate::store::StoreError> {
@@ -192,81 +178,8 @@ macro_rules! impl_task_store {
                 Ok(out)
             }
 
-            async fn find_by_id(
-                &self,
-                id: $crate::domain::TaskId,
-            ) -> Result<Option<$crate::domain::Task>, $crate::store::StoreError> {
-                let mut qb = Self::select();
-                qb.push(" AND id = ").push_bind(id.as_uuid());
-                Ok(self.fetch_tasks(qb).await?.pop())
-            }
-
-            async fn save(
-                &self,
-                t: &$crate::domain::Task,
-            ) -> Result<(), $crate::store::StoreError> {
-                let t = &$crate::store::sql::at_micros(t.clone());
-                let rel = t.related_entity.clone();
-                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                    "INSERT INTO tasks ({}) ",
-                    $crate::store::row::TASK_COLUMNS
-                ));
-                qb.push_values(std::iter::once(t), |mut b, t| {
-                    b.push_bind(t.id.as_uuid())
-                        .push_bind(t.user_id.as_str().to_owned())
-                        .push_bind(t.task_type.as_str())
-                        .push_bind(t.status.as_str())
-                        .push_bind(i32::from(t.priority.value()))
-                        .push_bind(sqlx::types::Json(t.payload.clone()))
-                        .push_bind(t.result.clone().map(sqlx::types::Json))
-                        .push_bind(t.error.as_ref().map(|e| sqlx::types::Json(serde_json::json!(e))))
-                        .push_bind(i32::from(t.progress))
-                        .push_bind(t.retry_count as i32)
-                        .push_bind(t.max_retries as i32)
-                        .push_bind(t.idempotency_key.clone())
-                        .push_bind(rel.as_ref().map(|r| r.entity_type.clone()))
-                        .push_bind(rel.as_ref().map(|r| r.entity_id.clone()))
-                        .push_bind(t.provider.clone())
-                        .push_bind(t.worker_id.as_ref().map(|w| w.as_str().to_owned()))
-                        .push_bind(t.lease_expires_at)
-                        .push_bind($crate::store::row::timeout_ms(t))
-                        .push_bind(t.run_after)
-                        .push_bind(t.created_at)
-                        .push_bind(t.updated_at)
-                        .push_bind(t.started_at)
-                        .push_bind(t.completed_at);
-                });
-                qb.push(
-                    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
-                     priority = excluded.priority, payload = excluded.payload, \
-                     result = excluded.result, error = excluded.error, \
-                     progress = excluded.progress, retry_count = excluded.retry_count, \
-                     max_retries = excluded.max_retries, provider = excluded.provider, \
-                     worker_id = excluded.worker_id, lease_expires_at = excluded.lease_expires_at, \
-                     timeout_ms = excluded.timeout_ms, run_after = excluded.run_after, \
-                     updated_at = excluded.updated_at, started_at = excluded.started_at, \
-                     completed_at = excluded.completed_at",
-                );
-                qb.build().execute(&self.writer).await?;
-                Ok(())
-            }
-
-            async fn delete(
-                &self,
-                id: $crate::domain::TaskId,
-            ) -> Result<bool, $crate::store::StoreError> {
-                let mut tx = self.writer.begin().await?;
-                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM task_events WHERE task_id = ");
-                qb.push_bind(id.as_uuid());
-                qb.build().execute(&mut *tx).await?;
-                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM tasks WHERE id = ");
-                qb.push_bind(id.as_uuid());
-                let n = qb.build().execute(&mut *tx).await?.rows_affected();
-                tx.commit().await?;
-                Ok(n > 0)
-            }
-
-            async fn claim(
+            #[allow(dead_code)]
+            pub(crate) async fn generic_claim(
                 &self,
                 ids: &[$crate::domain::TaskId],
                 worker: &$crate::domain::WorkerId,
@@ -318,7 +231,7 @@ macro_rules! impl_task_store {
                 Ok(claimed)
             }
 
-            async fn finish(
+            pub(crate) async fn generic_finish(
                 &self,
                 finishes: &[$crate::store::Finish],
             ) -> Result<Vec<bool>, $crate::store::StoreError> {
@@ -423,6 +336,123 @@ macro_rules! impl_task_store {
                 Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
                 Ok(applied)
+            }
+
+            async fn fetch_tasks(
+                &self,
+                mut qb: sqlx::QueryBuilder<$db>,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let rows: Vec<$crate::store::row::TaskRow> =
+                    qb.build_query_as().fetch_all(&self.pool).await?;
+                $crate::store::row::into_tasks(rows)
+            }
+
+            fn select() -> sqlx::QueryBuilder<$db> {
+                sqlx::QueryBuilder::new(format!(
+                    "SELECT {} FROM tasks WHERE 1 = 1",
+                    $crate::store::row::TASK_COLUMNS
+                ))
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::TaskStore for $store {
+            async fn insert_tasks(
+                &self,
+                tasks: Vec<$crate::domain::Task>,
+            ) -> Result<Vec<$crate::store::Inserted>, $crate::store::StoreError> {
+                self.insert_tasks_impl(tasks).await
+            }
+
+            async fn claim(
+                &self,
+                ids: &[$crate::domain::TaskId],
+                worker: &$crate::domain::WorkerId,
+                lease_until: chrono::DateTime<chrono::Utc>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                self.claim_impl(ids, worker, lease_until, now).await
+            }
+
+            async fn finish(
+                &self,
+                finishes: &[$crate::store::Finish],
+            ) -> Result<Vec<bool>, $crate::store::StoreError> {
+                self.finish_impl(finishes).await
+            }
+
+            async fn find_by_id(
+                &self,
+                id: $crate::domain::TaskId,
+            ) -> Result<Option<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND id = ").push_bind(id.as_uuid());
+                Ok(self.fetch_tasks(qb).await?.pop())
+            }
+
+            async fn save(
+                &self,
+                t: &$crate::domain::Task,
+            ) -> Result<(), $crate::store::StoreError> {
+                let t = &$crate::store::sql::at_micros(t.clone());
+                let rel = t.related_entity.clone();
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "INSERT INTO tasks ({}) ",
+                    $crate::store::row::TASK_COLUMNS
+                ));
+                qb.push_values(std::iter::once(t), |mut b, t| {
+                    b.push_bind(t.id.as_uuid())
+                        .push_bind(t.user_id.as_str().to_owned())
+                        .push_bind(t.task_type.as_str())
+                        .push_bind(t.status.as_str())
+                        .push_bind(i32::from(t.priority.value()))
+                        .push_bind(sqlx::types::Json(t.payload.clone()))
+                        .push_bind(t.result.clone().map(sqlx::types::Json))
+                        .push_bind(t.error.as_ref().map(|e| sqlx::types::Json(serde_json::json!(e))))
+                        .push_bind(i32::from(t.progress))
+                        .push_bind(t.retry_count as i32)
+                        .push_bind(t.max_retries as i32)
+                        .push_bind(t.idempotency_key.clone())
+                        .push_bind(rel.as_ref().map(|r| r.entity_type.clone()))
+                        .push_bind(rel.as_ref().map(|r| r.entity_id.clone()))
+                        .push_bind(t.provider.clone())
+                        .push_bind(t.worker_id.as_ref().map(|w| w.as_str().to_owned()))
+                        .push_bind(t.lease_expires_at)
+                        .push_bind($crate::store::row::timeout_ms(t))
+                        .push_bind(t.run_after)
+                        .push_bind(t.created_at)
+                        .push_bind(t.updated_at)
+                        .push_bind(t.started_at)
+                        .push_bind(t.completed_at);
+                });
+                qb.push(
+                    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                     priority = excluded.priority, payload = excluded.payload, \
+                     result = excluded.result, error = excluded.error, \
+                     progress = excluded.progress, retry_count = excluded.retry_count, \
+                     max_retries = excluded.max_retries, provider = excluded.provider, \
+                     worker_id = excluded.worker_id, lease_expires_at = excluded.lease_expires_at, \
+                     timeout_ms = excluded.timeout_ms, run_after = excluded.run_after, \
+                     updated_at = excluded.updated_at, started_at = excluded.started_at, \
+                     completed_at = excluded.completed_at",
+                );
+                qb.build().execute(&self.writer).await?;
+                Ok(())
+            }
+
+            async fn delete(
+                &self,
+                id: $crate::domain::TaskId,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.writer.begin().await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM task_events WHERE task_id = ");
+                qb.push_bind(id.as_uuid());
+                qb.build().execute(&mut *tx).await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM tasks WHERE id = ");
+                qb.push_bind(id.as_uuid());
+                let n = qb.build().execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                Ok(n > 0)
             }
 
             async fn cancel(

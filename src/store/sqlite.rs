@@ -90,3 +90,26 @@ impl SqliteTaskStore {
         Ok(applied)
     }
 }
+
+impl SqliteTaskStore {
+    async fn insert_tasks_impl(
+        &self,
+        tasks: Vec<crate::domain::Task>,
+    ) -> Result<Vec<super::Inserted>, StoreError> {
+        self.generic_insert_tasks(tasks).await
+    }
+
+    async fn claim_impl(
+        &self,
+        ids: &[crate::domain::TaskId],
+        worker: &crate::domain::WorkerId,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::domain::Task>, StoreError> {
+        self.generic_claim(ids, worker, lease_until, now).await
+    }
+
+    async fn finish_impl(&self, finishes: &[super::Finish]) -> Result<Vec<bool>, StoreError> {
+        self.generic_finish(finishes).await
+    }
+}

@@ -136,7 +136,14 @@ impl WorkerPool {
             };
             let now = clock::now();
             let lease_until = now + self.config.lease;
-            let claimed = match self.store.claim(&ids, &self.id, lease_until, now).await {
+            let started = std::time::Instant::now();
+            let claimed = self.store.claim(&ids, &self.id, lease_until, now).await;
+            tracing::debug!(
+                ids = ids.len(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "claim"
+            );
+            let claimed = match claimed {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     // The ids left the queue but their tasks are still pending in the database;

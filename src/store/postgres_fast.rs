@@ -1,0 +1,226 @@
+//! PostgreSQL's hot paths as single statements: a data-modifying CTE writes the rows and their
+//! events together, autocommitted, in one round trip, with the batch passed as arrays.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::row::{TASK_COLUMNS, TaskRow, into_tasks, timeout_ms};
+use super::sql::at_micros;
+use super::{Finish, Inserted, Outcome, PgTaskStore, StoreError};
+use crate::domain::{Task, TaskId, WorkerId};
+
+impl PgTaskStore {
+    pub(super) async fn insert_tasks_impl(
+        &self,
+        tasks: Vec<Task>,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tasks: Vec<Task> = tasks.into_iter().map(at_micros).collect();
+        let n = tasks.len();
+        let (mut ids, mut users, mut types, mut prios, mut payloads) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut retries, mut keys, mut rel_types, mut rel_ids, mut timeouts, mut ats) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for t in &tasks {
+            ids.push(t.id.as_uuid());
+            users.push(t.user_id.as_str().to_owned());
+            types.push(t.task_type.as_str());
+            prios.push(i32::from(t.priority.value()));
+            payloads.push(Json(&t.payload));
+            retries.push(t.max_retries as i32);
+            keys.push(t.idempotency_key.clone());
+            rel_types.push(t.related_entity.as_ref().map(|r| r.entity_type.clone()));
+            rel_ids.push(t.related_entity.as_ref().map(|r| r.entity_id.clone()));
+            timeouts.push(timeout_ms(t));
+            ats.push(t.created_at);
+        }
+        // Any conflict skips a row: an idempotency key seen before, or this very id when a
+        // commit whose answer was lost is retried. Duplicates within the batch skip too.
+        let inserted: Vec<Uuid> = sqlx::query_scalar(
+            "WITH input AS ( \
+               SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::jsonb[], \
+                 $6::int[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[]) \
+               WITH ORDINALITY AS u(id, user_id, task_type, priority, payload, max_retries, \
+                 idempotency_key, related_entity_type, related_entity_id, timeout_ms, at, ord) \
+             ), ins AS ( \
+               INSERT INTO tasks (id, user_id, task_type, status, priority, payload, progress, \
+                 retry_count, max_retries, idempotency_key, related_entity_type, \
+                 related_entity_id, timeout_ms, run_after, created_at, updated_at) \
+               SELECT id, user_id, task_type, 'pending', priority, payload, 0, 0, max_retries, \
+                 idempotency_key, related_entity_type, related_entity_id, timeout_ms, at, at, at \
+               FROM input ORDER BY ord \
+               ON CONFLICT DO NOTHING \
+               RETURNING id, user_id, task_type, priority, created_at \
+             ), events AS ( \
+               INSERT INTO task_events (task_id, user_id, event_type, data, created_at) \
+               SELECT id, user_id, 'TaskCreated', jsonb_build_object('status', 'pending', \
+                 'task_type', task_type, 'priority', priority), created_at FROM ins \
+             ) \
+             SELECT id FROM ins",
+        )
+        .bind(ids)
+        .bind(users)
+        .bind(types)
+        .bind(prios)
+        .bind(payloads)
+        .bind(retries)
+        .bind(keys)
+        .bind(rel_types)
+        .bind(rel_ids)
+        .bind(timeouts)
+        .bind(ats)
+        .fetch_all(&self.writer)
+        .await?;
+        let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+        let mut out = Vec::with_capacity(n);
+        for task in tasks {
+            if inserted.contains(&task.id.as_uuid()) {
+                out.push(Inserted {
+                    task,
+                    created: true,
+                });
+                continue;
+            }
+            let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE (id = $1 AND user_id = $2) \
+                 OR (user_id = $2 AND idempotency_key = $3) ORDER BY created_at LIMIT 1"
+            )))
+            .bind(task.id.as_uuid())
+            .bind(task.user_id.as_str())
+            .bind(task.idempotency_key.as_deref())
+            .fetch_optional(&self.pool)
+            .await?;
+            let row = row.ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "task {} was neither inserted nor found by id or idempotency key",
+                    task.id
+                ))
+            })?;
+            out.push(Inserted {
+                task: row.try_into()?,
+                created: false,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn claim_impl(
+        &self,
+        ids: &[TaskId],
+        worker: &WorkerId,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Task>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = ids.iter().map(TaskId::as_uuid).collect();
+        let rows: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH claimed AS ( \
+               UPDATE tasks SET status = 'processing', worker_id = $1, lease_expires_at = $2, \
+                 started_at = $3, updated_at = $3 \
+               WHERE id = ANY($4) AND status = 'pending' \
+               RETURNING {TASK_COLUMNS} \
+             ), events AS ( \
+               INSERT INTO task_events (task_id, user_id, event_type, data, created_at) \
+               SELECT id, user_id, 'TaskStarted', jsonb_build_object('status', 'processing', \
+                 'worker_id', $1::text, 'attempt', retry_count + 1), $3 FROM claimed \
+             ) \
+             SELECT {TASK_COLUMNS} FROM claimed"
+        )))
+        .bind(worker.as_str())
+        .bind(lease_until)
+        .bind(now)
+        .bind(ids)
+        .fetch_all(&self.writer)
+        .await?;
+        into_tasks(rows)
+    }
+
+    pub(super) async fn finish_impl(&self, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
+        let (done, other): (Vec<&Finish>, Vec<&Finish>) = finishes
+            .iter()
+            .partition(|f| matches!(f.outcome, Outcome::Completed { .. }));
+        let completed = self.complete_many(&done).await?;
+        // Retries and failures are rare: the portable per-row path.
+        let others: Vec<Finish> = other.into_iter().cloned().collect();
+        let mut others_applied = if others.is_empty() {
+            Vec::new()
+        } else {
+            self.generic_finish(&others).await?
+        }
+        .into_iter();
+        Ok(finishes
+            .iter()
+            .map(|f| match f.outcome {
+                Outcome::Completed { .. } => completed.contains_key(&f.task_id.as_uuid()),
+                _ => others_applied.next().unwrap_or(false),
+            })
+            .collect())
+    }
+
+    /// Completions and their events in one statement. Returns the ids that applied.
+    async fn complete_many(&self, done: &[&Finish]) -> Result<HashMap<Uuid, ()>, StoreError> {
+        if done.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let n = done.len();
+        let (mut ids, mut workers, mut results, mut providers, mut ats) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for f in done {
+            let Outcome::Completed { result, provider } = &f.outcome else {
+                continue;
+            };
+            ids.push(f.task_id.as_uuid());
+            workers.push(f.worker_id.as_str());
+            results.push(Json(result));
+            providers.push(provider.as_deref());
+            ats.push(f.at);
+        }
+        let applied: Vec<Uuid> = sqlx::query_scalar(
+            "WITH done AS ( \
+               UPDATE tasks t SET status = 'completed', progress = 100, result = u.result, \
+                 provider = u.provider, completed_at = u.at, updated_at = u.at, \
+                 worker_id = NULL, lease_expires_at = NULL \
+               FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::timestamptz[]) \
+                 AS u(id, worker_id, result, provider, at) \
+               WHERE t.id = u.id AND t.status = 'processing' AND t.worker_id = u.worker_id \
+               RETURNING t.id, t.user_id, u.provider, u.at \
+             ), events AS ( \
+               INSERT INTO task_events (task_id, user_id, event_type, data, created_at) \
+               SELECT id, user_id, 'TaskCompleted', jsonb_build_object('status', 'completed', \
+                 'provider', provider), at FROM done \
+             ) \
+             SELECT id FROM done",
+        )
+        .bind(ids)
+        .bind(workers)
+        .bind(results)
+        .bind(providers)
+        .bind(ats)
+        .fetch_all(&self.writer)
+        .await?;
+        Ok(applied.into_iter().map(|id| (id, ())).collect())
+    }
+}
