@@ -1,7 +1,6 @@
-//! PostgreSQL's hot paths as single statements: a data-modifying CTE writes the rows and their
-//! events together, autocommitted, in one round trip, with the batch passed as arrays.
-
-use std::collections::HashMap;
+//! PostgreSQL's hot paths: submit and claim as single statements (a data-modifying CTE writes
+//! the rows and their events together, autocommitted, in one round trip, with the batch passed
+//! as arrays); completions as one `UNNEST` update in the shared transaction path.
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -9,7 +8,7 @@ use uuid::Uuid;
 
 use super::row::{TASK_COLUMNS, TaskRow, into_tasks, timeout_ms};
 use super::sql::at_micros;
-use super::{Finish, Inserted, Outcome, PgTaskStore, StoreError};
+use super::{Finish, Inserted, PgTaskStore, StoreError};
 use crate::domain::{Task, TaskId, WorkerId};
 
 impl PgTaskStore {
@@ -154,73 +153,7 @@ impl PgTaskStore {
     }
 
     pub(super) async fn finish_impl(&self, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
-        let (done, other): (Vec<&Finish>, Vec<&Finish>) = finishes
-            .iter()
-            .partition(|f| matches!(f.outcome, Outcome::Completed { .. }));
-        let completed = self.complete_many(&done).await?;
-        // Retries and failures are rare: the portable per-row path.
-        let others: Vec<Finish> = other.into_iter().cloned().collect();
-        let mut others_applied = if others.is_empty() {
-            Vec::new()
-        } else {
-            self.generic_finish(&others).await?
-        }
-        .into_iter();
-        Ok(finishes
-            .iter()
-            .map(|f| match f.outcome {
-                Outcome::Completed { .. } => completed.contains_key(&f.task_id.as_uuid()),
-                _ => others_applied.next().unwrap_or(false),
-            })
-            .collect())
-    }
-
-    /// Completions and their events in one statement. Returns the ids that applied.
-    async fn complete_many(&self, done: &[&Finish]) -> Result<HashMap<Uuid, ()>, StoreError> {
-        if done.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let n = done.len();
-        let (mut ids, mut workers, mut results, mut providers, mut ats) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for f in done {
-            let Outcome::Completed { result, provider } = &f.outcome else {
-                continue;
-            };
-            ids.push(f.task_id.as_uuid());
-            workers.push(f.worker_id.as_str());
-            results.push(Json(result));
-            providers.push(provider.as_deref());
-            ats.push(f.at);
-        }
-        let applied: Vec<Uuid> = sqlx::query_scalar(
-            "WITH done AS ( \
-               UPDATE tasks t SET status = 'completed', progress = 100, result = u.result, \
-                 provider = u.provider, completed_at = u.at, updated_at = u.at, \
-                 worker_id = NULL, lease_expires_at = NULL \
-               FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::timestamptz[]) \
-                 AS u(id, worker_id, result, provider, at) \
-               WHERE t.id = u.id AND t.status = 'processing' AND t.worker_id = u.worker_id \
-               RETURNING t.id, t.user_id, u.provider, u.at \
-             ), events AS ( \
-               INSERT INTO task_events (task_id, user_id, event_type, data, created_at) \
-               SELECT id, user_id, 'TaskCompleted', jsonb_build_object('status', 'completed', \
-                 'provider', provider), at FROM done \
-             ) \
-             SELECT id FROM done",
-        )
-        .bind(ids)
-        .bind(workers)
-        .bind(results)
-        .bind(providers)
-        .bind(ats)
-        .fetch_all(&self.writer)
-        .await?;
-        Ok(applied.into_iter().map(|id| (id, ())).collect())
+        // Completions go through one UNNEST update inside the shared transaction path.
+        self.generic_finish(finishes).await
     }
 }

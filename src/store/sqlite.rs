@@ -62,30 +62,33 @@ impl SqliteTaskStore {
 impl_task_store!(SqliteTaskStore, sqlx::Sqlite);
 
 impl SqliteTaskStore {
-    /// Completes tasks one statement each (cheap in-process); returns the (id, user) of each
-    /// row that applied.
+    /// Completes many tasks in one `UPDATE ... FROM (VALUES ...)`; returns the (id, user) of
+    /// each row that applied.
     async fn complete_rows(
         conn: &mut sqlx::SqliteConnection,
         rows: Vec<super::sql::CompleteRow>,
     ) -> Result<Vec<(uuid::Uuid, String)>, StoreError> {
         let mut applied = Vec::with_capacity(rows.len());
-        for r in rows {
-            let user: Option<String> = sqlx::query_scalar(
-                "UPDATE tasks SET status = 'completed', progress = 100, result = ?1, \
-                 provider = ?2, completed_at = ?3, updated_at = ?3, worker_id = NULL, \
-                 lease_expires_at = NULL \
-                 WHERE id = ?4 AND status = 'processing' AND worker_id = ?5 RETURNING user_id",
-            )
-            .bind(sqlx::types::Json(r.result))
-            .bind(r.provider)
-            .bind(r.at)
-            .bind(r.id)
-            .bind(r.worker_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some(user) = user {
-                applied.push((r.id, user));
-            }
+        // 5 binds a row: well under SQLite's 32,766-variable limit.
+        for chunk in rows.chunks(super::sql::IN_CHUNK) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "UPDATE tasks SET status = 'completed', progress = 100, result = v.column3, \
+                 provider = v.column4, completed_at = v.column5, updated_at = v.column5, \
+                 worker_id = NULL, lease_expires_at = NULL FROM (",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(r.worker_id.clone())
+                    .push_bind(sqlx::types::Json(r.result.clone()))
+                    .push_bind(r.provider.clone())
+                    .push_bind(r.at);
+            });
+            qb.push(
+                ") AS v WHERE tasks.id = v.column1 AND tasks.status = 'processing' \
+                 AND tasks.worker_id = v.column2 RETURNING tasks.id, tasks.user_id",
+            );
+            let done: Vec<(uuid::Uuid, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+            applied.extend(done);
         }
         Ok(applied)
     }
