@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -208,6 +209,13 @@ impl Application {
             grace_period,
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "serving HTTP and gRPC");
+        // Small HTTP/2 frames must not wait for Nagle's algorithm: without TCP_NODELAY a
+        // request can stall ~40 ms behind the peer's delayed ACK.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let server = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let server = tokio::spawn(async move { server.await });
