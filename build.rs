@@ -1,7 +1,10 @@
 //! Compiles `proto/` with protox (pure Rust), so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/ai/integration/v1/tasks.proto"];
+    let files = [
+        "proto/ai/integration/v1/tasks.proto",
+        "proto/ai/integration/v1/admin.proto",
+    ];
     let descriptors = protox::compile(files, ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(

@@ -18,7 +18,7 @@ use crate::config::{Backend, Config, Secret};
 use crate::domain::{UserId, WorkerId};
 use crate::providers::ProviderRegistry;
 use crate::queue::{MemoryQueue, RedisQueue, TaskQueue};
-use crate::service::{SubmitLimits, TaskService};
+use crate::service::{AdminService, SubmitLimits, TaskService};
 use crate::store::{PgTaskStore, SqliteTaskStore, TaskStore};
 use crate::worker::{DelayScheduler, PoolConfig, Reaper, Reconciler, WorkerPool};
 
@@ -174,7 +174,8 @@ impl Application {
         );
         background.spawn(pool.run(shutdown.child_token()));
 
-        let router = api::router(AppState { tasks, keys });
+        let admin = AdminService::new(backends.store.clone(), backends.queue.clone());
+        let router = api::router(AppState { tasks, admin, keys });
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await

@@ -57,6 +57,11 @@ impl ApiError {
                     tonic::Code::InvalidArgument,
                     "payload_too_large",
                 ),
+                S::Forbidden(_) => (
+                    StatusCode::FORBIDDEN,
+                    tonic::Code::PermissionDenied,
+                    "permission_denied",
+                ),
                 S::NotFound(_) => (StatusCode::NOT_FOUND, tonic::Code::NotFound, "not_found"),
                 S::Conflict(_) => (
                     StatusCode::CONFLICT,

@@ -10,13 +10,15 @@ pub mod proto;
 use axum::Router;
 
 use crate::auth::JwtKeys;
-use crate::service::TaskService;
+use crate::service::{AdminService, TaskService};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     /// The task service.
     pub tasks: TaskService,
+    /// Operator views.
+    pub admin: AdminService,
     /// Verifies bearer tokens.
     pub keys: JwtKeys,
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Priority, TaskId};
+use crate::domain::{Priority, Task, TaskId};
 
 pub use error::QueueError;
 pub use memory::MemoryQueue;
@@ -27,6 +27,28 @@ pub struct QueueEntry {
     pub task_id: TaskId,
     /// Higher runs first; equal priorities run in push order.
     pub priority: Priority,
+}
+
+impl QueueEntry {
+    /// The entry that queues `task`.
+    pub fn of(task: &Task) -> Self {
+        Self {
+            task_id: task.id,
+            priority: task.priority,
+        }
+    }
+}
+
+/// Makes `tasks` ready. A failure is logged, not returned: the tasks are safely pending in the
+/// database and the reconciler queues them once the queue is back.
+pub async fn push_or_defer<'a>(queue: &dyn TaskQueue, tasks: impl IntoIterator<Item = &'a Task>) {
+    let entries: Vec<QueueEntry> = tasks.into_iter().map(QueueEntry::of).collect();
+    if entries.is_empty() {
+        return;
+    }
+    if let Err(e) = queue.push(&entries).await {
+        tracing::warn!(error = %e, count = entries.len(), "queue push failed; reconciler will requeue");
+    }
 }
 
 /// Result of moving due delayed entries to the ready queue.

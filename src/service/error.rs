@@ -17,6 +17,9 @@ pub enum ServiceError {
     /// The request body is too large (413 / INVALID_ARGUMENT).
     #[error("{0}")]
     TooLarge(String),
+    /// The caller may not do this: an admin-only call by a user (403 / PERMISSION_DENIED).
+    #[error("{0}")]
+    Forbidden(String),
     /// No such task, or not the caller's (404 / NOT_FOUND).
     #[error("task {0} not found")]
     NotFound(String),

@@ -1,5 +1,6 @@
 //! The task service: what the APIs call. Validates, authorises, stores, queues.
 
+mod admin;
 mod error;
 mod queue_depth;
 
@@ -12,9 +13,10 @@ use crate::auth::Caller;
 use crate::batch::Batcher;
 use crate::clock;
 use crate::domain::{NewTask, Page, PageRequest, Task, TaskId, TaskStatus, TaskType};
-use crate::queue::{QueueEntry, TaskQueue};
+use crate::queue::{TaskQueue, push_or_defer};
 use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};
 
+pub use admin::{AdminService, QueueStats};
 pub use error::ServiceError;
 use queue_depth::QueueDepth;
 
@@ -61,7 +63,11 @@ impl TaskService {
             let (store, queue) = (s.clone(), q.clone());
             async move {
                 let inserted = store.insert_tasks(tasks).await?;
-                enqueue_created(&*queue, &inserted).await;
+                push_or_defer(
+                    &*queue,
+                    inserted.iter().filter(|i| i.created).map(|i| &i.task),
+                )
+                .await;
                 Ok(inserted)
             }
         });
@@ -160,21 +166,5 @@ impl TaskService {
         self.store.ping().await?;
         self.queue.ping().await?;
         Ok(())
-    }
-}
-
-/// Queues newly created tasks. If the queue is down the tasks are still safely stored as
-/// pending; the reconciler queues them once it is back.
-async fn enqueue_created(queue: &dyn TaskQueue, inserted: &[Inserted]) {
-    let entries: Vec<QueueEntry> = inserted
-        .iter()
-        .filter(|i| i.created)
-        .map(|i| QueueEntry {
-            task_id: i.task.id,
-            priority: i.task.priority,
-        })
-        .collect();
-    if let Err(e) = queue.push(&entries).await {
-        tracing::warn!(error = %e, count = entries.len(), "queue push failed; reconciler will requeue");
     }
 }

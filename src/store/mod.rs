@@ -69,6 +69,23 @@ pub enum Outcome {
     },
 }
 
+/// Counts and recent timings over all tasks (seed 000's QueueStats, from the database).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskStats {
+    /// Tasks per status.
+    pub pending: u64,
+    pub processing: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    /// Mean submit-to-start time of the sample, in milliseconds.
+    pub average_wait_ms: u64,
+    /// Mean start-to-finish time of the sample, in milliseconds.
+    pub average_processing_ms: u64,
+    /// Finished tasks the averages come from.
+    pub sample_size: u64,
+}
+
 /// Filters for listing tasks.
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
@@ -224,6 +241,10 @@ pub trait TaskStore: Send + Sync + 'static {
     /// shutdown that could not finish them). Returns the released tasks.
     async fn release(&self, worker: &WorkerId, now: DateTime<Utc>)
     -> Result<Vec<Task>, StoreError>;
+
+    /// Counts per status, and mean wait and processing times of (up to 10,000 of) the tasks
+    /// created since `since` that have finished.
+    async fn task_stats(&self, since: DateTime<Utc>) -> Result<TaskStats, StoreError>;
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -822,6 +822,52 @@ macro_rules! impl_task_store {
                 Ok(tasks)
             }
 
+            async fn task_stats(
+                &self,
+                since: chrono::DateTime<chrono::Utc>,
+            ) -> Result<$crate::store::TaskStats, $crate::store::StoreError> {
+                let counts: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT status, COUNT(*) FROM tasks GROUP BY status")
+                        .fetch_all(&self.pool)
+                        .await?;
+                let mut stats = $crate::store::TaskStats::default();
+                for (status, n) in counts {
+                    let n = u64::try_from(n).unwrap_or(0);
+                    match status.as_str() {
+                        "pending" => stats.pending = n,
+                        "processing" => stats.processing = n,
+                        "completed" => stats.completed = n,
+                        "failed" => stats.failed = n,
+                        "cancelled" => stats.cancelled = n,
+                        _ => {}
+                    }
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT created_at, started_at, completed_at FROM tasks \
+                     WHERE status IN ('completed', 'failed') AND created_at >= ",
+                );
+                qb.push_bind(since).push(
+                    " AND started_at IS NOT NULL AND completed_at IS NOT NULL \
+                     ORDER BY created_at DESC LIMIT 10000",
+                );
+                type Times = (
+                    chrono::DateTime<chrono::Utc>,
+                    chrono::DateTime<chrono::Utc>,
+                    chrono::DateTime<chrono::Utc>,
+                );
+                let rows: Vec<Times> = qb.build_query_as().fetch_all(&self.pool).await?;
+                if !rows.is_empty() {
+                    let ms = |d: chrono::TimeDelta| d.num_milliseconds().max(0) as u64;
+                    let n = rows.len() as u64;
+                    let wait: u64 = rows.iter().map(|(c, s, _)| ms(*s - *c)).sum();
+                    let busy: u64 = rows.iter().map(|(_, s, f)| ms(*f - *s)).sum();
+                    stats.average_wait_ms = wait / n;
+                    stats.average_processing_ms = busy / n;
+                    stats.sample_size = n;
+                }
+                Ok(stats)
+            }
+
             async fn ping(&self) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())

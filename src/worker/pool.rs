@@ -12,7 +12,7 @@ use crate::batch::Batcher;
 use crate::clock;
 use crate::domain::{ErrorClass, Task, TaskError, WorkerId};
 use crate::providers::ProviderRegistry;
-use crate::queue::{QueueEntry, TaskQueue};
+use crate::queue::{QueueEntry, TaskQueue, push_or_defer};
 use crate::store::{Finish, Outcome, StoreError, TaskStore};
 
 /// Most ids taken from the queue and claimed in one transaction.
@@ -190,16 +190,7 @@ impl WorkerPool {
         match self.store.release(&self.id, now).await {
             Ok(released) if !released.is_empty() => {
                 tracing::info!(count = released.len(), "handed unfinished tasks back");
-                let entries: Vec<QueueEntry> = released
-                    .iter()
-                    .map(|t| QueueEntry {
-                        task_id: t.id,
-                        priority: t.priority,
-                    })
-                    .collect();
-                if let Err(e) = self.queue.push(&entries).await {
-                    tracing::warn!(error = %e, "queue push failed; reconciler will requeue");
-                }
+                push_or_defer(&*self.queue, &released).await;
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "hand-back failed; the reaper will requeue"),
@@ -304,14 +295,13 @@ async fn run_task(
     };
     match shared.finishes.call(vec![finish]).await {
         Ok(applied) if applied.first() == Some(&true) => {
-            if let Some(due) = retry_at {
-                let entry = QueueEntry {
-                    task_id: task.id,
-                    priority: task.priority,
-                };
-                if let Err(e) = shared.queue.push_delayed(&[entry], due).await {
-                    tracing::warn!(task_id = %task.id, error = %e, "could not schedule retry; reconciler will");
-                }
+            if let Some(due) = retry_at
+                && let Err(e) = shared
+                    .queue
+                    .push_delayed(&[QueueEntry::of(&task)], due)
+                    .await
+            {
+                tracing::warn!(task_id = %task.id, error = %e, "could not schedule retry; reconciler will");
             }
         }
         // Cancelled or reclaimed meanwhile: the database kept the other outcome.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
-use crate::queue::{QueueEntry, TaskQueue};
+use crate::queue::{TaskQueue, push_or_defer};
 use crate::store::{StoreError, TaskStore};
 
 /// Expired tasks handled per pass.
@@ -49,16 +49,7 @@ impl Reaper {
             let n = requeued.len();
             if n > 0 {
                 tracing::warn!(count = n, "requeued tasks whose lease expired");
-                let entries: Vec<QueueEntry> = requeued
-                    .iter()
-                    .map(|t| QueueEntry {
-                        task_id: t.id,
-                        priority: t.priority,
-                    })
-                    .collect();
-                if let Err(e) = self.queue.push(&entries).await {
-                    tracing::warn!(error = %e, "queue push failed; reconciler will requeue");
-                }
+                push_or_defer(&*self.queue, &requeued).await;
             }
             total += n;
             if n < PASS_LIMIT as usize {

@@ -49,20 +49,12 @@ impl Reconciler {
             .iter()
             .filter(|t| t.updated_at <= settled_before)
             .partition(|t| t.run_after <= now);
-        let entries: Vec<QueueEntry> = ready
-            .iter()
-            .map(|t| QueueEntry {
-                task_id: t.id,
-                priority: t.priority,
-            })
-            .collect();
+        let entries: Vec<QueueEntry> = ready.iter().map(|t| QueueEntry::of(t)).collect();
         self.queue.push(&entries).await?;
         for t in &later {
-            let entry = QueueEntry {
-                task_id: t.id,
-                priority: t.priority,
-            };
-            self.queue.push_delayed(&[entry], t.run_after).await?;
+            self.queue
+                .push_delayed(&[QueueEntry::of(t)], t.run_after)
+                .await?;
         }
         Ok(entries.len() + later.len())
     }

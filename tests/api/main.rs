@@ -6,6 +6,7 @@ mod support;
 
 mod helpers;
 
+mod admin;
 mod bad_input;
 mod faults;
 mod grpc;

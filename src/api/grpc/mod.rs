@@ -1,11 +1,13 @@
 //! gRPC services: `ai.integration.v1.TaskService`, `grpc.health.v1.Health` and reflection.
 
+pub mod admin;
 mod convert;
 mod tasks;
 
 use axum::Router;
 
 use super::AppState;
+use super::proto::admin_service_server::AdminServiceServer;
 use super::proto::task_service_server::TaskServiceServer;
 
 /// Most bytes in one gRPC message: a full 1,000-task batch of large payloads fits.
@@ -29,10 +31,12 @@ pub fn routes(state: AppState) -> Router {
     // Infallible for the descriptor sets compiled into this binary.
     let reflection_v1 = reflection().build_v1().expect("valid descriptor sets");
     let reflection_v1alpha = reflection().build_v1alpha().expect("valid descriptor sets");
-    let tasks = TaskServiceServer::new(tasks::TaskApi::new(state))
+    let tasks = TaskServiceServer::new(tasks::TaskApi::new(state.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let admin = AdminServiceServer::new(admin::AdminApi::new(state.clone()));
     tonic::service::Routes::new(tasks)
+        .add_service(admin)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

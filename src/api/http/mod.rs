@@ -1,5 +1,6 @@
 //! HTTP/JSON routes.
 
+mod admin;
 mod json;
 mod tasks;
 
@@ -28,6 +29,7 @@ pub fn routes(state: AppState) -> Router {
         )
         .route("/api/v1/tasks/{task_id}", get(tasks::get))
         .route("/api/v1/tasks/{task_id}/cancel", post(tasks::cancel))
+        .route("/api/v1/admin/queue/stats", get(admin::queue_stats))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .layer(DefaultBodyLimit::max(SINGLE_BODY_LIMIT))
