@@ -18,6 +18,7 @@ use crate::config::{Backend, Config, Secret};
 use crate::domain::{UserId, WorkerId};
 use crate::providers::ProviderRegistry;
 use crate::queue::{MemoryQueue, RedisQueue, TaskQueue};
+use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::service::{AdminService, SubmitLimits, TaskService};
 use crate::store::{PgTaskStore, SqliteTaskStore, TaskStore};
 use crate::worker::{DelayScheduler, PoolConfig, Reaper, Reconciler, WorkerPool};
@@ -37,6 +38,8 @@ pub struct Application {
 struct Backends {
     store: Arc<dyn TaskStore>,
     queue: Arc<dyn TaskQueue>,
+    /// Rate limits, shared by every instance in clustered mode.
+    limiter: Arc<dyn RateLimiter>,
     /// Concurrent write transactions: SQLite has a single writer.
     write_loops: usize,
 }
@@ -50,6 +53,7 @@ async fn connect(config: &Config) -> anyhow::Result<Backends> {
                     .context("opening SQLite")?,
             ),
             queue: Arc::new(MemoryQueue::new()),
+            limiter: Arc::new(MemoryRateLimiter::new()),
             write_loops: 1,
         },
         Backend::Clustered {
@@ -63,6 +67,11 @@ async fn connect(config: &Config) -> anyhow::Result<Backends> {
             ),
             queue: Arc::new(
                 RedisQueue::connect(redis_url.expose(), &config.redis_key_prefix)
+                    .await
+                    .context("connecting to Redis")?,
+            ),
+            limiter: Arc::new(
+                RedisRateLimiter::connect(redis_url.expose(), &config.redis_key_prefix)
                     .await
                     .context("connecting to Redis")?,
             ),
@@ -129,10 +138,13 @@ impl Application {
             max_queue_size: config.max_queue_size,
             max_retries: config.max_retries,
             task_timeout: config.task_timeout,
+            user_submit_rate: config.user_submit_rate,
+            max_active_per_user: config.max_active_tasks_per_user,
         };
         let tasks = TaskService::new(
             backends.store.clone(),
             backends.queue.clone(),
+            backends.limiter.clone(),
             limits,
             &background,
             backends.write_loops,

@@ -78,6 +78,11 @@ pub struct Config {
     pub shutdown_grace_period: Duration,
     /// `RECONCILE_INTERVAL`: how often the queue is checked against the database.
     pub reconcile_interval: Duration,
+    /// `USER_SUBMIT_RATE`: per-user submit rate limit (e.g. `100/s`), unset for none.
+    pub user_submit_rate: Option<crate::ratelimit::Rate>,
+    /// `MAX_ACTIVE_TASKS_PER_USER`: pending plus processing tasks one user may have; 0 for no
+    /// limit.
+    pub max_active_tasks_per_user: u64,
 }
 
 /// One problem with one variable.
@@ -276,6 +281,17 @@ impl Config {
             Duration::from_secs(30),
             Duration::from_millis(100),
         );
+        let user_submit_rate = match r.raw("USER_SUBMIT_RATE") {
+            None => None,
+            Some(raw) => match raw.parse() {
+                Ok(rate) => Some(rate),
+                Err(e) => {
+                    r.problem("USER_SUBMIT_RATE", e);
+                    None
+                }
+            },
+        };
+        let max_active_tasks_per_user = r.range("MAX_ACTIVE_TASKS_PER_USER", 0u64, 0, 100_000_000);
 
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
@@ -295,6 +311,8 @@ impl Config {
             lease_duration,
             shutdown_grace_period,
             reconcile_interval,
+            user_submit_rate,
+            max_active_tasks_per_user,
         })
     }
 }
@@ -333,6 +351,7 @@ mod tests {
             ("WORKER_POOL_SIZE", "0"),
             ("TASK_TIMEOUT", "soon"),
             ("JWT_SECRET", "short"),
+            ("USER_SUBMIT_RATE", "lots"),
             ("DATABASE_URL", "mysql://x"),
         ]))
         .unwrap_err();

@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod providers;
 pub mod queue;
+pub mod ratelimit;
 pub mod service;
 pub mod store;
 pub mod worker;

@@ -205,6 +205,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         submit_seconds: round2(submit.elapsed.as_secs_f64()),
         submit_throughput: round2(submitted as f64 / submit.elapsed.as_secs_f64().max(1e-9)),
         submit_latency_ms: Summary::of(&submit.latency),
+        submit_schedule_lag_ms: submit.lag.as_ref().and_then(Summary::of),
         completed: wait.completed.len(),
         timed_out: wait.timed_out,
         failed_tasks: wait.failed,
@@ -690,6 +691,11 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_TRACKED_US, 3).context("creating a histogram")
 }
 
+/// A duration in whole microseconds.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// What one phase of timed calls produced.
 struct Phase<T> {
     /// Each successful call's index, intended start (wall clock) and output.
@@ -700,6 +706,9 @@ struct Phase<T> {
     errors: BTreeMap<String, ErrorCount>,
     /// From the first intended start to the last answer.
     elapsed: Duration,
+    /// Open loop only: how late each call left the dispatcher (timer granularity, or every
+    /// concurrency slot busy), microseconds. Already included in `latency`.
+    lag: Option<Histogram<u64>>,
 }
 
 /// Runs `calls` calls of `call(j)` with at most `concurrency` in flight. With `calls_per_sec` >
@@ -722,6 +731,11 @@ where
         latency: histogram()?,
         errors: BTreeMap::new(),
         elapsed: Duration::ZERO,
+        lag: if calls_per_sec > 0.0 {
+            Some(histogram()?)
+        } else {
+            None
+        },
     };
     let start = Instant::now();
     let start_wall = Utc::now();
@@ -742,6 +756,9 @@ where
             bail!("concurrency semaphore closed");
         };
         let intended = due.unwrap_or_else(Instant::now);
+        if let Some(lag) = &mut phase.lag {
+            lag.saturating_record(micros(intended.elapsed()));
+        }
         let fut = call(j);
         running.spawn(async move {
             let result = fut.await;
@@ -771,8 +788,7 @@ impl<T> Phase<T> {
     ) {
         match done {
             Ok((j, intended, latency, result)) => {
-                self.latency
-                    .saturating_record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+                self.latency.saturating_record(micros(latency));
                 match result {
                     Ok(out) => self.ok.push((j, wall(intended), out)),
                     Err(e) => count_error(&mut self.errors, &e, 1),
@@ -800,6 +816,8 @@ struct SubmitPhase {
     tasks: Vec<Submitted>,
     /// Per-call latency, microseconds.
     latency: Histogram<u64>,
+    /// Open loop: dispatch lag behind the schedule, microseconds.
+    lag: Option<Histogram<u64>>,
     /// Failed calls by kind.
     errors: BTreeMap<String, ErrorCount>,
     /// Start of the first call to the last answer.
@@ -834,6 +852,7 @@ async fn submit_phase(api: &Api, args: &Args) -> anyhow::Result<SubmitPhase> {
     Ok(SubmitPhase {
         tasks,
         latency: phase.latency,
+        lag: phase.lag,
         errors,
         elapsed: phase.elapsed,
         first_start,
@@ -1141,6 +1160,9 @@ struct Report {
     submit_throughput: f64,
     /// Per call (a batch is one call).
     submit_latency_ms: Option<Summary>,
+    /// Open loop: how late calls left the client behind their schedule (part of the latency).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    submit_schedule_lag_ms: Option<Summary>,
     completed: usize,
     timed_out: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1192,6 +1214,12 @@ impl Report {
             Summary::line(&self.submit_latency_ms, true),
             if self.batch > 1 { "  [per call]" } else { "" }
         );
+        if self.submit_schedule_lag_ms.is_some() {
+            println!(
+                "  schedule lag:       {}  [included above]",
+                Summary::line(&self.submit_schedule_lag_ms, true)
+            );
+        }
         println!(
             "  completed:          {} of {}{}",
             self.completed,

@@ -12,8 +12,9 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Caller;
 use crate::batch::Batcher;
 use crate::clock;
-use crate::domain::{NewTask, Page, PageRequest, Task, TaskId, TaskStatus, TaskType};
+use crate::domain::{NewTask, Page, PageRequest, Task, TaskId, TaskStatus, TaskType, UserId};
 use crate::queue::{TaskQueue, push_or_defer};
+use crate::ratelimit::{Decision, Rate, RateLimiter};
 use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};
 
 pub use admin::{AdminService, QueueStats};
@@ -34,6 +35,10 @@ pub struct SubmitLimits {
     pub max_retries: u32,
     /// Per-attempt timeout (`TASK_TIMEOUT`).
     pub task_timeout: Duration,
+    /// Per-user submit rate (`USER_SUBMIT_RATE`).
+    pub user_submit_rate: Option<Rate>,
+    /// Pending plus processing tasks per user (`MAX_ACTIVE_TASKS_PER_USER`); 0 = no limit.
+    pub max_active_per_user: u64,
 }
 
 /// Accepts, reads and cancels tasks on behalf of authenticated callers.
@@ -46,6 +51,8 @@ pub struct TaskService {
     limits: SubmitLimits,
     /// Queue depth for the MAX_QUEUE_SIZE check, measured at most every 50 ms.
     depth: Arc<QueueDepth>,
+    /// Enforces `USER_SUBMIT_RATE` across instances.
+    limiter: Arc<dyn RateLimiter>,
 }
 
 impl TaskService {
@@ -54,6 +61,7 @@ impl TaskService {
     pub fn new(
         store: Arc<dyn TaskStore>,
         queue: Arc<dyn TaskQueue>,
+        limiter: Arc<dyn RateLimiter>,
         limits: SubmitLimits,
         tracker: &TaskTracker,
         commit_loops: usize,
@@ -77,6 +85,7 @@ impl TaskService {
             inserts,
             limits,
             depth: Arc::new(QueueDepth::new()),
+            limiter,
         }
     }
 
@@ -92,6 +101,8 @@ impl TaskService {
                 requests.len()
             )));
         }
+        self.check_user_limits(&requests[0].user_id, requests.len())
+            .await?;
         let waiting = self.depth.get(&*self.queue).await?;
         if waiting + requests.len() as u64 > self.limits.max_queue_size {
             return Err(ServiceError::Busy {
@@ -111,6 +122,44 @@ impl TaskService {
         self.depth
             .add(inserted.iter().filter(|i| i.created).count() as u64);
         Ok(inserted.into_iter().map(|i| i.task).collect())
+    }
+
+    /// The per-user submit rate and active-task cap. Every request of one call has the same
+    /// owner: the caller.
+    async fn check_user_limits(&self, user: &UserId, n: usize) -> Result<(), ServiceError> {
+        if let Some(rate) = self.limits.user_submit_rate {
+            let cost = u32::try_from(n).unwrap_or(u32::MAX);
+            match self
+                .limiter
+                .check(&format!("submit:{user}"), rate, cost)
+                .await
+            {
+                Ok(Decision::Allowed) => {}
+                Ok(Decision::Limited { retry_after }) => {
+                    return Err(ServiceError::Busy {
+                        message: format!("submit rate limit of {rate} per user exceeded"),
+                        retry_after,
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "rate limiter unavailable");
+                    return Err(ServiceError::Unavailable("rate limiter unavailable".into()));
+                }
+            }
+        }
+        let cap = self.limits.max_active_per_user;
+        if cap > 0 {
+            let active = self.store.count_active_by_user(user).await?;
+            if active + n as u64 > cap {
+                return Err(ServiceError::Busy {
+                    message: format!(
+                        "too many active tasks ({active} pending or running; the limit is {cap} per user)"
+                    ),
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// One task the caller may see.

@@ -257,3 +257,62 @@ async fn wiped_queue_is_rebuilt_from_the_database() {
     }
     app.cleanup().await;
 }
+
+async fn per_user_submit_rate_and_active_cap(mode: Mode) {
+    let vars = [
+        ("USER_SUBMIT_RATE", "3/s"),
+        ("MAX_ACTIVE_TASKS_PER_USER", "2"),
+        ("WORKER_POOL_SIZE", "4"),
+    ];
+    let Some(app) = spawn_app(mode, &vars).await else {
+        return;
+    };
+    let slow = json!({"type": "echo", "payload": {"delay_ms": 1500}});
+    for _ in 0..2 {
+        let (s, body) = app.submit("alice", slow.clone()).await;
+        assert_eq!(s, 202, "{body}");
+    }
+    // Within the rate, over the active cap.
+    let (s, body) = app.submit("alice", slow.clone()).await;
+    assert_eq!(s, 429, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("active tasks"),
+        "{body}"
+    );
+    // Over the rate (burst of 3 spent): refused before the cap is even looked at.
+    let resp = app
+        .http
+        .post(format!("{}/api/v1/tasks", app.base))
+        .bearer_auth(app.token("alice"))
+        .json(&json!({"type": "echo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rate limit"),
+        "{body}"
+    );
+    // Another user is not affected.
+    let (s, _) = app.submit("bob", json!({"type": "echo"})).await;
+    assert_eq!(s, 202);
+    let (_, list) = app.get("alice", "/api/v1/tasks").await;
+    assert_eq!(
+        list["tasks"].as_array().unwrap().len(),
+        2,
+        "refused submits stored nothing"
+    );
+    app.cleanup().await;
+}
+both_modes!(
+    per_user_submit_rate_and_active_cap,
+    per_user_submit_rate_and_active_cap
+);
