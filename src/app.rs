@@ -138,6 +138,8 @@ impl Application {
             max_queue_size: config.max_queue_size,
             max_retries: config.max_retries,
             task_timeout: config.task_timeout,
+            type_timeouts: config.task_timeouts.clone(),
+            max_request_timeout: config.max_task_timeout,
             user_submit_rate: config.user_submit_rate,
             max_active_per_user: config.max_active_tasks_per_user,
         };

@@ -68,6 +68,10 @@ pub struct Config {
     pub max_queue_size: u64,
     /// `TASK_TIMEOUT`: longest one attempt may run.
     pub task_timeout: Duration,
+    /// `TASK_TIMEOUT_<TYPE>` (e.g. `TASK_TIMEOUT_SUMMARIZE=60s`): per-type overrides.
+    pub task_timeouts: std::collections::HashMap<crate::domain::TaskType, Duration>,
+    /// `MAX_TASK_TIMEOUT`: the largest `timeout_seconds` a request may ask for.
+    pub max_task_timeout: Duration,
     /// `JOB_QUEUE_MAX_RETRIES`: retries after the first attempt.
     pub max_retries: u32,
     /// `RETRY_BASE_DELAY`: first retry delay; doubles each attempt (1 s, 2 s, 4 s).
@@ -260,6 +264,26 @@ impl Config {
             Duration::from_secs(300),
             Duration::from_millis(100),
         );
+        let mut task_timeouts = HashMap::new();
+        for t in crate::domain::TaskType::ALL {
+            let var: &'static str = match t {
+                crate::domain::TaskType::Echo => "TASK_TIMEOUT_ECHO",
+                crate::domain::TaskType::Summarize => "TASK_TIMEOUT_SUMMARIZE",
+                crate::domain::TaskType::ExtractContent => "TASK_TIMEOUT_EXTRACT_CONTENT",
+                crate::domain::TaskType::ValidateSummary => "TASK_TIMEOUT_VALIDATE_SUMMARY",
+                crate::domain::TaskType::ItemInfoGeneration => "TASK_TIMEOUT_ITEM_INFO_GENERATION",
+                crate::domain::TaskType::ImageGeneration => "TASK_TIMEOUT_IMAGE_GENERATION",
+                crate::domain::TaskType::TestCustomization => "TASK_TIMEOUT_TEST_CUSTOMIZATION",
+            };
+            if r.raw(var).is_some() {
+                task_timeouts.insert(t, r.duration(var, task_timeout, Duration::from_millis(100)));
+            }
+        }
+        let max_task_timeout = r.duration(
+            "MAX_TASK_TIMEOUT",
+            Duration::from_secs(3600),
+            Duration::from_secs(1),
+        );
         let max_retries = r.range("JOB_QUEUE_MAX_RETRIES", 3u32, 0, 100);
         let retry_base_delay = r.duration(
             "RETRY_BASE_DELAY",
@@ -306,6 +330,8 @@ impl Config {
             worker_pool_size,
             max_queue_size,
             task_timeout,
+            task_timeouts,
+            max_task_timeout,
             max_retries,
             retry_base_delay,
             lease_duration,
@@ -374,8 +400,13 @@ mod tests {
             ("REDIS_URL", "redis://localhost"),
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
             ("TASK_TIMEOUT", "5m"),
+            ("TASK_TIMEOUT_SUMMARIZE", "45s"),
         ]))
         .unwrap();
+        assert_eq!(
+            c.task_timeouts.get(&crate::domain::TaskType::Summarize),
+            Some(&Duration::from_secs(45))
+        );
         assert!(matches!(c.backend, Backend::Clustered { .. }));
         assert_eq!(c.task_timeout, Duration::from_secs(300));
         let err = Config::from_vars(&vars(&[

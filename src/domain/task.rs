@@ -39,9 +39,29 @@ pub struct NewTask {
     pub idempotency_key: Option<String>,
     /// Optional link to a caller's entity.
     pub related_entity: Option<RelatedEntity>,
+    /// This task's own per-attempt timeout, overriding the type's and the global one.
+    pub timeout: Option<Duration>,
 }
 
 impl NewTask {
+    /// Sets a per-request timeout of `seconds`, which must be between 1 and `max`.
+    pub fn with_timeout(
+        mut self,
+        seconds: Option<u64>,
+        max: Duration,
+    ) -> Result<Self, DomainError> {
+        if let Some(secs) = seconds {
+            if secs == 0 || secs > max.as_secs() {
+                return Err(DomainError::Invalid(format!(
+                    "timeout_seconds must be between 1 and {}",
+                    max.as_secs()
+                )));
+            }
+            self.timeout = Some(Duration::from_secs(secs));
+        }
+        Ok(self)
+    }
+
     /// Validates the parts of a submit request. `payload_len` is the size of the payload as the
     /// client sent it, so the limit is checked without re-encoding.
     pub fn parse(
@@ -110,6 +130,7 @@ impl NewTask {
             priority,
             idempotency_key,
             related_entity,
+            timeout: None,
         })
     }
 }
@@ -193,8 +214,10 @@ pub struct Task {
 }
 
 impl Task {
-    /// A fresh pending task from a validated request.
+    /// A fresh pending task from a validated request. `timeout` applies unless the request
+    /// set its own.
     pub fn create(new: NewTask, max_retries: u32, timeout: Duration, now: DateTime<Utc>) -> Self {
+        let timeout = new.timeout.unwrap_or(timeout);
         Self {
             id: TaskId::new(),
             user_id: new.user_id,
@@ -347,6 +370,17 @@ mod tests {
                 .contains("limit")
         );
         assert_eq!(new_task(Value::Null).unwrap().payload, json!({}));
+    }
+
+    #[test]
+    fn request_timeout_is_bounded_and_wins() {
+        let max = Duration::from_secs(60);
+        let t = new_task(json!({})).unwrap();
+        assert!(t.clone().with_timeout(Some(0), max).is_err());
+        assert!(t.clone().with_timeout(Some(61), max).is_err());
+        let t = t.with_timeout(Some(5), max).unwrap();
+        let task = Task::create(t, 3, Duration::from_secs(300), Utc::now());
+        assert_eq!(task.timeout, Duration::from_secs(5));
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct SubmitLimits {
     pub max_retries: u32,
     /// Per-attempt timeout (`TASK_TIMEOUT`).
     pub task_timeout: Duration,
+    /// Per-type overrides of `task_timeout` (`TASK_TIMEOUT_<TYPE>`).
+    pub type_timeouts: std::collections::HashMap<TaskType, Duration>,
+    /// Largest per-request timeout (`MAX_TASK_TIMEOUT`).
+    pub max_request_timeout: Duration,
     /// Per-user submit rate (`USER_SUBMIT_RATE`).
     pub user_submit_rate: Option<Rate>,
     /// Pending plus processing tasks per user (`MAX_ACTIVE_TASKS_PER_USER`); 0 = no limit.
@@ -116,12 +120,21 @@ impl TaskService {
         let now = clock::now();
         let tasks = requests
             .into_iter()
-            .map(|r| Task::create(r, self.limits.max_retries, self.limits.task_timeout, now))
+            .map(|r| {
+                let timeout = self.limits.type_timeouts.get(&r.task_type).copied();
+                let timeout = timeout.unwrap_or(self.limits.task_timeout);
+                Task::create(r, self.limits.max_retries, timeout, now)
+            })
             .collect();
         let inserted = self.inserts.call(tasks).await?;
         self.depth
             .add(inserted.iter().filter(|i| i.created).count() as u64);
         Ok(inserted.into_iter().map(|i| i.task).collect())
+    }
+
+    /// The largest `timeout_seconds` a request may ask for.
+    pub fn max_request_timeout(&self) -> Duration {
+        self.limits.max_request_timeout
     }
 
     /// The per-user submit rate and active-task cap. Every request of one call has the same

@@ -316,3 +316,72 @@ both_modes!(
     per_user_submit_rate_and_active_cap,
     per_user_submit_rate_and_active_cap
 );
+
+async fn timeouts_per_type_and_per_request(mode: Mode) {
+    let vars = [
+        ("TASK_TIMEOUT_ECHO", "300ms"),
+        ("MAX_TASK_TIMEOUT", "60s"),
+        ("JOB_QUEUE_MAX_RETRIES", "0"),
+    ];
+    let Some(app) = spawn_app(mode, &vars).await else {
+        return;
+    };
+    // The type's timeout applies...
+    let (_, t) = app
+        .submit(
+            "alice",
+            json!({"type": "echo", "payload": {"delay_ms": 2000}}),
+        )
+        .await;
+    assert_eq!(t["timeout_ms"], 300);
+    let done = app
+        .wait_terminal(
+            "alice",
+            t["task_id"].as_str().unwrap(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 300ms"),
+        "{done}"
+    );
+    // ...unless the request sets its own.
+    let (_, t) = app
+        .submit(
+            "alice",
+            json!({"type": "echo", "payload": {"delay_ms": 500}, "timeout_seconds": 5}),
+        )
+        .await;
+    assert_eq!(t["timeout_ms"], 5000);
+    let done = app
+        .wait_terminal(
+            "alice",
+            t["task_id"].as_str().unwrap(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // Bounded.
+    for bad in [0, 61] {
+        let (s, body) = app
+            .submit("alice", json!({"type": "echo", "timeout_seconds": bad}))
+            .await;
+        assert_eq!(s, 400, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("timeout_seconds"),
+            "{body}"
+        );
+    }
+    app.cleanup().await;
+}
+both_modes!(
+    timeouts_per_type_and_per_request,
+    timeouts_per_type_and_per_request
+);

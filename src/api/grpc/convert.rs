@@ -116,6 +116,7 @@ pub fn task_to_proto(t: Task) -> proto::Task {
         completed_at: t.completed_at.map(timestamp),
         related_entity_type,
         related_entity_id,
+        timeout_ms: i64::try_from(t.timeout.as_millis()).unwrap_or(i64::MAX),
     }
 }
 

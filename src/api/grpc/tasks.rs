@@ -31,7 +31,11 @@ fn api(e: impl Into<ApiError>) -> Status {
     e.into().into()
 }
 
-fn new_task(caller: &Caller, r: proto::SubmitTaskRequest) -> Result<NewTask, ApiError> {
+fn new_task(
+    caller: &Caller,
+    r: proto::SubmitTaskRequest,
+    max_timeout: std::time::Duration,
+) -> Result<NewTask, ApiError> {
     let related = match (r.related_entity_type, r.related_entity_id) {
         (None, None) => None,
         (t, i) => Some((t.unwrap_or_default(), i.unwrap_or_default())),
@@ -47,7 +51,8 @@ fn new_task(caller: &Caller, r: proto::SubmitTaskRequest) -> Result<NewTask, Api
         r.priority.map(i64::from),
         r.idempotency_key,
         related,
-    )?)
+    )?
+    .with_timeout(r.timeout_seconds, max_timeout)?)
 }
 
 #[tonic::async_trait]
@@ -57,7 +62,8 @@ impl TaskService for TaskApi {
         request: Request<proto::SubmitTaskRequest>,
     ) -> Result<Response<proto::Task>, Status> {
         let caller = grpc_caller(&self.state.keys, &request)?;
-        let new = new_task(&caller, request.into_inner()).map_err(api)?;
+        let max = self.state.tasks.max_request_timeout();
+        let new = new_task(&caller, request.into_inner(), max).map_err(api)?;
         let mut tasks = self.state.tasks.submit(vec![new]).await.map_err(api)?;
         let task = tasks.pop().ok_or_else(|| api(ServiceError::Internal))?;
         Ok(Response::new(task_to_proto(task)))
@@ -68,13 +74,14 @@ impl TaskService for TaskApi {
         request: Request<proto::SubmitTasksRequest>,
     ) -> Result<Response<proto::SubmitTasksResponse>, Status> {
         let caller = grpc_caller(&self.state.keys, &request)?;
+        let max = self.state.tasks.max_request_timeout();
         let new = request
             .into_inner()
             .tasks
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
-                new_task(&caller, r).map_err(|e| match e {
+                new_task(&caller, r, max).map_err(|e| match e {
                     ApiError::Service(ServiceError::Invalid(m)) => {
                         invalid(format!("tasks[{i}]: {m}"))
                     }

@@ -1,5 +1,7 @@
 //! JSON request and response bodies.
 
+use std::time::Duration;
+
 use axum::extract::FromRequest;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
@@ -40,11 +42,17 @@ pub struct SubmitRequest {
     pub idempotency_key: Option<String>,
     pub related_entity_type: Option<String>,
     pub related_entity_id: Option<String>,
+    pub timeout_seconds: Option<u64>,
 }
 
 impl SubmitRequest {
-    /// Validates into a domain request owned by `caller`.
-    pub fn into_new_task(self, caller: &Caller) -> Result<NewTask, ApiError> {
+    /// Validates into a domain request owned by `caller`; `max_timeout` bounds
+    /// `timeout_seconds`.
+    pub fn into_new_task(
+        self,
+        caller: &Caller,
+        max_timeout: Duration,
+    ) -> Result<NewTask, ApiError> {
         let related = match (self.related_entity_type, self.related_entity_id) {
             (None, None) => None,
             (t, i) => Some((t.unwrap_or_default(), i.unwrap_or_default())),
@@ -56,7 +64,8 @@ impl SubmitRequest {
             self.priority,
             self.idempotency_key,
             related,
-        )?)
+        )?
+        .with_timeout(self.timeout_seconds, max_timeout)?)
     }
 }
 
@@ -87,6 +96,7 @@ pub struct TaskBody {
     pub related_entity_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub related_entity_id: Option<String>,
+    pub timeout_ms: u64,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -112,6 +122,7 @@ impl From<Task> for TaskBody {
             idempotency_key: t.idempotency_key,
             related_entity_type,
             related_entity_id,
+            timeout_ms: u64::try_from(t.timeout.as_millis()).unwrap_or(u64::MAX),
             created_at: t.created_at,
             started_at: t.started_at,
             completed_at: t.completed_at,

@@ -22,7 +22,7 @@ pub async fn submit(
     Authenticated(caller): Authenticated,
     Body(req): Body<SubmitRequest>,
 ) -> Accepted<TaskBody> {
-    let new = req.into_new_task(&caller)?;
+    let new = req.into_new_task(&caller, state.tasks.max_request_timeout())?;
     let mut tasks = state.tasks.submit(vec![new]).await?;
     let task = tasks.pop().ok_or(ServiceError::Internal)?;
     Ok((StatusCode::ACCEPTED, Json(task.into())))
@@ -39,12 +39,13 @@ pub async fn submit_batch(
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            r.into_new_task(&caller).map_err(|e| match e {
-                ApiError::Service(ServiceError::Invalid(m)) => {
-                    ServiceError::Invalid(format!("tasks[{i}]: {m}")).into()
-                }
-                other => other,
-            })
+            r.into_new_task(&caller, state.tasks.max_request_timeout())
+                .map_err(|e| match e {
+                    ApiError::Service(ServiceError::Invalid(m)) => {
+                        ServiceError::Invalid(format!("tasks[{i}]: {m}")).into()
+                    }
+                    other => other,
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let tasks = state.tasks.submit(new).await?;
