@@ -11,6 +11,8 @@ CREATE TABLE tasks (
     error               JSONB,
     progress            INTEGER      NOT NULL DEFAULT 0,
     retry_count         INTEGER      NOT NULL DEFAULT 0,
+    -- Every attempt ever started, including those before a dead-letter requeue.
+    attempts            INTEGER      NOT NULL DEFAULT 0,
     max_retries         INTEGER      NOT NULL,
     idempotency_key     VARCHAR(200),
     related_entity_type VARCHAR(100),

@@ -12,6 +12,7 @@ CREATE TABLE tasks (
     error               TEXT,
     progress            INTEGER NOT NULL DEFAULT 0,
     retry_count         INTEGER NOT NULL DEFAULT 0,
+    attempts            INTEGER NOT NULL DEFAULT 0,
     max_retries         INTEGER NOT NULL,
     idempotency_key     TEXT,
     related_entity_type TEXT,

@@ -31,6 +31,18 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        [Self::Retryable, Self::NonRetryable, Self::RateLimited]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                DomainError::Invalid(format!(
+                    "unknown error class {s:?}; expected retryable, non_retryable or rate_limited"
+                ))
+            })
+    }
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -185,8 +185,10 @@ pub struct Task {
     pub error: Option<TaskError>,
     /// 0-100.
     pub progress: u8,
-    /// Failed attempts so far.
+    /// Failed attempts so far (reset when a dead letter is requeued).
     pub retry_count: u32,
+    /// Attempts ever started, the running one included; never reset.
+    pub attempts: u32,
     /// Attempts allowed after the first.
     pub max_retries: u32,
     /// Per-user deduplication key.
@@ -229,6 +231,7 @@ impl Task {
             error: None,
             progress: 0,
             retry_count: 0,
+            attempts: 0,
             max_retries,
             idempotency_key: new.idempotency_key,
             related_entity: new.related_entity,
@@ -269,6 +272,7 @@ impl Task {
         now: DateTime<Utc>,
     ) -> Result<(), DomainError> {
         self.transition(TaskStatus::Processing, now)?;
+        self.attempts += 1;
         self.worker_id = Some(worker);
         self.lease_expires_at = Some(lease_until);
         self.started_at = Some(now);

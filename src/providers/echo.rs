@@ -1,7 +1,9 @@
 //! The `echo` provider: returns the task's payload. For development, tests and benchmarks.
 //!
 //! Payload options: `delay_ms` waits that long before answering (a slow provider);
-//! `fail_times` fails that many attempts with a retryable error before succeeding (a flaky one).
+//! `fail_times` fails that many attempts with a retryable error before succeeding (a flaky one);
+//! it counts every attempt ever made, so a dead letter requeued after `fail_times` attempts
+//! succeeds.
 
 use std::time::Duration;
 
@@ -35,11 +37,13 @@ impl Provider for EchoProvider {
             .get("fail_times")
             .and_then(Value::as_u64)
             .unwrap_or(0);
-        if u64::from(task.retry_count) < fail_times {
+        // The running attempt's number, 1-based (a task run without a claim counts as its first).
+        let attempt = task.attempts.max(1);
+        if u64::from(attempt) <= fail_times {
             return Err(ProviderError {
                 provider: self.name().into(),
                 class: ErrorClass::Retryable,
-                message: format!("simulated failure {} of {fail_times}", task.retry_count + 1),
+                message: format!("simulated failure {attempt} of {fail_times}"),
                 retry_after: None,
             });
         }
@@ -79,12 +83,12 @@ mod tests {
     #[tokio::test]
     async fn fails_the_first_attempts() {
         let mut t = task(json!({"fail_times": 2}));
-        for attempt in 0..2 {
-            t.retry_count = attempt;
+        for attempt in 1..=2 {
+            t.attempts = attempt;
             let err = EchoProvider.execute(&t).await.unwrap_err();
             assert_eq!(err.class, ErrorClass::Retryable);
         }
-        t.retry_count = 2;
+        t.attempts = 3;
         assert!(EchoProvider.execute(&t).await.is_ok());
     }
 

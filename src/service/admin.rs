@@ -6,8 +6,14 @@ use std::time::Duration;
 use super::ServiceError;
 use crate::auth::{Caller, Role};
 use crate::clock;
-use crate::queue::TaskQueue;
-use crate::store::{TaskStats, TaskStore};
+use crate::domain::{
+    ErrorClass, Page, PageRequest, Task, TaskEvent, TaskEventType, TaskId, TaskStatus, TaskType,
+};
+use crate::queue::{TaskQueue, push_or_defer};
+use crate::store::{TaskFilter, TaskStats, TaskStore};
+
+/// Most dead letters one requeue or purge by filter touches.
+const MAX_SELECTED: usize = 100_000;
 
 /// Longest window the averages may cover.
 const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -58,6 +64,127 @@ impl AdminService {
             queue_depth,
             window,
         })
+    }
+}
+
+/// A failed task with the history of its failed attempts.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The task, with its last error.
+    pub task: Task,
+    /// Its `TaskRetrying` and `TaskFailed` events, oldest first: one per failed attempt, each
+    /// with its error.
+    pub history: Vec<TaskEvent>,
+}
+
+/// Which dead letters to list, requeue or purge.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterFilter {
+    /// Only this task type.
+    pub task_type: Option<TaskType>,
+    /// Only this class of last error.
+    pub error_class: Option<ErrorClass>,
+}
+
+/// The dead letters an operation applies to.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// These tasks (ids that are not dead letters are skipped).
+    Ids(Vec<TaskId>),
+    /// Every dead letter matching the filter.
+    Matching(DeadLetterFilter),
+}
+
+impl AdminService {
+    /// Failed tasks (the dead-letter queue), newest first, with their failure history.
+    pub async fn list_dead_letters(
+        &self,
+        caller: &Caller,
+        filter: DeadLetterFilter,
+        page: PageRequest,
+    ) -> Result<Page<DeadLetter>, ServiceError> {
+        require_admin(caller)?;
+        let page = self.store.list(&dead_letters(&filter), &page).await?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for task in page.items {
+            let history = self
+                .store
+                .events_for_task(task.id)
+                .await?
+                .into_iter()
+                .filter(|e| {
+                    matches!(
+                        e.kind,
+                        TaskEventType::TaskRetrying | TaskEventType::TaskFailed
+                    )
+                })
+                .collect();
+            items.push(DeadLetter { task, history });
+        }
+        Ok(Page {
+            items,
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    /// Puts dead letters back in the queue with their attempts reset. Returns how many.
+    pub async fn requeue_dead_letters(
+        &self,
+        caller: &Caller,
+        selection: Selection,
+    ) -> Result<u64, ServiceError> {
+        require_admin(caller)?;
+        let ids = self.select(selection).await?;
+        let requeued = self.store.requeue_failed(&ids, clock::now()).await?;
+        push_or_defer(&*self.queue, &requeued).await;
+        Ok(requeued.len() as u64)
+    }
+
+    /// Deletes dead letters and their events. Returns how many.
+    pub async fn purge_dead_letters(
+        &self,
+        caller: &Caller,
+        selection: Selection,
+    ) -> Result<u64, ServiceError> {
+        require_admin(caller)?;
+        let ids = self.select(selection).await?;
+        Ok(self.store.purge_failed(&ids).await?)
+    }
+
+    async fn select(&self, selection: Selection) -> Result<Vec<TaskId>, ServiceError> {
+        let filter = match selection {
+            Selection::Ids(ids) if ids.len() > MAX_SELECTED => {
+                return Err(ServiceError::Invalid(format!(
+                    "at most {MAX_SELECTED} task ids"
+                )));
+            }
+            Selection::Ids(ids) => return Ok(ids),
+            Selection::Matching(filter) => dead_letters(&filter),
+        };
+        let mut ids = Vec::new();
+        let mut page = PageRequest {
+            size: PageRequest::MAX_SIZE,
+            after: None,
+        };
+        loop {
+            let found = self.store.list(&filter, &page).await?;
+            ids.extend(found.items.iter().map(|t| t.id));
+            match found.items.last() {
+                Some(last) if found.next_page_token.is_some() && ids.len() < MAX_SELECTED => {
+                    page.after = Some((last.created_at, last.id));
+                }
+                _ => return Ok(ids),
+            }
+        }
+    }
+}
+
+fn dead_letters(filter: &DeadLetterFilter) -> TaskFilter {
+    TaskFilter {
+        user_id: None,
+        status: Some(TaskStatus::Failed),
+        task_type: filter.task_type,
+        error_class: filter.error_class,
     }
 }
 

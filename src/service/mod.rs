@@ -17,7 +17,7 @@ use crate::queue::{TaskQueue, push_or_defer};
 use crate::ratelimit::{Decision, Rate, RateLimiter};
 use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};
 
-pub use admin::{AdminService, QueueStats};
+pub use admin::{AdminService, DeadLetter, DeadLetterFilter, QueueStats, Selection};
 pub use error::ServiceError;
 use queue_depth::QueueDepth;
 
@@ -199,6 +199,7 @@ impl TaskService {
             user_id,
             status,
             task_type,
+            error_class: None,
         };
         Ok(self.store.list(&filter, &page).await?)
     }

@@ -16,7 +16,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::domain::{
-    Page, PageRequest, Task, TaskError, TaskEvent, TaskId, TaskStatus, TaskType, UserId, WorkerId,
+    ErrorClass, Page, PageRequest, Task, TaskError, TaskEvent, TaskId, TaskStatus, TaskType,
+    UserId, WorkerId,
 };
 
 pub use error::StoreError;
@@ -95,6 +96,8 @@ pub struct TaskFilter {
     pub status: Option<TaskStatus>,
     /// Only tasks of this type.
     pub task_type: Option<TaskType>,
+    /// Only tasks whose last error has this class.
+    pub error_class: Option<ErrorClass>,
 }
 
 /// Durable task storage (seed 000's AIGenerationTaskRepository, plus the batch operations the
@@ -241,6 +244,20 @@ pub trait TaskStore: Send + Sync + 'static {
     /// shutdown that could not finish them). Returns the released tasks.
     async fn release(&self, worker: &WorkerId, now: DateTime<Utc>)
     -> Result<Vec<Task>, StoreError>;
+
+    // ===== Dead letters =====
+
+    /// Failed tasks among `ids` back to pending with their attempts reset (the one way out of
+    /// a terminal status: an operator's decision after fixing the cause). The last error and
+    /// every event stay as history. Returns the requeued tasks.
+    async fn requeue_failed(
+        &self,
+        ids: &[TaskId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// Deletes the failed tasks among `ids` and their events. Returns how many were deleted.
+    async fn purge_failed(&self, ids: &[TaskId]) -> Result<u64, StoreError>;
 
     /// Counts per status, and mean wait and processing times of (up to 10,000 of) the tasks
     /// created since `since` that have finished.

@@ -40,7 +40,8 @@ impl PgTaskStore {
     }
 }
 
-impl_task_store!(PgTaskStore, sqlx::Postgres);
+// The class of a task's last error, from its JSON `error` column.
+impl_task_store!(PgTaskStore, sqlx::Postgres, "error->>'class'");
 
 impl PgTaskStore {
     /// Completes many tasks in one statement (arrays through `UNNEST`); returns the

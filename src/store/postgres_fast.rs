@@ -140,14 +140,14 @@ impl PgTaskStore {
             .await?;
         let rows: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH claimed AS ( \
-               UPDATE tasks SET status = 'processing', worker_id = $1, lease_expires_at = $2, \
+               UPDATE tasks SET status = 'processing', attempts = attempts + 1, worker_id = $1, lease_expires_at = $2, \
                  started_at = $3, updated_at = $3 \
                WHERE id = ANY($4) AND status = 'pending' \
                RETURNING {TASK_COLUMNS} \
              ), events AS ( \
                INSERT INTO task_events (task_id, user_id, event_type, data, created_at) \
                SELECT id, user_id, 'TaskStarted', jsonb_build_object('status', 'processing', \
-                 'worker_id', $1::text, 'attempt', retry_count + 1), $3 FROM claimed \
+                 'worker_id', $1::text, 'attempt', attempts), $3 FROM claimed \
              ) \
              SELECT {TASK_COLUMNS} FROM claimed"
         )))

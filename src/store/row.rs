@@ -14,7 +14,7 @@ use crate::domain::{
 
 /// Every column of `tasks`, in the order of [`TASK_COLUMNS`].
 pub const TASK_COLUMNS: &str = "id, user_id, task_type, status, priority, payload, result, error, \
-     progress, retry_count, max_retries, idempotency_key, related_entity_type, related_entity_id, \
+     progress, retry_count, attempts, max_retries, idempotency_key, related_entity_type, related_entity_id, \
      provider, worker_id, lease_expires_at, timeout_ms, run_after, created_at, updated_at, \
      started_at, completed_at";
 
@@ -31,6 +31,7 @@ pub struct TaskRow {
     error: Option<Json<Value>>,
     progress: i32,
     retry_count: i32,
+    attempts: i32,
     max_retries: i32,
     idempotency_key: Option<String>,
     related_entity_type: Option<String>,
@@ -75,6 +76,7 @@ impl TryFrom<TaskRow> for Task {
             error,
             progress: u8::try_from(r.progress.clamp(0, 100)).unwrap_or(0),
             retry_count: u32::try_from(r.retry_count).map_err(|_| corrupt("retry_count"))?,
+            attempts: u32::try_from(r.attempts).map_err(|_| corrupt("attempts"))?,
             max_retries: u32::try_from(r.max_retries).map_err(|_| corrupt("max_retries"))?,
             idempotency_key: r.idempotency_key,
             related_entity,

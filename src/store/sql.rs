@@ -70,7 +70,7 @@ pub struct CompleteRow {
 /// `finish_impl`, which each store defines: SQLite forwards to the portable `generic_*` versions
 /// here; PostgreSQL replaces them with single statements (one round trip each).
 macro_rules! impl_task_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, $error_class:literal) => {
         impl $store {
             async fn insert_events(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -193,7 +193,7 @@ macro_rules! impl_task_store {
                 let mut claimed = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks($crate::store::sql::IN_CHUNK) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "UPDATE tasks SET status = 'processing', worker_id = ",
+                        "UPDATE tasks SET status = 'processing', attempts = attempts + 1, worker_id = ",
                     );
                     qb.push_bind(worker.as_str().to_owned())
                         .push(", lease_expires_at = ")
@@ -221,7 +221,7 @@ macro_rules! impl_task_store {
                         data: serde_json::json!({
                             "status": "processing",
                             "worker_id": worker.as_str(),
-                            "attempt": t.retry_count + 1,
+                            "attempt": t.attempts,
                         }),
                         at: now,
                     })
@@ -411,6 +411,7 @@ macro_rules! impl_task_store {
                         .push_bind(t.error.as_ref().map(|e| sqlx::types::Json(serde_json::json!(e))))
                         .push_bind(i32::from(t.progress))
                         .push_bind(t.retry_count as i32)
+                        .push_bind(t.attempts as i32)
                         .push_bind(t.max_retries as i32)
                         .push_bind(t.idempotency_key.clone())
                         .push_bind(rel.as_ref().map(|r| r.entity_type.clone()))
@@ -430,6 +431,7 @@ macro_rules! impl_task_store {
                      priority = excluded.priority, payload = excluded.payload, \
                      result = excluded.result, error = excluded.error, \
                      progress = excluded.progress, retry_count = excluded.retry_count, \
+                     attempts = excluded.attempts, \
                      max_retries = excluded.max_retries, provider = excluded.provider, \
                      worker_id = excluded.worker_id, lease_expires_at = excluded.lease_expires_at, \
                      timeout_ms = excluded.timeout_ms, run_after = excluded.run_after, \
@@ -558,6 +560,9 @@ macro_rules! impl_task_store {
                 }
                 if let Some(t) = filter.task_type {
                     qb.push(" AND task_type = ").push_bind(t.as_str());
+                }
+                if let Some(class) = filter.error_class {
+                    qb.push(concat!(" AND ", $error_class, " = ")).push_bind(class.as_str());
                 }
                 if let Some((at, id)) = page.after {
                     qb.push(" AND (created_at < ")
@@ -820,6 +825,83 @@ macro_rules! impl_task_store {
                 Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
                 Ok(tasks)
+            }
+
+            async fn requeue_failed(
+                &self,
+                ids: &[$crate::domain::TaskId],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut tx = self.writer.begin().await?;
+                let mut requeued = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks($crate::store::sql::IN_CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE tasks SET status = 'pending', retry_count = 0, \
+                         completed_at = NULL, worker_id = NULL, lease_expires_at = NULL, \
+                         run_after = ",
+                    );
+                    qb.push_bind(now)
+                        .push(", updated_at = ")
+                        .push_bind(now)
+                        .push(" WHERE status = 'failed' AND id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.as_uuid());
+                    }
+                    qb.push(format!(") RETURNING {}", $crate::store::row::TASK_COLUMNS));
+                    let rows: Vec<$crate::store::row::TaskRow> =
+                        qb.build_query_as().fetch_all(&mut *tx).await?;
+                    requeued.extend($crate::store::row::into_tasks(rows)?);
+                }
+                let events = requeued
+                    .iter()
+                    .map(|t: &$crate::domain::Task| $crate::store::sql::NewEvent {
+                        task_id: t.id,
+                        user_id: t.user_id.clone(),
+                        kind: $crate::domain::TaskEventType::TaskRetrying,
+                        data: serde_json::json!({
+                            "status": "pending",
+                            "reason": "requeued from the dead-letter queue",
+                            "attempt": 0,
+                            "run_after": now,
+                        }),
+                        at: now,
+                    })
+                    .collect();
+                Self::insert_events(&mut tx, events).await?;
+                tx.commit().await?;
+                Ok(requeued)
+            }
+
+            async fn purge_failed(
+                &self,
+                ids: &[$crate::domain::TaskId],
+            ) -> Result<u64, $crate::store::StoreError> {
+                let mut tx = self.writer.begin().await?;
+                let mut purged = 0;
+                for chunk in ids.chunks($crate::store::sql::IN_CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "DELETE FROM task_events WHERE task_id IN \
+                         (SELECT id FROM tasks WHERE status = 'failed' AND id IN (",
+                    );
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.as_uuid());
+                    }
+                    qb.push("))");
+                    qb.build().execute(&mut *tx).await?;
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "DELETE FROM tasks WHERE status = 'failed' AND id IN (",
+                    );
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.as_uuid());
+                    }
+                    qb.push(")");
+                    purged += qb.build().execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(purged)
             }
 
             async fn task_stats(

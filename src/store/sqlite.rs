@@ -59,7 +59,12 @@ impl SqliteTaskStore {
     }
 }
 
-impl_task_store!(SqliteTaskStore, sqlx::Sqlite);
+// The class of a task's last error, from its JSON `error` column.
+impl_task_store!(
+    SqliteTaskStore,
+    sqlx::Sqlite,
+    "json_extract(error, '$.class')"
+);
 
 impl SqliteTaskStore {
     /// Completes many tasks in one `UPDATE ... FROM (VALUES ...)`; returns the (id, user) of

@@ -4,11 +4,13 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::convert::{task_to_proto, timestamp};
 use crate::api::AppState;
 use crate::api::auth::grpc_caller;
 use crate::api::error::ApiError;
 use crate::api::proto::{self, admin_service_server::AdminService};
-use crate::service::{QueueStats, ServiceError};
+use crate::domain::{ErrorClass, PageRequest, TaskId, TaskType};
+use crate::service::{DeadLetter, DeadLetterFilter, QueueStats, Selection, ServiceError};
 
 /// Default window of the averages.
 const DEFAULT_WINDOW: Duration = Duration::from_secs(3600);
@@ -53,8 +55,131 @@ pub fn window(seconds: i64) -> Result<Duration, ServiceError> {
     }
 }
 
+/// A dead-letter filter from optional wire strings ("" = any).
+pub fn dead_letter_filter(
+    task_type: &str,
+    error_class: &str,
+) -> Result<DeadLetterFilter, ApiError> {
+    let task_type = match task_type {
+        "" => None,
+        t => Some(t.parse::<TaskType>()?),
+    };
+    let error_class = match error_class {
+        "" => None,
+        c => Some(ErrorClass::parse(c)?),
+    };
+    Ok(DeadLetterFilter {
+        task_type,
+        error_class,
+    })
+}
+
+/// Which dead letters a requeue or purge applies to: the ids, else the filter; an empty
+/// filter needs `all`, so no call empties the queue by accident.
+pub fn selection(
+    task_ids: &[String],
+    task_type: &str,
+    error_class: &str,
+    all: bool,
+) -> Result<Selection, ApiError> {
+    if !task_ids.is_empty() {
+        let ids = task_ids
+            .iter()
+            .map(|id| TaskId::parse(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Selection::Ids(ids));
+    }
+    if task_type.is_empty() && error_class.is_empty() && !all {
+        return Err(ServiceError::Invalid(
+            "give task_ids, a type or error_class filter, or all = true".into(),
+        )
+        .into());
+    }
+    Ok(Selection::Matching(dead_letter_filter(
+        task_type,
+        error_class,
+    )?))
+}
+
+fn dead_letter_to_proto(d: DeadLetter) -> proto::DeadLetter {
+    let history = d
+        .history
+        .into_iter()
+        .map(|e| proto::FailedAttempt {
+            event_type: e.kind.as_str().to_owned(),
+            error: e.data.get("error").map(|err| proto::TaskError {
+                class: err["class"].as_str().unwrap_or_default().to_owned(),
+                message: err["message"].as_str().unwrap_or_default().to_owned(),
+                provider: err["provider"].as_str().unwrap_or_default().to_owned(),
+            }),
+            at: Some(timestamp(e.created_at)),
+        })
+        .collect();
+    proto::DeadLetter {
+        task: Some(task_to_proto(d.task)),
+        history,
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for AdminApi {
+    async fn list_dead_letters(
+        &self,
+        request: Request<proto::ListDeadLettersRequest>,
+    ) -> Result<Response<proto::ListDeadLettersResponse>, Status> {
+        let caller = grpc_caller(&self.state.keys, &request)?;
+        let r = request.into_inner();
+        let size = u32::try_from(r.page_size).map_err(|_| {
+            ApiError::from(ServiceError::Invalid(
+                "page_size must not be negative".into(),
+            ))
+        })?;
+        let page = PageRequest::parse(size, &r.page_token).map_err(ApiError::from)?;
+        let filter = dead_letter_filter(&r.r#type, &r.error_class)?;
+        let page = self
+            .state
+            .admin
+            .list_dead_letters(&caller, filter, page)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(proto::ListDeadLettersResponse {
+            dead_letters: page.items.into_iter().map(dead_letter_to_proto).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn requeue_dead_letters(
+        &self,
+        request: Request<proto::DeadLetterSelection>,
+    ) -> Result<Response<proto::DeadLetterCount>, Status> {
+        let caller = grpc_caller(&self.state.keys, &request)?;
+        let r = request.into_inner();
+        let selection = selection(&r.task_ids, &r.r#type, &r.error_class, r.all)?;
+        let n = self
+            .state
+            .admin
+            .requeue_dead_letters(&caller, selection)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(proto::DeadLetterCount { count: n as i64 }))
+    }
+
+    async fn purge_dead_letters(
+        &self,
+        request: Request<proto::DeadLetterSelection>,
+    ) -> Result<Response<proto::DeadLetterCount>, Status> {
+        let caller = grpc_caller(&self.state.keys, &request)?;
+        let r = request.into_inner();
+        let selection = selection(&r.task_ids, &r.r#type, &r.error_class, r.all)?;
+        let n = self
+            .state
+            .admin
+            .purge_dead_letters(&caller, selection)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(proto::DeadLetterCount { count: n as i64 }))
+    }
+
     async fn get_queue_stats(
         &self,
         request: Request<proto::GetQueueStatsRequest>,

@@ -58,7 +58,7 @@ fn object_to_struct(o: Map<String, Value>) -> prost_types::Struct {
     }
 }
 
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),
         nanos: t.timestamp_subsec_nanos() as i32,
@@ -109,6 +109,7 @@ pub fn task_to_proto(t: Task) -> proto::Task {
             provider: e.provider.unwrap_or_default(),
         }),
         retry_count: t.retry_count as i32,
+        attempts: t.attempts as i32,
         max_retries: t.max_retries as i32,
         idempotency_key: t.idempotency_key,
         created_at: Some(timestamp(t.created_at)),

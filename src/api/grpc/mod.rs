@@ -1,7 +1,7 @@
 //! gRPC services: `ai.integration.v1.TaskService`, `grpc.health.v1.Health` and reflection.
 
 pub mod admin;
-mod convert;
+pub mod convert;
 mod tasks;
 
 use axum::Router;

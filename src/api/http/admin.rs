@@ -5,10 +5,12 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
+use super::json::{Body, TaskBody};
 use crate::api::AppState;
 use crate::api::auth::Authenticated;
 use crate::api::error::ApiError;
-use crate::api::grpc::admin::window;
+use crate::api::grpc::admin::{dead_letter_filter, selection, window};
+use crate::domain::PageRequest;
 use crate::service::{QueueStats, ServiceError};
 
 /// `GET /api/v1/admin/queue/stats` query.
@@ -63,4 +65,110 @@ pub async fn queue_stats(
         .queue_stats(&caller, window(q.window_seconds)?)
         .await?;
     Ok(Json(stats.into()))
+}
+
+/// `GET /api/v1/admin/dead-letters` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterQuery {
+    #[serde(default)]
+    page_size: u32,
+    #[serde(default)]
+    page_token: String,
+    #[serde(default, rename = "type")]
+    task_type: String,
+    #[serde(default)]
+    error_class: String,
+}
+
+/// One failed attempt of a dead letter.
+#[derive(Debug, Serialize)]
+pub struct FailedAttemptBody {
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    error: Option<serde_json::Value>,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A dead letter: the task and its failure history.
+#[derive(Debug, Serialize)]
+pub struct DeadLetterBody {
+    #[serde(flatten)]
+    task: TaskBody,
+    history: Vec<FailedAttemptBody>,
+}
+
+/// A page of dead letters.
+#[derive(Debug, Serialize)]
+pub struct DeadLettersBody {
+    dead_letters: Vec<DeadLetterBody>,
+    next_page_token: Option<String>,
+}
+
+/// `GET /api/v1/admin/dead-letters?page_size&page_token&type&error_class`.
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    query: Result<Query<DeadLetterQuery>, QueryRejection>,
+) -> Result<Json<DeadLettersBody>, ApiError> {
+    let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
+    let page = PageRequest::parse(q.page_size, &q.page_token)?;
+    let filter = dead_letter_filter(&q.task_type, &q.error_class)?;
+    let page = state.admin.list_dead_letters(&caller, filter, page).await?;
+    let dead_letters = page
+        .items
+        .into_iter()
+        .map(|d| DeadLetterBody {
+            task: d.task.into(),
+            history: d
+                .history
+                .into_iter()
+                .map(|e| FailedAttemptBody {
+                    event_type: e.kind.as_str(),
+                    error: e.data.get("error").cloned(),
+                    at: e.created_at,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Json(DeadLettersBody {
+        dead_letters,
+        next_page_token: page.next_page_token,
+    }))
+}
+
+/// Body of requeue and purge: ids, or a filter, or `all`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectionBody {
+    #[serde(default)]
+    task_ids: Vec<String>,
+    #[serde(default, rename = "type")]
+    task_type: String,
+    #[serde(default)]
+    error_class: String,
+    #[serde(default)]
+    all: bool,
+}
+
+/// `POST /api/v1/admin/dead-letters/requeue` → `{"requeued": n}`.
+pub async fn requeue(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Body(b): Body<SelectionBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let sel = selection(&b.task_ids, &b.task_type, &b.error_class, b.all)?;
+    let n = state.admin.requeue_dead_letters(&caller, sel).await?;
+    Ok(Json(serde_json::json!({ "requeued": n })))
+}
+
+/// `POST /api/v1/admin/dead-letters/purge` → `{"purged": n}`.
+pub async fn purge(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Body(b): Body<SelectionBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let sel = selection(&b.task_ids, &b.task_type, &b.error_class, b.all)?;
+    let n = state.admin.purge_dead_letters(&caller, sel).await?;
+    Ok(Json(serde_json::json!({ "purged": n })))
 }

@@ -88,6 +88,7 @@ pub struct TaskBody {
     pub result: Option<Value>,
     pub error: Option<TaskError>,
     pub retry_count: u32,
+    pub attempts: u32,
     pub max_retries: u32,
     pub user_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,6 +118,7 @@ impl From<Task> for TaskBody {
             result: t.result,
             error: t.error,
             retry_count: t.retry_count,
+            attempts: t.attempts,
             max_retries: t.max_retries,
             user_id: t.user_id.to_string(),
             idempotency_key: t.idempotency_key,
