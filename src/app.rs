@@ -163,7 +163,9 @@ impl Application {
             .context("rebuilding the queue at start")?;
         tracing::info!(pushed, "queue rebuilt from the database");
         background.spawn(reconciler.run(shutdown.child_token()));
-        background.spawn(DelayScheduler::new(backends.queue.clone()).run(shutdown.child_token()));
+        let scheduler = DelayScheduler::new(backends.queue.clone());
+        let retry_wake = scheduler.waker();
+        background.spawn(scheduler.run(shutdown.child_token()));
         let reaper = Reaper::new(
             backends.store.clone(),
             backends.queue.clone(),
@@ -185,7 +187,8 @@ impl Application {
                 finish_loops: backends.write_loops,
                 instance: host.clone(),
             },
-        );
+        )
+        .with_retry_waker(retry_wake);
         background.spawn(pool.run(shutdown.child_token()));
 
         let admin = AdminService::new(backends.store.clone(), backends.queue.clone());

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -45,6 +45,10 @@ pub struct WorkerPool {
     queue: Arc<dyn TaskQueue>,
     providers: ProviderRegistry,
     config: PoolConfig,
+    /// Rung after a retry is parked in the delayed set (see [`DelayScheduler::waker`]).
+    ///
+    /// [`DelayScheduler::waker`]: super::DelayScheduler::waker
+    retry_wake: Arc<Notify>,
 }
 
 /// What one running task needs, shared by all of them.
@@ -54,6 +58,7 @@ struct Shared {
     providers: ProviderRegistry,
     finishes: Batcher<Finish, bool, StoreError>,
     retry_base_delay: Duration,
+    retry_wake: Arc<Notify>,
 }
 
 impl WorkerPool {
@@ -71,7 +76,14 @@ impl WorkerPool {
             queue,
             providers,
             config,
+            retry_wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Rings `wake` whenever a retry is parked, so the delay scheduler promotes it on time.
+    pub fn with_retry_waker(mut self, wake: Arc<Notify>) -> Self {
+        self.retry_wake = wake;
+        self
     }
 
     /// This pool's worker id, recorded on the tasks it claims.
@@ -100,6 +112,7 @@ impl WorkerPool {
             providers: self.providers.clone(),
             finishes,
             retry_base_delay: self.config.retry_base_delay,
+            retry_wake: self.retry_wake.clone(),
         });
         let running = TaskTracker::new();
         let abort = CancellationToken::new();
@@ -295,13 +308,18 @@ async fn run_task(
     };
     match shared.finishes.call(vec![finish]).await {
         Ok(applied) if applied.first() == Some(&true) => {
-            if let Some(due) = retry_at
-                && let Err(e) = shared
+            if let Some(due) = retry_at {
+                match shared
                     .queue
                     .push_delayed(&[QueueEntry::of(&task)], due)
                     .await
-            {
-                tracing::warn!(task_id = %task.id, error = %e, "could not schedule retry; reconciler will");
+                {
+                    Ok(()) => shared.retry_wake.notify_one(),
+                    Err(e) => tracing::warn!(
+                        task_id = %task.id, error = %e,
+                        "could not schedule retry; reconciler will"
+                    ),
+                }
             }
         }
         // Cancelled or reclaimed meanwhile: the database kept the other outcome.

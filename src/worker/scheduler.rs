@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
@@ -15,12 +16,23 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// share the work, since promotion is atomic in Redis.
 pub struct DelayScheduler {
     queue: Arc<dyn TaskQueue>,
+    /// Rung when this instance parks a retry, so a sleeping scheduler looks again at once
+    /// instead of up to [`MAX_SLEEP`] late.
+    wake: Arc<Notify>,
 }
 
 impl DelayScheduler {
     /// A scheduler for `queue`.
     pub fn new(queue: Arc<dyn TaskQueue>) -> Self {
-        Self { queue }
+        Self {
+            queue,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Ring this after pushing a delayed entry.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
     }
 
     /// Promotes once; returns how long to sleep before the next check.
@@ -45,6 +57,7 @@ impl DelayScheduler {
             let sleep = self.tick().await;
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
+                _ = self.wake.notified() => {}
                 _ = shutdown.cancelled() => break,
             }
         }

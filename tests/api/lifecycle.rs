@@ -385,3 +385,39 @@ both_modes!(
     timeouts_per_type_and_per_request,
     timeouts_per_type_and_per_request
 );
+
+async fn retries_wait_the_documented_backoff(mode: Mode) {
+    // Base 300 ms: retries after 300 ms and 600 ms (each + up to 10% jitter).
+    let Some(app) = spawn_app(mode, &[("RETRY_BASE_DELAY", "300ms")]).await else {
+        return;
+    };
+    let (_, t) = app
+        .submit(
+            "alice",
+            json!({"type": "echo", "payload": {"fail_times": 2}}),
+        )
+        .await;
+    let done = app
+        .wait_terminal(
+            "alice",
+            t["task_id"].as_str().unwrap(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let at = |f: &str| chrono::DateTime::parse_from_rfc3339(done[f].as_str().unwrap()).unwrap();
+    let took = (at("completed_at") - at("created_at")).num_milliseconds();
+    assert!(
+        (900..1500).contains(&took),
+        "two backoffs of 300 + 600 ms took {took} ms in all"
+    );
+    assert_eq!(
+        (done["retry_count"].as_u64(), done["attempts"].as_u64()),
+        (Some(2), Some(3))
+    );
+    app.cleanup().await;
+}
+both_modes!(
+    retries_wait_the_documented_backoff,
+    retries_wait_the_documented_backoff
+);
