@@ -2256,7 +2256,7 @@ mod rate_limiter {
             panic!("third call within the burst window must be limited");
         };
         assert!(
-            retry_after > Duration::from_millis(350) && retry_after <= Duration::from_millis(500),
+            retry_after > Duration::ZERO && retry_after <= Duration::from_millis(500),
             "{retry_after:?}"
         );
         assert_eq!(a.check("other", RATE, 2).await.unwrap(), Decision::Allowed);

@@ -260,7 +260,7 @@ async fn wiped_queue_is_rebuilt_from_the_database() {
 
 async fn per_user_submit_rate_and_active_cap(mode: Mode) {
     let vars = [
-        ("USER_SUBMIT_RATE", "3/s"),
+        ("USER_SUBMIT_RATE", "3/min"),
         ("MAX_ACTIVE_TASKS_PER_USER", "2"),
         ("WORKER_POOL_SIZE", "4"),
     ];
@@ -387,8 +387,9 @@ both_modes!(
 );
 
 async fn retries_wait_the_documented_backoff(mode: Mode) {
-    // Base 300 ms: retries after 300 ms and 600 ms (each + up to 10% jitter).
-    let Some(app) = spawn_app(mode, &[("RETRY_BASE_DELAY", "300ms")]).await else {
+    // Base 1 s: retries after 1 s and 2 s (each + up to 10% jitter). A scheduler that only
+    // looked once a second would add up to 2 s more.
+    let Some(app) = spawn_app(mode, &[("RETRY_BASE_DELAY", "1s")]).await else {
         return;
     };
     let (_, t) = app
@@ -408,8 +409,8 @@ async fn retries_wait_the_documented_backoff(mode: Mode) {
     let at = |f: &str| chrono::DateTime::parse_from_rfc3339(done[f].as_str().unwrap()).unwrap();
     let took = (at("completed_at") - at("created_at")).num_milliseconds();
     assert!(
-        (900..1500).contains(&took),
-        "two backoffs of 300 + 600 ms took {took} ms in all"
+        (3000..4300).contains(&took),
+        "two backoffs of 1 s + 2 s took {took} ms in all"
     );
     assert_eq!(
         (done["retry_count"].as_u64(), done["attempts"].as_u64()),
