@@ -203,10 +203,7 @@ macro_rules! impl_task_store {
                         .push(", updated_at = ")
                         .push_bind(now)
                         .push(" WHERE status = 'pending' AND id IN (");
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(id.as_uuid());
-                    }
+                    Self::push_ids(&mut qb, chunk);
                     qb.push(format!(") RETURNING {}", $crate::store::row::TASK_COLUMNS));
                     let rows: Vec<$crate::store::row::TaskRow> =
                         qb.build_query_as().fetch_all(&mut *tx).await?;
@@ -336,6 +333,14 @@ macro_rules! impl_task_store {
                 Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
                 Ok(applied)
+            }
+
+            /// Appends `id1, id2, ...` as bound parameters, for an `IN (...)` list.
+            fn push_ids(qb: &mut sqlx::QueryBuilder<$db>, ids: &[$crate::domain::TaskId]) {
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(id.as_uuid());
+                }
             }
 
             async fn fetch_tasks(
@@ -844,10 +849,7 @@ macro_rules! impl_task_store {
                         .push(", updated_at = ")
                         .push_bind(now)
                         .push(" WHERE status = 'failed' AND id IN (");
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(id.as_uuid());
-                    }
+                    Self::push_ids(&mut qb, chunk);
                     qb.push(format!(") RETURNING {}", $crate::store::row::TASK_COLUMNS));
                     let rows: Vec<$crate::store::row::TaskRow> =
                         qb.build_query_as().fetch_all(&mut *tx).await?;
@@ -884,19 +886,13 @@ macro_rules! impl_task_store {
                         "DELETE FROM task_events WHERE task_id IN \
                          (SELECT id FROM tasks WHERE status = 'failed' AND id IN (",
                     );
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(id.as_uuid());
-                    }
+                    Self::push_ids(&mut qb, chunk);
                     qb.push("))");
                     qb.build().execute(&mut *tx).await?;
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "DELETE FROM tasks WHERE status = 'failed' AND id IN (",
                     );
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(id.as_uuid());
-                    }
+                    Self::push_ids(&mut qb, chunk);
                     qb.push(")");
                     purged += qb.build().execute(&mut *tx).await?.rows_affected();
                 }
