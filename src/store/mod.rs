@@ -240,6 +240,14 @@ pub trait TaskStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Task>, StoreError>;
 
+    /// Those of `ids` that are still processing under `worker`. A running task missing from the
+    /// answer was cancelled or taken over (its lease expired), and its attempt should stop.
+    async fn still_held(
+        &self,
+        ids: &[TaskId],
+        worker: &WorkerId,
+    ) -> Result<Vec<TaskId>, StoreError>;
+
     /// Hands tasks a worker still holds back to pending without counting an attempt (a clean
     /// shutdown that could not finish them). Returns the released tasks.
     async fn release(&self, worker: &WorkerId, now: DateTime<Utc>)

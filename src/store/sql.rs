@@ -793,6 +793,26 @@ macro_rules! impl_task_store {
                 Ok(tasks.into_iter().filter(|t| t.status == TaskStatus::Pending).collect())
             }
 
+            async fn still_held(
+                &self,
+                ids: &[$crate::domain::TaskId],
+                worker: &$crate::domain::WorkerId,
+            ) -> Result<Vec<$crate::domain::TaskId>, $crate::store::StoreError> {
+                let mut held = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks($crate::store::sql::IN_CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id FROM tasks WHERE status = 'processing' AND worker_id = ",
+                    );
+                    qb.push_bind(worker.as_str().to_owned()).push(" AND id IN (");
+                    Self::push_ids(&mut qb, chunk);
+                    qb.push(")");
+                    let rows: Vec<uuid::Uuid> =
+                        qb.build_query_scalar().fetch_all(&self.pool).await?;
+                    held.extend(rows.into_iter().map($crate::domain::TaskId::from_uuid));
+                }
+                Ok(held)
+            }
+
             async fn release(
                 &self,
                 worker: &$crate::domain::WorkerId,

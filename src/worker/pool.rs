@@ -1,5 +1,6 @@
 //! The worker pool: claims tasks from the queue in batches and runs up to `size` at once.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use super::retry_delay;
 use crate::batch::Batcher;
 use crate::clock;
-use crate::domain::{ErrorClass, Task, TaskError, WorkerId};
+use crate::domain::{ErrorClass, Task, TaskError, TaskId, WorkerId};
 use crate::providers::ProviderRegistry;
 use crate::queue::{QueueEntry, TaskQueue, push_or_defer};
 use crate::store::{Finish, Outcome, StoreError, TaskStore};
@@ -54,6 +55,8 @@ pub struct WorkerPool {
 /// What one running task needs, shared by all of them.
 struct Shared {
     id: WorkerId,
+    /// The attempts running now, each with the token that stops it.
+    attempts: RunningAttempts,
     queue: Arc<dyn TaskQueue>,
     providers: ProviderRegistry,
     finishes: Batcher<Finish, bool, StoreError>,
@@ -106,8 +109,10 @@ impl WorkerPool {
                 async move { store.finish(&batch).await }
             },
         );
+        let attempts = RunningAttempts::default();
         let shared = Arc::new(Shared {
             id: self.id.clone(),
+            attempts: attempts.clone(),
             queue: self.queue.clone(),
             providers: self.providers.clone(),
             finishes,
@@ -129,6 +134,12 @@ impl WorkerPool {
             self.store.clone(),
             self.id.clone(),
             self.config.lease,
+            heartbeat_stop.clone(),
+        ));
+        let watcher = tokio::spawn(watch_attempts(
+            self.store.clone(),
+            self.id.clone(),
+            attempts,
             heartbeat_stop.clone(),
         ));
         tracing::info!(worker_id = %self.id, size = self.config.size, "worker pool started");
@@ -169,9 +180,8 @@ impl WorkerPool {
             let mut permits = permits;
             for task in claimed {
                 let Some(permit) = permits.pop() else { break };
-                let shared = shared.clone();
-                let abort = abort.clone();
-                running.spawn(run_task(shared, task, permit, abort));
+                let stop = shared.attempts.start(task.id, &abort);
+                running.spawn(run_task(shared.clone(), task, permit, stop));
             }
         }
 
@@ -190,6 +200,7 @@ impl WorkerPool {
         tracker.wait().await;
         heartbeat_stop.cancel();
         let _ = heartbeat.await;
+        let _ = watcher.await;
         self.hand_back().await;
         tracing::info!(worker_id = %self.id, "worker pool stopped");
     }
@@ -210,6 +221,72 @@ impl WorkerPool {
         }
         if let Err(e) = self.store.unregister_worker(&self.id, now).await {
             tracing::warn!(error = %e, "could not unregister worker");
+        }
+    }
+}
+
+/// How often running attempts are checked against the database.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Stop tokens of the attempts running in this pool.
+#[derive(Clone, Default)]
+struct RunningAttempts(Arc<std::sync::Mutex<HashMap<TaskId, CancellationToken>>>);
+
+impl RunningAttempts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, CancellationToken>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers an attempt; its token also stops when `parent` (pool shutdown) does.
+    fn start(&self, id: TaskId, parent: &CancellationToken) -> CancellationToken {
+        let token = parent.child_token();
+        self.lock().insert(id, token.clone());
+        token
+    }
+}
+
+/// Unregisters an attempt when it ends, however it ends.
+struct AttemptGuard<'a> {
+    attempts: &'a RunningAttempts,
+    id: TaskId,
+}
+
+impl Drop for AttemptGuard<'_> {
+    fn drop(&mut self) {
+        self.attempts.lock().remove(&self.id);
+    }
+}
+
+/// Stops attempts whose task is no longer processing under this worker: cancelled (from any
+/// instance) or taken over after a lost lease. One query per [`WATCH_INTERVAL`] while tasks
+/// run, so a cancel reaches the provider call within about half a second, with no pub/sub.
+async fn watch_attempts(
+    store: Arc<dyn TaskStore>,
+    id: WorkerId,
+    attempts: RunningAttempts,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+            _ = stop.cancelled() => return,
+        }
+        let ids: Vec<TaskId> = attempts.lock().keys().copied().collect();
+        if ids.is_empty() {
+            continue;
+        }
+        match store.still_held(&ids, &id).await {
+            Ok(held) => {
+                let held: HashSet<TaskId> = held.into_iter().collect();
+                let asked: HashSet<TaskId> = ids.into_iter().collect();
+                for (task_id, token) in attempts.lock().iter() {
+                    if asked.contains(task_id) && !held.contains(task_id) {
+                        tracing::info!(task_id = %task_id, "task cancelled or taken over; stopping its attempt");
+                        token.cancel();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not check running tasks"),
         }
     }
 }
@@ -270,8 +347,13 @@ async fn run_task(
     slot: OwnedSemaphorePermit,
     abort: CancellationToken,
 ) {
+    let _running = AttemptGuard {
+        attempts: &shared.attempts,
+        id: task.id,
+    };
     let attempt = tokio::select! {
         r = tokio::time::timeout(task.timeout, shared.providers.execute(&task)) => r,
+        // Shutdown past its grace period, or the task was cancelled or taken over.
         _ = abort.cancelled() => return,
     };
     drop(slot);

@@ -257,3 +257,76 @@ async fn bad_requests_get_grpc_codes(mode: Mode) {
     app.cleanup().await;
 }
 both_modes!(bad_requests_get_grpc_codes, bad_requests_get_grpc_codes);
+
+async fn cancelling_a_running_task_stops_its_call(mode: Mode) {
+    // One worker slot, held by a 30 s call: only aborting that call frees it.
+    let Some(app) = spawn_app(mode, &[("WORKER_POOL_SIZE", "1")]).await else {
+        return;
+    };
+    let mut client = app.grpc().await;
+    let mut slow = echo(1.0);
+    slow.payload.as_mut().unwrap().fields.insert(
+        "delay_ms".into(),
+        prost_types::Value {
+            kind: Some(Kind::NumberValue(30000.0)),
+        },
+    );
+    let running = client
+        .submit_task(authed(&app, "alice", slow))
+        .await
+        .unwrap()
+        .into_inner();
+    for _ in 0..500 {
+        let t = client
+            .get_task(authed(
+                &app,
+                "alice",
+                GetTaskRequest {
+                    task_id: running.task_id.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if t.status == TaskStatus::Processing as i32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cancelled = client
+        .cancel_task(authed(
+            &app,
+            "alice",
+            CancelTaskRequest {
+                task_id: running.task_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.status, TaskStatus::Cancelled as i32);
+    let started = std::time::Instant::now();
+    let next = client
+        .submit_task(authed(&app, "alice", echo(2.0)))
+        .await
+        .unwrap()
+        .into_inner();
+    let done = wait_done(&app, "alice", &next.task_id).await;
+    assert_eq!(done.status, TaskStatus::Completed as i32);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the slot was freed after {:?}",
+        started.elapsed()
+    );
+    let still = wait_done(&app, "alice", &running.task_id).await;
+    assert_eq!(
+        still.status,
+        TaskStatus::Cancelled as i32,
+        "the aborted call recorded nothing"
+    );
+    app.cleanup().await;
+}
+both_modes!(
+    cancelling_a_running_task_stops_its_call,
+    cancelling_a_running_task_stops_its_call
+);
