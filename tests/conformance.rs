@@ -1812,7 +1812,31 @@ async fn dead_letters_requeue_and_purge(store: Arc<dyn TaskStore>) {
     );
 }
 
-store_tests!(dead_letters_requeue_and_purge);
+/// `still_held` answers which running tasks a worker still owns.
+async fn still_held_drops_cancelled_and_foreign_tasks(store: Arc<dyn TaskStore>) {
+    let t0 = now();
+    let tasks = insert(&store, (0..3).map(|i| task("alice", t0 + ms(i))).collect()).await;
+    let (w, other) = (worker("w"), worker("other"));
+    store
+        .claim(&ids(&tasks[..2]), &w, t0 + ms(1000), t0)
+        .await
+        .unwrap();
+    store
+        .claim(&ids(&tasks[2..]), &other, t0 + ms(1000), t0)
+        .await
+        .unwrap();
+    store.cancel(tasks[1].id, t0 + ms(5)).await.unwrap();
+    assert_eq!(
+        store.still_held(&ids(&tasks), &w).await.unwrap(),
+        vec![tasks[0].id]
+    );
+    assert!(store.still_held(&[], &w).await.unwrap().is_empty());
+}
+
+store_tests!(
+    dead_letters_requeue_and_purge,
+    still_held_drops_cancelled_and_foreign_tasks
+);
 
 store_tests!(
     heartbeat_renews_only_own_leases,
