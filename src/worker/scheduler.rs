@@ -63,3 +63,45 @@ impl DelayScheduler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Priority, TaskId};
+    use crate::queue::{MemoryQueue, QueueEntry};
+
+    #[tokio::test]
+    async fn promotes_on_time_when_woken_and_stops_on_shutdown() {
+        let queue: Arc<dyn TaskQueue> = Arc::new(MemoryQueue::new());
+        let scheduler = DelayScheduler::new(queue.clone());
+        let wake = scheduler.waker();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(scheduler.run(shutdown.clone()));
+        // Let it reach its long idle sleep first.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let entry = QueueEntry {
+            task_id: TaskId::new(),
+            priority: Priority::NORMAL,
+        };
+        let started = tokio::time::Instant::now();
+        queue
+            .push_delayed(&[entry], clock::now() + Duration::from_millis(200))
+            .await
+            .unwrap();
+        wake.notify_one();
+        let popped = queue.pop(1, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(popped, vec![entry.task_id]);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(190) && waited < Duration::from_millis(600),
+            "promoted after {waited:?}, due after 200 ms"
+        );
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("stops")
+            .unwrap();
+    }
+}
