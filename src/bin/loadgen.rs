@@ -11,13 +11,16 @@
 //!    and its latency is measured from that *intended* start, so time spent waiting for a free
 //!    concurrency slot behind a slow server counts (no coordinated omission). Latencies go to an
 //!    HdrHistogram in microseconds; each task's id and wall-clock (UTC) submit start are kept.
+//!    In open loop the report also shows the *schedule lag* (how late calls left the client:
+//!    tokio's 1 ms timer, or every slot busy), which is part of the measured latency.
 //! 2. **Completion.** Pages through the run's tasks with status `completed` (`ListTasks` /
 //!    `GET /api/v1/tasks?status=completed`, 1,000 per page) every 200 ms until every submitted
 //!    task has been seen, or `--timeout` passes. Most passes read only the newest pages (where
-//!    new completions appear), so polling adds little load while the server drains. Submit-to-complete latency is the server's
-//!    `completed_at` minus the client's submit start (client and server share a clock when both
-//!    run on one machine). End-to-end throughput is completed tasks divided by the time from the
-//!    first submit start to the last `completed_at`.
+//!    new completions appear), so polling adds little load while the server drains.
+//!    Submit-to-complete latency is the server's `completed_at` minus the client's submit start
+//!    (client and server share a clock when both run on one machine). End-to-end throughput is
+//!    completed tasks divided by the time from the first submit start to the last
+//!    `completed_at`.
 //! 3. **Reads.** Issues `min(N, 2000)` `GetTask` calls for submitted ids, with the same
 //!    concurrency (and `--rate`, if given), and reports their latency.
 //!
@@ -30,7 +33,9 @@
 //! any call failed or the completion wait timed out, 2 for bad arguments or setup.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
 use std::future::Future;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -76,7 +81,7 @@ const MAX_TRACKED_US: u64 = 3_600_000_000;
 /// Load generator for the AI integration service: submits echo tasks, waits for them to
 /// complete, and reports throughput and latency percentiles.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Base URL of the service (HTTP and gRPC share the port).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -217,10 +222,19 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         get_latency_ms: Summary::of(&get.latency),
         errors: errors.kinds,
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let text = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
     } else {
-        report.print();
+        report.render()?
+    };
+    // A closed pipe (`loadgen ... | head`) is not worth a panic or an error.
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("loadgen: writing the report: {e}");
     }
     if wait.timed_out {
         eprintln!(
@@ -1178,10 +1192,13 @@ struct Report {
 }
 
 impl Report {
-    fn print(&self) {
+    /// The report as text, one line per figure.
+    fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
         let opt =
             |v: Option<f64>, unit: &str| v.map_or("n/a".to_owned(), |v| format!("{v:.2} {unit}"));
-        println!(
+        writeln!(
+            out,
             "loadgen{}: {} {} | n={} | {} | concurrency={} | batch={} | delay_ms={}{}",
             self.label
                 .as_deref()
@@ -1204,49 +1221,57 @@ impl Report {
             self.connections
                 .map(|c| format!(" | connections={c}"))
                 .unwrap_or_default(),
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "  submit:             {} of {} accepted in {:.2} s = {:.2} tasks/s",
             self.submitted, self.tasks, self.submit_seconds, self.submit_throughput
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "  submit latency:     {}{}",
             Summary::line(&self.submit_latency_ms, true),
             if self.batch > 1 { "  [per call]" } else { "" }
-        );
+        )?;
         if self.submit_schedule_lag_ms.is_some() {
-            println!(
+            writeln!(
+                out,
                 "  schedule lag:       {}  [included above]",
                 Summary::line(&self.submit_schedule_lag_ms, true)
-            );
+            )?;
         }
-        println!(
+        writeln!(
+            out,
             "  completed:          {} of {}{}",
             self.completed,
             self.submitted,
             if self.timed_out { "  (TIMED OUT)" } else { "" }
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "  end-to-end:         {} over {}  (queue drained {} after the last submit)",
             opt(self.e2e_throughput, "tasks/s"),
             opt(self.e2e_seconds, "s"),
             opt(self.drain_after_submit_seconds, "s"),
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "  submit->complete:   {}",
             Summary::line(&self.submit_to_complete_ms, true)
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "  GetTask latency:    {}",
             Summary::line(&self.get_latency_ms, false)
-        );
+        )?;
         if self.errors.is_empty() {
-            println!("  errors:             none");
+            writeln!(out, "  errors:             none")?;
         } else {
-            println!("  errors:");
+            writeln!(out, "  errors:")?;
             for (kind, c) in &self.errors {
-                println!("    {kind}: {} call(s); e.g. {}", c.calls, c.example);
+                writeln!(out, "    {kind}: {} call(s); e.g. {}", c.calls, c.example)?;
             }
         }
+        Ok(out)
     }
 }
