@@ -1,5 +1,6 @@
 //! AI providers behind one trait. Each task type maps to the provider that serves it.
 
+mod adapter;
 mod echo;
 
 use std::collections::HashMap;
@@ -11,6 +12,10 @@ use serde_json::Value;
 
 use crate::domain::{ErrorClass, Task, TaskError, TaskType};
 
+pub use adapter::{
+    Adapter, AdapterConfig, Capability, ChatMessage, ChatRequest, ChatResponse, Image, ImageRequest,
+    ImageResponse, ImageSearchRequest, NoSink, Role, TokenSink, Usage,
+};
 pub use echo::EchoProvider;
 
 /// A provider call that failed, classified for retry decisions.
