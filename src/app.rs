@@ -16,11 +16,14 @@ use crate::api::{self, AppState};
 use crate::auth::{JwtKeys, Role};
 use crate::config::{Backend, Config, Secret};
 use crate::domain::{UserId, WorkerId};
-use crate::providers::ProviderRegistry;
+use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::service::{AdminService, SubmitLimits, TaskService};
 use crate::store::{PgTaskStore, SqliteTaskStore, TaskStore};
+use crate::tasks::{MemoryCache, RedisCache};
+
+mod ai;
 use crate::worker::{DelayScheduler, PoolConfig, Reaper, Reconciler, WorkerPool};
 
 /// A built, bound, not yet serving service.
@@ -42,42 +45,78 @@ struct Backends {
     limiter: Arc<dyn RateLimiter>,
     /// Concurrent write transactions: SQLite has a single writer.
     write_loops: usize,
+    /// What the AI side runs on.
+    ai: ai::AiBackends,
 }
 
 async fn connect(config: &Config) -> anyhow::Result<Backends> {
     Ok(match &config.backend {
-        Backend::Embedded { data_dir } => Backends {
-            store: Arc::new(
+        Backend::Embedded { data_dir } => {
+            let store = Arc::new(
                 SqliteTaskStore::open(data_dir)
                     .await
                     .context("opening SQLite")?,
-            ),
-            queue: Arc::new(MemoryQueue::new()),
-            limiter: Arc::new(MemoryRateLimiter::new()),
-            write_loops: 1,
-        },
+            );
+            let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
+            Backends {
+                store: store.clone(),
+                queue: Arc::new(MemoryQueue::new()),
+                limiter: limiter.clone(),
+                write_loops: 1,
+                ai: ai::AiBackends {
+                    usage: store,
+                    breakers: Arc::new(MemoryBreakers::new(config.ai.breaker)),
+                    limiter,
+                    cache: Arc::new(MemoryCache::default()),
+                },
+            }
+        }
         Backend::Clustered {
             database_url,
             redis_url,
-        } => Backends {
-            store: Arc::new(
+        } => {
+            let store = Arc::new(
                 PgTaskStore::connect(database_url.expose(), config.database_max_connections)
                     .await
                     .context("connecting to PostgreSQL")?,
-            ),
-            queue: Arc::new(
-                RedisQueue::connect(redis_url.expose(), &config.redis_key_prefix)
-                    .await
-                    .context("connecting to Redis")?,
-            ),
-            limiter: Arc::new(
-                RedisRateLimiter::connect(redis_url.expose(), &config.redis_key_prefix)
-                    .await
-                    .context("connecting to Redis")?,
-            ),
-            write_loops: 4,
-        },
+            );
+            let prefix = &config.redis_key_prefix;
+            let redis = redis_connection(redis_url.expose())
+                .await
+                .context("connecting to Redis")?;
+            let limiter: Arc<dyn RateLimiter> =
+                Arc::new(RedisRateLimiter::new(redis.clone(), prefix));
+            Backends {
+                store: store.clone(),
+                queue: Arc::new(
+                    RedisQueue::connect(redis_url.expose(), prefix)
+                        .await
+                        .context("connecting to Redis")?,
+                ),
+                limiter: limiter.clone(),
+                write_loops: 4,
+                ai: ai::AiBackends {
+                    usage: store,
+                    breakers: Arc::new(RedisBreakers::new(
+                        redis.clone(),
+                        prefix,
+                        config.ai.breaker,
+                    )),
+                    limiter,
+                    cache: Arc::new(RedisCache::new(redis, prefix)),
+                },
+            }
+        }
     })
+}
+
+/// A managed Redis connection with bounded connect and response times.
+async fn redis_connection(url: &str) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)));
+    redis::aio::ConnectionManager::new_with_config(client, config).await
 }
 
 /// The configured JWT secret; in embedded mode without one, a secret generated once and kept
@@ -173,12 +212,13 @@ impl Application {
         );
         background.spawn(reaper.run(shutdown.child_token()));
 
+        let runner = ai::task_runner(&config.ai, backends.ai, &background);
         let host = hostname();
         let pool = WorkerPool::new(
             WorkerId::generate(&host),
             backends.store.clone(),
             backends.queue.clone(),
-            ProviderRegistry::builtin(),
+            runner,
             PoolConfig {
                 size: config.worker_pool_size,
                 lease: config.lease_duration,

@@ -7,6 +7,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod providers;
+
+pub use providers::{AiConfig, PROVIDERS, ProviderSettings, ProviderVars};
+
 /// A secret that never prints.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -64,6 +68,8 @@ pub struct Config {
     pub jwt_secret: Option<Secret>,
     /// `WORKER_POOL_SIZE`: tasks run concurrently by this instance.
     pub worker_pool_size: usize,
+    /// AI providers, the router and its guards.
+    pub ai: AiConfig,
     /// `MAX_QUEUE_SIZE`: submits are refused while this many tasks wait.
     pub max_queue_size: u64,
     /// `TASK_TIMEOUT`: longest one attempt may run.
@@ -316,6 +322,7 @@ impl Config {
             },
         };
         let max_active_tasks_per_user = r.range("MAX_ACTIVE_TASKS_PER_USER", 0u64, 0, 100_000_000);
+        let ai = r.ai();
 
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
@@ -328,6 +335,7 @@ impl Config {
             redis_key_prefix,
             jwt_secret,
             worker_pool_size,
+            ai,
             max_queue_size,
             task_timeout,
             task_timeouts,

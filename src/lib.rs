@@ -16,4 +16,5 @@ pub mod queue;
 pub mod ratelimit;
 pub mod service;
 pub mod store;
+pub mod tasks;
 pub mod worker;

@@ -11,6 +11,7 @@ mod priority;
 mod status;
 mod task;
 mod task_type;
+mod usage;
 
 pub use error::{DomainError, ErrorClass, TaskError};
 pub use event::{TaskEvent, TaskEventType};
@@ -20,3 +21,4 @@ pub use priority::{Priority, PriorityLevel};
 pub use status::TaskStatus;
 pub use task::{MAX_PAYLOAD_BYTES, NewTask, RelatedEntity, Task};
 pub use task_type::TaskType;
+pub use usage::{AttemptOutcome, Micros, ProviderAttempt, month_of, parse_month};

@@ -10,6 +10,7 @@ mod postgres_fast;
 mod row;
 mod sql;
 mod sqlite;
+mod usage;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,6 +24,7 @@ use crate::domain::{
 pub use error::StoreError;
 pub use postgres::PgTaskStore;
 pub use sqlite::SqliteTaskStore;
+pub use usage::{ProviderStats, Reservation, Spend, UsageStore, UsageSummary};
 
 /// The outcome of inserting one task.
 #[derive(Debug, Clone)]

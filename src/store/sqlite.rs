@@ -15,10 +15,10 @@ use super::sql::impl_task_store;
 #[derive(Clone)]
 pub struct SqliteTaskStore {
     /// Readers: WAL lets them run alongside the writer.
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
     /// The one writer connection. SQLite allows one write transaction at a time; queueing
     /// writers here, in order, avoids `SQLITE_BUSY` and the busy handler's sleeps.
-    writer: SqlitePool,
+    pub(super) writer: SqlitePool,
 }
 
 impl SqliteTaskStore {

@@ -12,9 +12,9 @@ use super::retry_delay;
 use crate::batch::Batcher;
 use crate::clock;
 use crate::domain::{ErrorClass, Task, TaskError, TaskId, WorkerId};
-use crate::providers::ProviderRegistry;
 use crate::queue::{QueueEntry, TaskQueue, push_or_defer};
 use crate::store::{Finish, Outcome, StoreError, TaskStore};
+use crate::tasks::{TaskRunner, TokenCollector};
 
 /// Most ids taken from the queue and claimed in one transaction.
 const CLAIM_BATCH: usize = 256;
@@ -44,7 +44,7 @@ pub struct WorkerPool {
     id: WorkerId,
     store: Arc<dyn TaskStore>,
     queue: Arc<dyn TaskQueue>,
-    providers: ProviderRegistry,
+    runner: TaskRunner,
     config: PoolConfig,
     /// Rung after a retry is parked in the delayed set (see [`DelayScheduler::waker`]).
     ///
@@ -58,7 +58,7 @@ struct Shared {
     /// The attempts running now, each with the token that stops it.
     attempts: RunningAttempts,
     queue: Arc<dyn TaskQueue>,
-    providers: ProviderRegistry,
+    runner: TaskRunner,
     finishes: Batcher<Finish, bool, StoreError>,
     retry_base_delay: Duration,
     retry_wake: Arc<Notify>,
@@ -70,14 +70,14 @@ impl WorkerPool {
         id: WorkerId,
         store: Arc<dyn TaskStore>,
         queue: Arc<dyn TaskQueue>,
-        providers: ProviderRegistry,
+        runner: TaskRunner,
         config: PoolConfig,
     ) -> Self {
         Self {
             id,
             store,
             queue,
-            providers,
+            runner,
             config,
             retry_wake: Arc::new(Notify::new()),
         }
@@ -114,7 +114,7 @@ impl WorkerPool {
             id: self.id.clone(),
             attempts: attempts.clone(),
             queue: self.queue.clone(),
-            providers: self.providers.clone(),
+            runner: self.runner.clone(),
             finishes,
             retry_base_delay: self.config.retry_base_delay,
             retry_wake: self.retry_wake.clone(),
@@ -351,8 +351,9 @@ async fn run_task(
         attempts: &shared.attempts,
         id: task.id,
     };
+    let tokens = TokenCollector::default();
     let attempt = tokio::select! {
-        r = tokio::time::timeout(task.timeout, shared.providers.execute(&task)) => r,
+        r = tokio::time::timeout(task.timeout, shared.runner.execute(&task, &tokens)) => r,
         // Shutdown past its grace period, or the task was cancelled or taken over.
         _ = abort.cancelled() => return,
     };

@@ -1,0 +1,302 @@
+//! `extract_content`: fetch an article and extract its main text (readability), within size
+//! and time limits, refusing private addresses unless configured (no SSRF into the cluster).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use serde_json::{Value, json};
+
+use crate::domain::ErrorClass;
+use crate::providers::ProviderError;
+
+/// Limits of article fetching.
+#[derive(Debug, Clone)]
+pub struct ExtractConfig {
+    /// Largest page read, in bytes.
+    pub max_bytes: usize,
+    /// Bound on the whole fetch.
+    pub timeout: Duration,
+    /// Whether loopback, private, link-local and other non-public addresses may be fetched.
+    pub allow_private: bool,
+}
+
+impl Default for ExtractConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 5 * 1024 * 1024,
+            timeout: Duration::from_secs(15),
+            allow_private: false,
+        }
+    }
+}
+
+/// Fetches pages and extracts articles.
+#[derive(Clone)]
+pub struct Extractor {
+    client: reqwest::Client,
+    config: ExtractConfig,
+}
+
+const NAME: &str = "extraction";
+
+fn fail(class: ErrorClass, message: String) -> ProviderError {
+    ProviderError {
+        provider: NAME.into(),
+        class,
+        message,
+        retry_after: None,
+    }
+}
+
+impl Extractor {
+    /// An extractor with its own HTTP client, whose resolver refuses non-public addresses
+    /// unless allowed (checked on every connection, redirects included).
+    pub fn new(config: ExtractConfig) -> Self {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!(
+                "ai-integration-service/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .connect_timeout(Duration::from_secs(5));
+        if !config.allow_private {
+            builder = builder.dns_resolver(Arc::new(PublicOnly));
+        }
+        let client = builder.build().unwrap_or_default();
+        Self { client, config }
+    }
+
+    /// Fetches `payload.url` and extracts its article.
+    pub async fn extract(&self, payload: &Value) -> Result<Value, ProviderError> {
+        let url = payload.get("url").and_then(Value::as_str).unwrap_or("");
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| fail(ErrorClass::NonRetryable, format!("bad url {url:?}: {e}")))?;
+        if !self.config.allow_private
+            && let Some(host) = parsed.host_str()
+            && let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>()
+            && !is_public(ip)
+        {
+            return Err(fail(
+                ErrorClass::NonRetryable,
+                format!("{host} is not a public address"),
+            ));
+        }
+        let fetched = tokio::time::timeout(self.config.timeout, self.fetch(parsed)).await;
+        let (final_url, html) = fetched.map_err(|_| {
+            fail(
+                ErrorClass::Retryable,
+                format!(
+                    "fetching the page took longer than {}",
+                    humantime::format_duration(self.config.timeout)
+                ),
+            )
+        })??;
+        let article = tokio::task::spawn_blocking({
+            let final_url = final_url.clone();
+            move || libreadability::extract(&html, Some(&final_url))
+        })
+        .await
+        .map_err(|e| fail(ErrorClass::Retryable, format!("extraction crashed: {e}")))?
+        .map_err(|e| fail(ErrorClass::NonRetryable, format!("no article found: {e}")))?;
+        let text = article.text_content.trim().to_owned();
+        if text.is_empty() {
+            return Err(fail(
+                ErrorClass::NonRetryable,
+                "the page has no readable text".into(),
+            ));
+        }
+        Ok(json!({
+            "url": url,
+            "final_url": final_url,
+            "title": article.title,
+            "byline": non_empty(article.byline),
+            "site_name": non_empty(article.site_name),
+            "language": non_empty(article.language),
+            "published_time": non_empty(article.published_time),
+            "excerpt": non_empty(article.excerpt),
+            "text": text,
+            "length": text.chars().count(),
+            "provider": NAME,
+        }))
+    }
+
+    async fn fetch(&self, url: reqwest::Url) -> Result<(String, String), ProviderError> {
+        let response = self
+            .client
+            .get(url)
+            .header("accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1")
+            .send()
+            .await
+            .map_err(|e| {
+                let class = if e.is_connect() && format!("{e:?}").contains("not a public") {
+                    ErrorClass::NonRetryable
+                } else {
+                    ErrorClass::Retryable
+                };
+                fail(
+                    class,
+                    format!("fetching the page failed: {}", source_chain(&e)),
+                )
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let class = if status.is_server_error() || status.as_u16() == 429 {
+                ErrorClass::Retryable
+            } else {
+                ErrorClass::NonRetryable
+            };
+            return Err(fail(class, format!("the page answered HTTP {status}")));
+        }
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("text/html")
+            .to_ascii_lowercase();
+        if !(content_type.contains("html") || content_type.starts_with("text/")) {
+            return Err(fail(
+                ErrorClass::NonRetryable,
+                format!("the page is {content_type}, not HTML"),
+            ));
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.config.max_bytes as u64)
+        {
+            return Err(self.too_large());
+        }
+        let final_url = response.url().to_string();
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                fail(
+                    ErrorClass::Retryable,
+                    format!("reading the page failed: {e}"),
+                )
+            })?;
+            if body.len() + chunk.len() > self.config.max_bytes {
+                return Err(self.too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((final_url, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    fn too_large(&self) -> ProviderError {
+        fail(
+            ErrorClass::NonRetryable,
+            format!("the page is larger than {} bytes", self.config.max_bytes),
+        )
+    }
+}
+
+fn non_empty(s: String) -> Value {
+    if s.trim().is_empty() {
+        Value::Null
+    } else {
+        Value::String(s)
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Resolves names with the system resolver and refuses non-public answers.
+struct PublicOnly;
+
+impl Resolve for PublicOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if addrs.is_empty() || addrs.iter().any(|a| !is_public(a.ip())) {
+                return Err(format!("{host} is not a public address").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Whether `ip` is a public unicast address.
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_public_from_private_addresses() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_private_urls_by_default() {
+        let x = Extractor::new(ExtractConfig::default());
+        for url in [
+            "http://127.0.0.1:1/",
+            "http://[::1]/",
+            "http://localhost:1/",
+        ] {
+            let err = x.extract(&json!({ "url": url })).await.unwrap_err();
+            assert_eq!(err.class, ErrorClass::NonRetryable, "{url}: {err}");
+        }
+    }
+}
