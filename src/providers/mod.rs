@@ -1,7 +1,12 @@
 //! AI providers behind one trait. Each task type maps to the provider that serves it.
 
 mod adapter;
+mod anthropic;
 mod echo;
+mod gemini;
+mod http;
+mod openai;
+mod unsplash;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,10 +18,15 @@ use serde_json::Value;
 use crate::domain::{ErrorClass, Task, TaskError, TaskType};
 
 pub use adapter::{
-    Adapter, AdapterConfig, Capability, ChatMessage, ChatRequest, ChatResponse, Image, ImageRequest,
-    ImageResponse, ImageSearchRequest, NoSink, Role, TokenSink, Usage,
+    Adapter, AdapterConfig, Capability, ChatMessage, ChatRequest, ChatResponse, Image,
+    ImageRequest, ImageResponse, ImageSearchRequest, NoSink, Role, TokenSink, Usage,
 };
+pub use anthropic::{ANTHROPIC_VERSION, AnthropicAdapter};
 pub use echo::EchoProvider;
+pub use gemini::GeminiAdapter;
+pub use http::http_client;
+pub use openai::OpenAiAdapter;
+pub use unsplash::UnsplashAdapter;
 
 /// A provider call that failed, classified for retry decisions.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
