@@ -236,6 +236,21 @@ async fn a_compatible_server_without_a_key_gets_no_authorization_header() {
 }
 
 #[tokio::test]
+async fn an_sdk_style_base_url_ending_in_v1_works_too() {
+    let fake = FakeProviders::start().await;
+    let mut config = fake.config("compat", Duration::from_secs(5));
+    config.base_url = format!("{}/v1/", config.base_url);
+    adapter_with("compat", config)
+        .chat(&chat_request(false), &NoSink)
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.last_request("compat").unwrap().path,
+        "/compat/v1/chat/completions"
+    );
+}
+
+#[tokio::test]
 async fn anthropic_requests_carry_its_headers_and_body_shape() {
     let fake = FakeProviders::start().await;
     chat(&fake, "claude", true, Duration::from_secs(5))

@@ -152,7 +152,8 @@ pub(crate) fn messages_body(model: &str, request: &ChatRequest) -> Value {
         body["system"] = json!(system);
     }
     if let Some(t) = request.temperature {
-        body["temperature"] = json!(t);
+        // Anthropic accepts 0-1 (OpenAI and Gemini go to 2): clamp rather than fail a fallback.
+        body["temperature"] = json!(t.clamp(0.0, 1.0));
     }
     if request.stream {
         body["stream"] = json!(true);
@@ -321,6 +322,11 @@ mod tests {
         assert_eq!(body["messages"], json!([{"role": "user", "content": "Hi"}]));
         assert_eq!(body["stream"], true);
         assert!(body.get("temperature").is_none());
+        let hot = ChatRequest {
+            temperature: Some(1.7),
+            ..request
+        };
+        assert_eq!(messages_body("m", &hot)["temperature"], 1.0);
     }
 
     #[test]

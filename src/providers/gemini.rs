@@ -386,6 +386,30 @@ mod tests {
     }
 
     #[test]
+    fn model_names_cannot_change_the_path() {
+        let adapter = GeminiAdapter::new(
+            "gemini",
+            AdapterConfig {
+                api_key: "k".into(),
+                base_url: "http://127.0.0.1:1/".into(),
+                default_model: "gemini-2.0-flash".into(),
+                timeout: std::time::Duration::from_secs(1),
+            },
+            reqwest::Client::new(),
+        );
+        assert_eq!(
+            adapter
+                .url("models/gemini-2.0-flash", "generateContent")
+                .unwrap(),
+            "http://127.0.0.1:1/v1beta/models/gemini-2.0-flash:generateContent"
+        );
+        for bad in ["", "../x", "a/b", "m?key=1", "m#x", "m:x"] {
+            let err = adapter.url(bad, "generateContent").unwrap_err();
+            assert_eq!(err.class, ErrorClass::NonRetryable, "{bad}");
+        }
+    }
+
+    #[test]
     fn a_blocked_prompt() {
         let mut s = StreamState::default();
         let err = s

@@ -2,7 +2,8 @@
 //! Groq (`https://api.groq.com/openai`), Ollama, vLLM, llama.cpp and the like.
 //!
 //! The base URL is given WITHOUT `/v1` (`https://api.openai.com`, `http://127.0.0.1:11434`);
-//! the adapter appends `/v1/chat/completions` and `/v1/images/generations`.
+//! the adapter appends `/v1/chat/completions` and `/v1/images/generations`. A trailing `/v1`
+//! (the OpenAI SDKs' convention, e.g. `http://127.0.0.1:11434/v1`) is accepted and dropped.
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -26,10 +27,11 @@ impl OpenAiAdapter {
     /// An adapter named `name` (recorded on attempts and usage) offering `capabilities`.
     pub fn new(
         name: &str,
-        config: AdapterConfig,
+        mut config: AdapterConfig,
         client: reqwest::Client,
         capabilities: Vec<Capability>,
     ) -> Self {
+        config.base_url = without_v1(&config.base_url);
         Self {
             http: ProviderHttp::new(name, config, client),
             capabilities,
@@ -209,6 +211,12 @@ impl Adapter for OpenAiAdapter {
             })
             .await
     }
+}
+
+/// The base URL without a trailing `/` or `/v1`.
+fn without_v1(base_url: &str) -> String {
+    let trimmed = base_url.trim_end_matches('/');
+    trimmed.strip_suffix("/v1").unwrap_or(trimmed).to_owned()
 }
 
 /// The chat completions request body.
@@ -451,6 +459,26 @@ mod tests {
             image_body("gpt-image-1", &r)
                 .get("response_format")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_trailing_v1_in_the_base_url_is_dropped() {
+        assert_eq!(
+            without_v1("http://127.0.0.1:11434/v1"),
+            "http://127.0.0.1:11434"
+        );
+        assert_eq!(
+            without_v1("https://api.groq.com/openai/v1/"),
+            "https://api.groq.com/openai"
+        );
+        assert_eq!(
+            without_v1("https://api.openai.com"),
+            "https://api.openai.com"
+        );
+        assert_eq!(
+            without_v1("https://x.example/v1beta"),
+            "https://x.example/v1beta"
         );
     }
 
