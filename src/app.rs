@@ -212,7 +212,8 @@ impl Application {
         );
         background.spawn(reaper.run(shutdown.child_token()));
 
-        let runner = ai::task_runner(&config.ai, backends.ai, &background);
+        let runner = ai::task_runner(&config.ai, backends.ai, &background)
+            .context("building the AI providers")?;
         let host = hostname();
         let pool = WorkerPool::new(
             WorkerId::generate(&host),

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 
 use crate::config::AiConfig;
-use crate::providers::{Breakers, Budget, ProviderSpec, Router};
+use crate::providers::{
+    Adapter, AdapterConfig, AnthropicAdapter, Breakers, Budget, GeminiAdapter, OpenAiAdapter,
+    ProviderSpec, Router, UnsplashAdapter, http_client,
+};
 use crate::ratelimit::RateLimiter;
 use crate::store::UsageStore;
 use crate::tasks::{
@@ -25,24 +28,64 @@ pub struct AiBackends {
     pub cache: Arc<dyn ResponseCache>,
 }
 
-/// The configured adapters.
-fn provider_specs(config: &AiConfig) -> Vec<ProviderSpec> {
+/// The configured adapters, sharing one HTTP client (and its connection pools).
+fn provider_specs(config: &AiConfig) -> anyhow::Result<Vec<ProviderSpec>> {
     for (name, var) in &config.disabled {
         tracing::info!(provider = name, "provider disabled: set {var} to enable it");
     }
-    Vec::new()
+    let client = http_client()?;
+    let mut specs = Vec::new();
+    for p in &config.providers {
+        let adapter_config = AdapterConfig {
+            api_key: p.api_key.expose().to_owned(),
+            base_url: p.base_url.clone(),
+            default_model: p.model.clone(),
+            timeout: config.request_timeout,
+        };
+        let client = client.clone();
+        let adapter: Arc<dyn Adapter> = match p.name {
+            "gemini" => Arc::new(GeminiAdapter::new(p.name, adapter_config, client)),
+            "openai" => Arc::new(OpenAiAdapter::openai(adapter_config, client)),
+            "claude" => Arc::new(AnthropicAdapter::new(p.name, adapter_config, client)),
+            "groq" => Arc::new(OpenAiAdapter::groq(adapter_config, client)),
+            "compat" => Arc::new(OpenAiAdapter::compatible(adapter_config, client)),
+            "unsplash" => Arc::new(UnsplashAdapter::new(p.name, adapter_config, client)),
+            other => anyhow::bail!("no adapter for provider {other}"),
+        };
+        tracing::info!(
+            provider = p.name,
+            base_url = %p.base_url,
+            model = %p.model,
+            priority = p.priority,
+            rate = ?p.rate.map(|r| r.to_string()),
+            "provider enabled"
+        );
+        specs.push(ProviderSpec {
+            adapter,
+            priority: p.priority,
+            request_rate: p.rate,
+            token_rate: p.token_rate,
+            price: p.price,
+            model: p.model.clone(),
+        });
+    }
+    Ok(specs)
 }
 
 /// Builds the task runner.
-pub fn task_runner(config: &AiConfig, backends: AiBackends, tracker: &TaskTracker) -> TaskRunner {
+pub fn task_runner(
+    config: &AiConfig,
+    backends: AiBackends,
+    tracker: &TaskTracker,
+) -> anyhow::Result<TaskRunner> {
     let router = Router::new(
-        provider_specs(config),
+        provider_specs(config)?,
         backends.breakers,
         backends.limiter,
         Budget::new(backends.usage.clone(), config.user_monthly_budget),
         config.rate_wait,
     );
-    TaskRunner::new(TaskRunnerParts {
+    Ok(TaskRunner::new(TaskRunnerParts {
         router,
         chains: config.chains.clone(),
         extractor: Extractor::new(ExtractConfig {
@@ -54,5 +97,5 @@ pub fn task_runner(config: &AiConfig, backends: AiBackends, tracker: &TaskTracke
         cache_ttl: config.cache_ttl,
         recorder: Some(AttemptRecorder::spawn(backends.usage, tracker)),
         extraction_fallback: config.extraction_fallback,
-    })
+    }))
 }

@@ -1,11 +1,16 @@
 //! AI providers behind one trait. Each task type maps to the provider that serves it.
 
 mod adapter;
+mod anthropic;
 mod breaker;
 mod budget;
 mod echo;
+mod gemini;
+mod http;
+mod openai;
 mod pricing;
 mod router;
+mod unsplash;
 
 use std::time::Duration;
 
@@ -18,14 +23,19 @@ pub use adapter::{
     Adapter, AdapterConfig, Capability, ChatMessage, ChatRequest, ChatResponse, Image,
     ImageRequest, ImageResponse, ImageSearchRequest, NoSink, Role, TokenSink, Usage,
 };
+pub use anthropic::{ANTHROPIC_VERSION, AnthropicAdapter};
 pub use breaker::{
     Breaker, BreakerError, BreakerPolicy, BreakerSnapshot, BreakerState, Breakers, MemoryBreakers,
     Permit, RedisBreakers,
 };
 pub use budget::{Budget, BudgetHold};
 pub use echo::EchoProvider;
+pub use gemini::GeminiAdapter;
+pub use http::http_client;
+pub use openai::OpenAiAdapter;
 pub use pricing::Price;
 pub use router::{CallContext, ProviderSpec, Routed, Router, StreamSink};
+pub use unsplash::UnsplashAdapter;
 
 /// A provider call that failed, classified for retry decisions.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

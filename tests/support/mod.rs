@@ -16,6 +16,8 @@
 // Each test binary uses only a subset of these helpers.
 #![allow(dead_code, unused_macros, unused_imports)]
 
+pub mod fake_providers;
+
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
