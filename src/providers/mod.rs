@@ -13,8 +13,8 @@ use serde_json::Value;
 use crate::domain::{ErrorClass, Task, TaskError, TaskType};
 
 pub use adapter::{
-    Adapter, AdapterConfig, Capability, ChatMessage, ChatRequest, ChatResponse, Image, ImageRequest,
-    ImageResponse, ImageSearchRequest, NoSink, Role, TokenSink, Usage,
+    Adapter, AdapterConfig, Capability, ChatMessage, ChatRequest, ChatResponse, Image,
+    ImageRequest, ImageResponse, ImageSearchRequest, NoSink, Role, TokenSink, Usage,
 };
 pub use echo::EchoProvider;
 
