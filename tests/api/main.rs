@@ -12,3 +12,5 @@ mod faults;
 mod grpc;
 mod http;
 mod lifecycle;
+mod notify;
+mod notify_support;
