@@ -8,6 +8,7 @@ mod helpers;
 
 mod admin;
 mod bad_input;
+mod browser;
 mod faults;
 mod grpc;
 mod http;

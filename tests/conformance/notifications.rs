@@ -5,14 +5,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ai_integration_service::bus::EventPublisher;
+use ai_integration_service::bus::{EventPublisher, Hub, HubConfig, Live, MemoryBus};
 use ai_integration_service::domain::{NewTask, StoredEvent, Task, TaskEventType, UserId, WorkerId};
+use ai_integration_service::service::Retention;
 use ai_integration_service::store::{
     Finish, NotificationSession, NotificationStore, Outcome, PgTaskStore, SqliteTaskStore,
     TaskStore, Transport,
 };
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::support;
@@ -422,7 +424,81 @@ async fn progress_only_while_processing(s: Stores) {
     );
 }
 
+/// The retention loop deletes expired events while it runs and stops when told.
+async fn retention_loop_deletes_and_stops(s: Stores) {
+    let alice = user("alice");
+    s.tasks
+        .insert_tasks(vec![task("alice", now() - TimeDelta::hours(2))])
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let looping =
+        tokio::spawn(Retention::new(s.notes.clone(), Duration::from_secs(3600)).run(stop.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s.notes.event_bounds(&alice).await.unwrap().oldest.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "not deleted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(2), looping)
+        .await
+        .expect("the loop stops")
+        .unwrap();
+}
+
+/// The hub forwards bus events, finds events that were never published (its sweep), cuts off
+/// a subscriber whose buffer overflows, and ends every subscription when it stops.
+async fn hub_forwards_sweeps_and_stops(s: Stores) {
+    let alice = user("alice");
+    let bus = Arc::new(MemoryBus::new());
+    let hub = Hub::new(
+        s.notes.clone(),
+        HubConfig {
+            buffer: 4,
+            sweep_interval: Duration::from_millis(50),
+        },
+    );
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(hub.clone().run(bus.clone(), stop.clone()));
+    let mut sub = hub.subscribe_user(&alice, 0);
+    let mut slow = hub.subscribe_user(&alice, 0);
+    // Stored but published only to the recorder, not the bus: the sweep finds it.
+    s.tasks
+        .insert_tasks(vec![task("alice", now())])
+        .await
+        .unwrap();
+    let got = |l: Live| match l {
+        Live::Event(e) => e.id,
+        other => panic!("expected an event, got {other:?}"),
+    };
+    let first = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .unwrap();
+    assert_eq!(got(first), 1);
+    // Published events are forwarded; `slow` never reads and overflows.
+    let stored = s.notes.events_after(&alice, 0, None, 1).await.unwrap();
+    for i in 2..=8 {
+        let mut e = stored[0].clone();
+        e.id = i;
+        bus.publish(vec![e]);
+        let next = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+            .await
+            .unwrap();
+        assert_eq!(got(next), i);
+    }
+    assert!(matches!(slow.recv().await, Live::Overflowed));
+    assert_eq!(hub.connections(), 1);
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(2), running)
+        .await
+        .expect("the hub stops")
+        .unwrap();
+    assert!(matches!(sub.recv().await, Live::Closed));
+}
+
 notification_tests!(
+    retention_loop_deletes_and_stops,
+    hub_forwards_sweeps_and_stops,
     concurrent_writers_get_gapless_ids,
     retention_keeps_ids_increasing,
     sessions_and_delivery,
