@@ -14,17 +14,23 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
 use crate::auth::{JwtKeys, Role};
+use crate::bus::{EventBus, Hub, HubConfig, MemoryBus, RedisBus};
 use crate::config::{Backend, Config, Secret};
 use crate::domain::{UserId, WorkerId};
 use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
-use crate::service::{AdminService, SubmitLimits, TaskService};
-use crate::store::{PgTaskStore, SqliteTaskStore, TaskStore};
+use crate::service::{
+    AdminService, NotificationService, Retention, StreamLimits, SubmitLimits, TaskService,
+};
+use crate::store::{NotificationStore, PgTaskStore, SqliteTaskStore, TaskStore};
 use crate::tasks::{MemoryCache, RedisCache};
 
 mod ai;
 use crate::worker::{DelayScheduler, PoolConfig, Reaper, Reconciler, WorkerPool};
+
+/// How often the hub checks the database for live events lost on the bus.
+const HUB_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A built, bound, not yet serving service.
 pub struct Application {
@@ -40,6 +46,10 @@ pub struct Application {
 /// The storage parts chosen by the configured mode.
 struct Backends {
     store: Arc<dyn TaskStore>,
+    /// The same database, seen as event history and sessions.
+    notifications: Arc<dyn NotificationStore>,
+    /// Live events between instances; the store publishes to it after each commit.
+    bus: Arc<dyn EventBus>,
     queue: Arc<dyn TaskQueue>,
     /// Rate limits, shared by every instance in clustered mode.
     limiter: Arc<dyn RateLimiter>,
@@ -49,17 +59,25 @@ struct Backends {
     ai: ai::AiBackends,
 }
 
-async fn connect(config: &Config) -> anyhow::Result<Backends> {
+async fn connect(
+    config: &Config,
+    background: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Backends> {
     Ok(match &config.backend {
         Backend::Embedded { data_dir } => {
+            let bus = Arc::new(MemoryBus::new());
             let store = Arc::new(
                 SqliteTaskStore::open(data_dir)
                     .await
-                    .context("opening SQLite")?,
+                    .context("opening SQLite")?
+                    .with_publisher(bus.clone()),
             );
             let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
             Backends {
                 store: store.clone(),
+                notifications: store.clone(),
+                bus,
                 queue: Arc::new(MemoryQueue::new()),
                 limiter: limiter.clone(),
                 write_loops: 1,
@@ -75,12 +93,23 @@ async fn connect(config: &Config) -> anyhow::Result<Backends> {
             database_url,
             redis_url,
         } => {
+            let prefix = &config.redis_key_prefix;
+            let bus = Arc::new(
+                RedisBus::connect(
+                    redis_url.expose(),
+                    prefix,
+                    background,
+                    shutdown.child_token(),
+                )
+                .await
+                .context("connecting to Redis")?,
+            );
             let store = Arc::new(
                 PgTaskStore::connect(database_url.expose(), config.database_max_connections)
                     .await
-                    .context("connecting to PostgreSQL")?,
+                    .context("connecting to PostgreSQL")?
+                    .with_publisher(bus.clone()),
             );
-            let prefix = &config.redis_key_prefix;
             let redis = redis_connection(redis_url.expose())
                 .await
                 .context("connecting to Redis")?;
@@ -88,6 +117,8 @@ async fn connect(config: &Config) -> anyhow::Result<Backends> {
                 Arc::new(RedisRateLimiter::new(redis.clone(), prefix));
             Backends {
                 store: store.clone(),
+                notifications: store.clone(),
+                bus,
                 queue: Arc::new(
                     RedisQueue::connect(redis_url.expose(), prefix)
                         .await
@@ -165,14 +196,14 @@ impl Application {
     /// Connects the backends, starts the background loops and binds the port (0 = any free
     /// port, for tests).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let backends = connect(&config).await?;
+        let shutdown = CancellationToken::new();
+        let background = TaskTracker::new();
+        let backends = connect(&config, &background, &shutdown).await?;
         let secret = jwt_secret(&config)?;
         let keys = JwtKeys::new(&secret);
         if config.jwt_secret.is_none() {
             announce_dev_tokens(&keys);
         }
-        let shutdown = CancellationToken::new();
-        let background = TaskTracker::new();
         let limits = SubmitLimits {
             max_queue_size: config.max_queue_size,
             max_retries: config.max_retries,
@@ -232,8 +263,41 @@ impl Application {
         .with_retry_waker(retry_wake);
         background.spawn(pool.run(shutdown.child_token()));
 
+        let hub = Hub::new(
+            backends.notifications.clone(),
+            HubConfig {
+                buffer: config.notification_buffer,
+                sweep_interval: HUB_SWEEP_INTERVAL,
+            },
+        );
+        background.spawn(
+            hub.clone()
+                .run(backends.bus.clone(), shutdown.child_token()),
+        );
+        let retention = Retention::new(
+            backends.notifications.clone(),
+            config.notification_retention,
+        );
+        background.spawn(retention.run(shutdown.child_token()));
+        let notifications = NotificationService::new(
+            backends.notifications.clone(),
+            backends.store.clone(),
+            hub,
+            StreamLimits {
+                max_connections: config.max_connections,
+                keepalive: config.notification_keepalive,
+            },
+            host.clone(),
+            shutdown.clone(),
+        );
+
         let admin = AdminService::new(backends.store.clone(), backends.queue.clone());
-        let router = api::router(AppState { tasks, admin, keys });
+        let router = api::router(AppState {
+            tasks,
+            admin,
+            keys,
+            notifications,
+        });
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await

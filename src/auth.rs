@@ -97,6 +97,12 @@ impl JwtKeys {
 
     /// Verifies a token and returns the caller it names.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        self.verify_with_expiry(token).map(|(caller, _)| caller)
+    }
+
+    /// Verifies a token and returns the caller and its expiry (unix seconds), for
+    /// long-lived connections that must end when the token does.
+    pub fn verify_with_expiry(&self, token: &str) -> Result<(Caller, u64), AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -105,10 +111,11 @@ impl JwtKeys {
             })?;
         let user_id =
             UserId::parse(&data.claims.sub).map_err(|e| AuthError::Invalid(format!("sub: {e}")))?;
-        Ok(Caller {
+        let caller = Caller {
             user_id,
             role: data.claims.role,
-        })
+        };
+        Ok((caller, data.claims.exp))
     }
 
     /// Verifies the value of an `Authorization` header.

@@ -93,6 +93,15 @@ pub struct Config {
     /// `MAX_ACTIVE_TASKS_PER_USER`: pending plus processing tasks one user may have; 0 for no
     /// limit.
     pub max_active_tasks_per_user: u64,
+    /// `NOTIFICATION_RETENTION`: how long task events are kept for resuming streams.
+    pub notification_retention: Duration,
+    /// `NOTIFICATION_KEEPALIVE`: interval of SSE keepalive comments and WebSocket pings.
+    pub notification_keepalive: Duration,
+    /// `MAX_CONNECTIONS`: live event connections (WebSocket, SSE, gRPC streams) per instance.
+    pub max_connections: usize,
+    /// `NOTIFICATION_BUFFER`: events one connection may have waiting before it is cut off as
+    /// a slow consumer.
+    pub notification_buffer: usize,
 }
 
 /// One problem with one variable.
@@ -323,6 +332,18 @@ impl Config {
         };
         let max_active_tasks_per_user = r.range("MAX_ACTIVE_TASKS_PER_USER", 0u64, 0, 100_000_000);
         let ai = r.ai();
+        let notification_retention = r.duration(
+            "NOTIFICATION_RETENTION",
+            Duration::from_secs(24 * 3600),
+            Duration::from_secs(1),
+        );
+        let notification_keepalive = r.duration(
+            "NOTIFICATION_KEEPALIVE",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+        );
+        let max_connections = r.range("MAX_CONNECTIONS", 1000usize, 1, 1_000_000);
+        let notification_buffer = r.range("NOTIFICATION_BUFFER", 1024usize, 1, 1_000_000);
 
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
@@ -347,6 +368,10 @@ impl Config {
             reconcile_interval,
             user_submit_rate,
             max_active_tasks_per_user,
+            notification_retention,
+            notification_keepalive,
+            max_connections,
+            notification_buffer,
         })
     }
 }
@@ -370,6 +395,9 @@ mod tests {
         assert_eq!(c.max_queue_size, 10_000);
         assert_eq!(c.task_timeout, Duration::from_secs(300));
         assert_eq!(c.max_retries, 3);
+        assert_eq!(c.notification_retention, Duration::from_secs(86_400));
+        assert_eq!(c.notification_keepalive, Duration::from_secs(30));
+        assert_eq!(c.max_connections, 1000);
         assert_eq!(
             c.backend,
             Backend::Embedded {

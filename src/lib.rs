@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod batch;
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod domain;

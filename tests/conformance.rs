@@ -10,6 +10,9 @@
 
 mod support;
 
+#[path = "conformance/notifications.rs"]
+mod notifications;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

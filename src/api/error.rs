@@ -73,6 +73,11 @@ impl ApiError {
                     tonic::Code::ResourceExhausted,
                     "resource_exhausted",
                 ),
+                S::TooManyConnections(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    tonic::Code::ResourceExhausted,
+                    "too_many_connections",
+                ),
                 S::Unavailable(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     tonic::Code::Unavailable,
@@ -99,6 +104,7 @@ impl ApiError {
             Self::Service(ServiceError::Busy { retry_after, .. }) => {
                 Some(retry_after.as_secs().max(1))
             }
+            Self::Service(ServiceError::TooManyConnections(_)) => Some(1),
             _ => None,
         }
     }

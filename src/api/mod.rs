@@ -10,7 +10,7 @@ pub mod proto;
 use axum::Router;
 
 use crate::auth::JwtKeys;
-use crate::service::{AdminService, TaskService};
+use crate::service::{AdminService, NotificationService, TaskService};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -21,6 +21,8 @@ pub struct AppState {
     pub admin: AdminService,
     /// Verifies bearer tokens.
     pub keys: JwtKeys,
+    /// Live event streams.
+    pub notifications: NotificationService,
 }
 
 /// HTTP routes and gRPC services (with health and reflection) as one router: HTTP/1.1 and

@@ -55,3 +55,44 @@ pub struct TaskEvent {
     /// When it happened.
     pub created_at: DateTime<Utc>,
 }
+
+impl TaskEventType {
+    /// Every kind, for parsing stored names.
+    pub const ALL: [TaskEventType; 7] = [
+        Self::TaskCreated,
+        Self::TaskStarted,
+        Self::TaskProgress,
+        Self::TaskCompleted,
+        Self::TaskFailed,
+        Self::TaskRetrying,
+        Self::TaskCancelled,
+    ];
+
+    /// The kind with this stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Whether nothing follows this event for its task (short of an operator's requeue).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::TaskCompleted | Self::TaskFailed | Self::TaskCancelled
+        )
+    }
+}
+
+/// A committed event with its per-user id: the unit of notification.
+///
+/// `id` counts one user's events 1, 2, 3, ... in commit order with no holes (short of deleted
+/// tasks and retention), so "every event after N" is a complete answer at any moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Per-user id (`task_events.user_seq`).
+    pub id: u64,
+    /// The event.
+    pub event: TaskEvent,
+}
+
+/// Largest event sent to a client, as JSON: larger data is replaced by a note to fetch the task.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;

@@ -14,7 +14,7 @@ mod task_type;
 mod usage;
 
 pub use error::{DomainError, ErrorClass, TaskError};
-pub use event::{TaskEvent, TaskEventType};
+pub use event::{MAX_EVENT_BYTES, StoredEvent, TaskEvent, TaskEventType};
 pub use ids::{TaskId, UserId, WorkerId};
 pub use page::{Page, PageRequest, encode_token};
 pub use priority::{Priority, PriorityLevel};

@@ -34,6 +34,10 @@ pub enum ServiceError {
         /// When a retry is likely to succeed.
         retry_after: Duration,
     },
+    /// This instance holds as many live connections as it may (`MAX_CONNECTIONS`): 503 /
+    /// RESOURCE_EXHAUSTED; another instance, or later, may take it.
+    #[error("{0}")]
+    TooManyConnections(String),
     /// A dependency is down; the request may succeed later (503 / UNAVAILABLE).
     #[error("{0}")]
     Unavailable(String),

@@ -2,7 +2,9 @@
 
 mod admin;
 mod error;
+pub mod notifications;
 mod queue_depth;
+mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +21,11 @@ use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};
 
 pub use admin::{AdminService, DeadLetter, DeadLetterFilter, QueueStats, Selection};
 pub use error::ServiceError;
+pub use notifications::{
+    CloseReason, EventStream, NotificationService, Scope, StreamItem, StreamLimits, StreamRequest,
+};
 use queue_depth::QueueDepth;
+pub use retention::Retention;
 
 /// Most tasks in one `SubmitTasks` call.
 pub const MAX_BATCH: usize = 1000;

@@ -5,6 +5,8 @@
 //! owns a task and a terminal status never changes again.
 
 mod error;
+mod notifications;
+mod notify_sql;
 mod postgres;
 mod postgres_fast;
 mod row;
@@ -16,12 +18,30 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::bus::EventPublisher;
 use crate::domain::{
-    ErrorClass, Page, PageRequest, Task, TaskError, TaskEvent, TaskId, TaskStatus, TaskType,
-    UserId, WorkerId,
+    ErrorClass, Page, PageRequest, StoredEvent, Task, TaskError, TaskEvent, TaskId, TaskStatus,
+    TaskType, UserId, WorkerId,
 };
 
+/// Where a store hands the events of each transaction once it has committed (nowhere until
+/// [`with_publisher`](PgTaskStore::with_publisher) is called).
+#[derive(Clone, Default)]
+pub(crate) struct AfterCommit(Option<std::sync::Arc<dyn EventPublisher>>);
+
+impl AfterCommit {
+    /// Hands committed events on; never blocks.
+    pub(crate) fn publish(&self, events: Vec<StoredEvent>) {
+        if let Some(p) = &self.0
+            && !events.is_empty()
+        {
+            p.publish(events);
+        }
+    }
+}
+
 pub use error::StoreError;
+pub use notifications::{EventBounds, NotificationSession, NotificationStore, Transport};
 pub use postgres::PgTaskStore;
 pub use sqlite::SqliteTaskStore;
 pub use usage::{ProviderStats, Reservation, Spend, UsageStore, UsageSummary};
@@ -142,6 +162,18 @@ pub trait TaskStore: Send + Sync + 'static {
         id: TaskId,
         now: DateTime<Utc>,
     ) -> Result<Option<(Task, bool)>, StoreError>;
+
+    /// While the task is processing: sets its progress (when given) and records a
+    /// `TaskProgress` event with `data` (plus `progress`, when given and `data` is an object),
+    /// both in one transaction. Returns false (and records nothing) when the task is not
+    /// processing. For percentages and batches of streamed tokens.
+    async fn record_progress(
+        &self,
+        task_id: TaskId,
+        progress: Option<u8>,
+        data: Value,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Pending tasks in queue order (priority, then age).
     async fn find_pending_tasks(&self, limit: u32) -> Result<Vec<Task>, StoreError>;

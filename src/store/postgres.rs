@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::StoreError;
+use super::notify_sql::impl_notification_store;
 use super::sql::impl_task_store;
+use super::{AfterCommit, StoreError};
+use crate::bus::EventPublisher;
+use crate::domain::StoredEvent;
 
 /// Tasks in PostgreSQL.
 #[derive(Clone)]
@@ -14,6 +17,8 @@ pub struct PgTaskStore {
     pub(super) pool: PgPool,
     /// The same pool: PostgreSQL runs concurrent writers itself.
     pub(super) writer: PgPool,
+    /// Receives each transaction's events after it commits.
+    pub(super) publisher: AfterCommit,
 }
 
 impl PgTaskStore {
@@ -31,7 +36,14 @@ impl PgTaskStore {
         Ok(Self {
             writer: pool.clone(),
             pool,
+            publisher: AfterCommit::default(),
         })
+    }
+
+    /// Hands every committed event to `publisher`.
+    pub fn with_publisher(mut self, publisher: std::sync::Arc<dyn EventPublisher>) -> Self {
+        self.publisher = AfterCommit(Some(publisher));
+        self
     }
 
     /// The pool, for health checks and tests.
@@ -42,8 +54,76 @@ impl PgTaskStore {
 
 // The class of a task's last error, from its JSON `error` column.
 impl_task_store!(PgTaskStore, sqlx::Postgres, "error->>'class'");
+impl_notification_store!(PgTaskStore, sqlx::Postgres);
 
 impl PgTaskStore {
+    /// Inserts events in one statement, numbering each user's from their counter row (bumped
+    /// by the user's count in the same statement, users in sorted order so concurrent
+    /// transactions lock counters in the same order). Returns them with their ids.
+    async fn insert_events(
+        conn: &mut sqlx::PgConnection,
+        events: Vec<super::sql::NewEvent>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = events.len();
+        let (mut tasks, mut users, mut kinds, mut datas, mut ats) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for e in &events {
+            tasks.push(e.task_id.as_uuid());
+            users.push(e.user_id.as_str());
+            kinds.push(e.kind.as_str());
+            datas.push(sqlx::types::Json(&e.data));
+            ats.push(e.at);
+        }
+        let numbered: Vec<(i64, i64)> = sqlx::query_as(
+            "WITH input AS ( \
+               SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], \
+                 $5::timestamptz[]) WITH ORDINALITY AS u(task_id, user_id, event_type, data, \
+                 created_at, ord) \
+             ), counts AS ( \
+               SELECT user_id, COUNT(*) AS n FROM input GROUP BY user_id \
+             ), bumped AS ( \
+               INSERT INTO user_event_counters AS c (user_id, last_id) \
+               SELECT user_id, n FROM counts ORDER BY user_id \
+               ON CONFLICT (user_id) DO UPDATE SET last_id = c.last_id + excluded.last_id \
+               RETURNING user_id, last_id \
+             ), numbered AS ( \
+               SELECT i.*, b.last_id - k.n \
+                 + ROW_NUMBER() OVER (PARTITION BY i.user_id ORDER BY i.ord) AS user_seq \
+               FROM input i JOIN counts k USING (user_id) JOIN bumped b USING (user_id) \
+             ), ins AS ( \
+               INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, created_at) \
+               SELECT task_id, user_id, user_seq, event_type, data, created_at FROM numbered \
+             ) \
+             SELECT ord, user_seq FROM numbered",
+        )
+        .bind(tasks)
+        .bind(users)
+        .bind(kinds)
+        .bind(datas)
+        .bind(ats)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut ids = vec![0u64; n];
+        for (ord, seq) in numbered {
+            if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| ids.get_mut(i)) {
+                *slot = u64::try_from(seq).unwrap_or(0);
+            }
+        }
+        Ok(events
+            .into_iter()
+            .zip(ids)
+            .map(|(e, id)| e.stored(id))
+            .collect())
+    }
+
     /// Completes many tasks in one statement (arrays through `UNNEST`); returns the
     /// (id, user) of each row that applied.
     async fn complete_rows(

@@ -6,10 +6,18 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::row::{TASK_COLUMNS, TaskRow, into_tasks, timeout_ms};
-use super::sql::at_micros;
+use super::row::{TASK_COLUMNS, TaskRow, timeout_ms};
+use super::sql::{NewEvent, at_micros};
 use super::{Finish, Inserted, PgTaskStore, StoreError};
-use crate::domain::{Task, TaskId, WorkerId};
+use crate::domain::{StoredEvent, Task, TaskEventType, TaskId, WorkerId};
+
+/// A claimed task and the per-user id of its `TaskStarted` event.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    #[sqlx(flatten)]
+    task: TaskRow,
+    user_seq: i64,
+}
 
 impl PgTaskStore {
     pub(super) async fn insert_tasks_impl(
@@ -51,7 +59,10 @@ impl PgTaskStore {
         }
         // Any conflict skips a row: an idempotency key seen before, or this very id when a
         // commit whose answer was lost is retried. Duplicates within the batch skip too.
-        let inserted: Vec<Uuid> = sqlx::query_scalar(
+        // Each new task's TaskCreated event is numbered from its owner's counter row, bumped
+        // in the same statement (users in sorted order: concurrent statements lock counters
+        // in the same order and cannot deadlock).
+        let created: Vec<(Uuid, i64)> = sqlx::query_as(
             "WITH input AS ( \
                SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::jsonb[], \
                  $6::int[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[]) \
@@ -66,12 +77,24 @@ impl PgTaskStore {
                FROM input ORDER BY ord \
                ON CONFLICT DO NOTHING \
                RETURNING id, user_id, task_type, priority, created_at \
+             ), counts AS ( \
+               SELECT user_id, COUNT(*) AS n FROM ins GROUP BY user_id \
+             ), bumped AS ( \
+               INSERT INTO user_event_counters AS c (user_id, last_id) \
+               SELECT user_id, n FROM counts ORDER BY user_id \
+               ON CONFLICT (user_id) DO UPDATE SET last_id = c.last_id + excluded.last_id \
+               RETURNING user_id, last_id \
+             ), numbered AS ( \
+               SELECT i.*, b.last_id - k.n \
+                 + ROW_NUMBER() OVER (PARTITION BY i.user_id ORDER BY i.created_at, i.id) AS user_seq \
+               FROM ins i JOIN counts k USING (user_id) JOIN bumped b USING (user_id) \
              ), events AS ( \
-               INSERT INTO task_events (task_id, user_id, event_type, data, created_at) \
-               SELECT id, user_id, 'TaskCreated', jsonb_build_object('status', 'pending', \
-                 'task_type', task_type, 'priority', priority), created_at FROM ins \
+               INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, created_at) \
+               SELECT id, user_id, user_seq, 'TaskCreated', jsonb_build_object('status', \
+                 'pending', 'task_type', task_type, 'priority', priority), created_at \
+               FROM numbered \
              ) \
-             SELECT id FROM ins",
+             SELECT id, user_seq FROM numbered",
         )
         .bind(ids)
         .bind(users)
@@ -86,10 +109,19 @@ impl PgTaskStore {
         .bind(ats)
         .fetch_all(&self.writer)
         .await?;
-        let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+        let inserted: std::collections::HashMap<Uuid, i64> = created.into_iter().collect();
+        let mut stored: Vec<StoredEvent> = tasks
+            .iter()
+            .filter_map(|t| {
+                let seq = inserted.get(&t.id.as_uuid())?;
+                Some(NewEvent::created(t).stored(u64::try_from(*seq).unwrap_or(0)))
+            })
+            .collect();
+        stored.sort_by_key(|e| e.id);
+        self.publisher.publish(stored);
         let mut out = Vec::with_capacity(n);
         for task in tasks {
-            if inserted.contains(&task.id.as_uuid()) {
+            if inserted.contains_key(&task.id.as_uuid()) {
                 out.push(Inserted {
                     task,
                     created: true,
@@ -138,18 +170,29 @@ impl PgTaskStore {
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await?;
-        let rows: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH claimed AS ( \
-               UPDATE tasks SET status = 'processing', attempts = attempts + 1, worker_id = $1, lease_expires_at = $2, \
-                 started_at = $3, updated_at = $3 \
+               UPDATE tasks SET status = 'processing', attempts = attempts + 1, worker_id = $1, \
+                 lease_expires_at = $2, started_at = $3, updated_at = $3 \
                WHERE id = ANY($4) AND status = 'pending' \
                RETURNING {TASK_COLUMNS} \
+             ), counts AS ( \
+               SELECT user_id, COUNT(*) AS n FROM claimed GROUP BY user_id \
+             ), bumped AS ( \
+               INSERT INTO user_event_counters AS c (user_id, last_id) \
+               SELECT user_id, n FROM counts ORDER BY user_id \
+               ON CONFLICT (user_id) DO UPDATE SET last_id = c.last_id + excluded.last_id \
+               RETURNING user_id, last_id \
+             ), numbered AS ( \
+               SELECT t.*, b.last_id - k.n \
+                 + ROW_NUMBER() OVER (PARTITION BY t.user_id ORDER BY t.id) AS user_seq \
+               FROM claimed t JOIN counts k USING (user_id) JOIN bumped b USING (user_id) \
              ), events AS ( \
-               INSERT INTO task_events (task_id, user_id, event_type, data, created_at) \
-               SELECT id, user_id, 'TaskStarted', jsonb_build_object('status', 'processing', \
-                 'worker_id', $1::text, 'attempt', attempts), $3 FROM claimed \
+               INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, created_at) \
+               SELECT id, user_id, user_seq, 'TaskStarted', jsonb_build_object('status', \
+                 'processing', 'worker_id', $1::text, 'attempt', attempts), $3 FROM numbered \
              ) \
-             SELECT {TASK_COLUMNS} FROM claimed"
+             SELECT {TASK_COLUMNS}, user_seq FROM numbered"
         )))
         .bind(worker.as_str())
         .bind(lease_until)
@@ -158,7 +201,27 @@ impl PgTaskStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        into_tasks(rows)
+        let mut tasks = Vec::with_capacity(rows.len());
+        let mut stored = Vec::with_capacity(rows.len());
+        for row in rows {
+            let task: Task = row.task.try_into()?;
+            let event = NewEvent {
+                task_id: task.id,
+                user_id: task.user_id.clone(),
+                kind: TaskEventType::TaskStarted,
+                data: serde_json::json!({
+                    "status": "processing",
+                    "worker_id": worker.as_str(),
+                    "attempt": task.attempts,
+                }),
+                at: now,
+            };
+            stored.push(event.stored(u64::try_from(row.user_seq).unwrap_or(0)));
+            tasks.push(task);
+        }
+        stored.sort_by_key(|e| e.id);
+        self.publisher.publish(stored);
+        Ok(tasks)
     }
 
     pub(super) async fn finish_impl(&self, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {

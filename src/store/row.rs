@@ -8,8 +8,10 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::StoreError;
+use super::notifications::{NotificationSession, Transport};
 use crate::domain::{
-    Priority, RelatedEntity, Task, TaskError, TaskEvent, TaskEventType, TaskId, UserId, WorkerId,
+    Priority, RelatedEntity, StoredEvent, Task, TaskError, TaskEvent, TaskEventType, TaskId,
+    UserId, WorkerId,
 };
 
 /// Every column of `tasks`, in the order of [`TASK_COLUMNS`].
@@ -112,18 +114,8 @@ impl TryFrom<EventRow> for TaskEvent {
     type Error = StoreError;
 
     fn try_from(r: EventRow) -> Result<Self, StoreError> {
-        let kind = [
-            TaskEventType::TaskCreated,
-            TaskEventType::TaskStarted,
-            TaskEventType::TaskProgress,
-            TaskEventType::TaskCompleted,
-            TaskEventType::TaskFailed,
-            TaskEventType::TaskRetrying,
-            TaskEventType::TaskCancelled,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == r.event_type)
-        .ok_or_else(|| StoreError::Corrupt(format!("event type {:?}", r.event_type)))?;
+        let kind = TaskEventType::parse(&r.event_type)
+            .ok_or_else(|| StoreError::Corrupt(format!("event type {:?}", r.event_type)))?;
         Ok(TaskEvent {
             task_id: TaskId::from_uuid(r.task_id),
             user_id: UserId::parse(&r.user_id)
@@ -138,4 +130,66 @@ impl TryFrom<EventRow> for TaskEvent {
 /// Millisecond timeout as stored.
 pub fn timeout_ms(t: &Task) -> i64 {
     i64::try_from(t.timeout.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Columns of a [`StoredEventRow`].
+pub const STORED_EVENT_COLUMNS: &str = "user_seq, task_id, user_id, event_type, data, created_at";
+
+/// A `task_events` row with its per-user id.
+#[derive(Debug, sqlx::FromRow)]
+pub struct StoredEventRow {
+    user_seq: i64,
+    #[sqlx(flatten)]
+    event: EventRow,
+}
+
+impl TryFrom<StoredEventRow> for StoredEvent {
+    type Error = StoreError;
+
+    fn try_from(r: StoredEventRow) -> Result<Self, StoreError> {
+        Ok(StoredEvent {
+            id: u64::try_from(r.user_seq)
+                .map_err(|_| StoreError::Corrupt("event user_seq".into()))?,
+            event: r.event.try_into()?,
+        })
+    }
+}
+
+/// Converts event rows, failing on the first corrupt one.
+pub fn into_stored_events(rows: Vec<StoredEventRow>) -> Result<Vec<StoredEvent>, StoreError> {
+    rows.into_iter().map(StoredEvent::try_from).collect()
+}
+
+/// Columns of a [`SessionRow`].
+pub const SESSION_COLUMNS: &str =
+    "id, user_id, instance, transport, connected_at, last_seen, last_delivered_id";
+
+/// A `notification_sessions` row.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SessionRow {
+    id: Uuid,
+    user_id: String,
+    instance: String,
+    transport: String,
+    connected_at: DateTime<Utc>,
+    last_seen: DateTime<Utc>,
+    last_delivered_id: i64,
+}
+
+impl TryFrom<SessionRow> for NotificationSession {
+    type Error = StoreError;
+
+    fn try_from(r: SessionRow) -> Result<Self, StoreError> {
+        Ok(NotificationSession {
+            id: r.id,
+            user_id: UserId::parse(&r.user_id)
+                .map_err(|_| StoreError::Corrupt("session user_id".into()))?,
+            instance: r.instance,
+            transport: Transport::parse(&r.transport)
+                .ok_or_else(|| StoreError::Corrupt(format!("transport {:?}", r.transport)))?,
+            connected_at: r.connected_at,
+            last_seen: r.last_seen,
+            last_delivered_id: u64::try_from(r.last_delivered_id).unwrap_or(0),
+        })
+    }
 }

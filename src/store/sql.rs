@@ -24,6 +24,21 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// This event as stored with per-user id `id`.
+    pub fn stored(self, id: u64) -> crate::domain::StoredEvent {
+        crate::domain::StoredEvent {
+            id,
+            event: crate::domain::TaskEvent {
+                task_id: self.task_id,
+                user_id: self.user_id,
+                kind: self.kind,
+                data: self.data,
+                // As stored: PostgreSQL keeps microseconds.
+                created_at: chrono::SubsecRound::trunc_subsecs(self.at, 6),
+            },
+        }
+    }
+
     /// The `TaskCreated` event of a new task.
     pub fn created(t: &Task) -> Self {
         Self {
@@ -72,26 +87,6 @@ pub struct CompleteRow {
 macro_rules! impl_task_store {
     ($store:ty, $db:ty, $error_class:literal) => {
         impl $store {
-            async fn insert_events(
-                conn: &mut <$db as sqlx::Database>::Connection,
-                events: Vec<$crate::store::sql::NewEvent>,
-            ) -> Result<(), $crate::store::StoreError> {
-                for chunk in events.chunks($crate::store::sql::INSERT_CHUNK) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO task_events (task_id, user_id, event_type, data, created_at) ",
-                    );
-                    qb.push_values(chunk, |mut b, e| {
-                        b.push_bind(e.task_id.as_uuid())
-                            .push_bind(e.user_id.as_str().to_owned())
-                            .push_bind(e.kind.as_str())
-                            .push_bind(sqlx::types::Json(e.data.clone()))
-                            .push_bind(e.at);
-                    });
-                    qb.build().execute(&mut *conn).await?;
-                }
-                Ok(())
-            }
-
             // PostgreSQL replaces these two with single statements; SQLite uses them.
             #[allow(dead_code)]
             pub(crate) async fn generic_insert_tasks(
@@ -144,7 +139,7 @@ macro_rules! impl_task_store {
                     .filter(|t| inserted.contains(&t.id.as_uuid()))
                     .map($crate::store::sql::NewEvent::created)
                     .collect();
-                Self::insert_events(&mut tx, events).await?;
+                let stored = Self::insert_events(&mut tx, events).await?;
 
                 let mut out = Vec::with_capacity(tasks.len());
                 for task in tasks {
@@ -175,6 +170,7 @@ macro_rules! impl_task_store {
                     out.push($crate::store::Inserted { task: row.try_into()?, created: false });
                 }
                 tx.commit().await?;
+                self.publisher.publish(stored);
                 Ok(out)
             }
 
@@ -223,8 +219,9 @@ macro_rules! impl_task_store {
                         at: now,
                     })
                     .collect();
-                Self::insert_events(&mut tx, events).await?;
+                let stored = Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
+                self.publisher.publish(stored);
                 Ok(claimed)
             }
 
@@ -330,8 +327,9 @@ macro_rules! impl_task_store {
                         });
                     }
                 }
-                Self::insert_events(&mut tx, events).await?;
+                let stored = Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
+                self.publisher.publish(stored);
                 Ok(applied)
             }
 
@@ -495,9 +493,54 @@ macro_rules! impl_task_store {
                     data: serde_json::json!({ "status": "cancelled" }),
                     at: now,
                 };
-                Self::insert_events(&mut tx, vec![event]).await?;
+                let stored = Self::insert_events(&mut tx, vec![event]).await?;
                 tx.commit().await?;
+                self.publisher.publish(stored);
                 Ok(Some((task, true)))
+            }
+
+            async fn record_progress(
+                &self,
+                task_id: $crate::domain::TaskId,
+                progress: Option<u8>,
+                data: serde_json::Value,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.writer.begin().await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE tasks SET progress = COALESCE(",
+                );
+                qb.push_bind(progress.map(i32::from))
+                    .push(", progress), updated_at = ")
+                    .push_bind(now)
+                    .push(" WHERE id = ")
+                    .push_bind(task_id.as_uuid())
+                    .push(" AND status = 'processing' RETURNING user_id");
+                let user: Option<String> = qb.build_query_scalar().fetch_optional(&mut *tx).await?;
+                let Some(user) = user else {
+                    tx.rollback().await?;
+                    return Ok(false);
+                };
+                let mut data = data;
+                let size = serde_json::to_vec(&data).map(|v| v.len()).unwrap_or(0);
+                if size > $crate::domain::MAX_EVENT_BYTES {
+                    data = serde_json::json!({ "omitted": "progress data over 1 MiB", "bytes": size });
+                }
+                if let (Some(p), serde_json::Value::Object(map)) = (progress, &mut data) {
+                    map.entry("progress").or_insert(serde_json::json!(p));
+                }
+                let event = $crate::store::sql::NewEvent {
+                    task_id,
+                    user_id: $crate::domain::UserId::parse(&user)
+                        .map_err(|_| $crate::store::StoreError::Corrupt("user_id".into()))?,
+                    kind: $crate::domain::TaskEventType::TaskProgress,
+                    data,
+                    at: now,
+                };
+                let stored = Self::insert_events(&mut tx, vec![event]).await?;
+                tx.commit().await?;
+                self.publisher.publish(stored);
+                Ok(true)
             }
 
             async fn find_pending_tasks(
@@ -788,8 +831,9 @@ macro_rules! impl_task_store {
                         }
                     })
                     .collect();
-                Self::insert_events(&mut tx, events).await?;
+                let stored = Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
+                self.publisher.publish(stored);
                 Ok(tasks.into_iter().filter(|t| t.status == TaskStatus::Pending).collect())
             }
 
@@ -847,8 +891,9 @@ macro_rules! impl_task_store {
                         at: now,
                     })
                     .collect();
-                Self::insert_events(&mut tx, events).await?;
+                let stored = Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
+                self.publisher.publish(stored);
                 Ok(tasks)
             }
 
@@ -890,8 +935,9 @@ macro_rules! impl_task_store {
                         at: now,
                     })
                     .collect();
-                Self::insert_events(&mut tx, events).await?;
+                let stored = Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
+                self.publisher.publish(stored);
                 Ok(requeued)
             }
 

@@ -8,8 +8,11 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::StoreError;
+use super::notify_sql::impl_notification_store;
 use super::sql::impl_task_store;
+use super::{AfterCommit, StoreError};
+use crate::bus::EventPublisher;
+use crate::domain::StoredEvent;
 
 /// Tasks in a SQLite file.
 #[derive(Clone)]
@@ -19,6 +22,8 @@ pub struct SqliteTaskStore {
     /// The one writer connection. SQLite allows one write transaction at a time; queueing
     /// writers here, in order, avoids `SQLITE_BUSY` and the busy handler's sleeps.
     pub(super) writer: SqlitePool,
+    /// Receives each transaction's events after it commits.
+    publisher: AfterCommit,
 }
 
 impl SqliteTaskStore {
@@ -55,7 +60,17 @@ impl SqliteTaskStore {
             .min_connections(1)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            publisher: AfterCommit::default(),
+        })
+    }
+
+    /// Hands every committed event to `publisher`.
+    pub fn with_publisher(mut self, publisher: std::sync::Arc<dyn EventPublisher>) -> Self {
+        self.publisher = AfterCommit(Some(publisher));
+        self
     }
 }
 
@@ -65,8 +80,75 @@ impl_task_store!(
     sqlx::Sqlite,
     "json_extract(error, '$.class')"
 );
+impl_notification_store!(SqliteTaskStore, sqlx::Sqlite);
 
 impl SqliteTaskStore {
+    /// Inserts events, numbering each user's from their counter row. The single writer
+    /// connection already serialises every transaction, so numbering needs no more than the
+    /// counter update in the same transaction.
+    async fn insert_events(
+        conn: &mut sqlx::SqliteConnection,
+        events: Vec<super::sql::NewEvent>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        use std::collections::BTreeMap;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+        for e in &events {
+            *counts.entry(e.user_id.as_str()).or_default() += 1;
+        }
+        // Per user, the first id of this batch.
+        let mut next: BTreeMap<String, i64> = BTreeMap::new();
+        let counts: Vec<(&str, i64)> = counts.into_iter().collect();
+        for chunk in counts.chunks(super::sql::IN_CHUNK) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO user_event_counters (user_id, last_id) ",
+            );
+            qb.push_values(chunk, |mut b, (user, n)| {
+                b.push_bind(*user).push_bind(*n);
+            });
+            qb.push(
+                " ON CONFLICT (user_id) DO UPDATE SET last_id = last_id + excluded.last_id \
+                 RETURNING user_id, last_id",
+            );
+            let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+            for (user, last) in rows {
+                let n = chunk
+                    .iter()
+                    .find(|(u, _)| *u == user)
+                    .map_or(0, |(_, n)| *n);
+                next.insert(user, last - n + 1);
+            }
+        }
+        let mut stored = Vec::with_capacity(events.len());
+        for e in events {
+            let slot = next
+                .get_mut(e.user_id.as_str())
+                .ok_or_else(|| StoreError::Corrupt("event counter not returned".into()))?;
+            let id = u64::try_from(*slot).unwrap_or(0);
+            *slot += 1;
+            stored.push(e.stored(id));
+        }
+        // 7 binds a row: well under SQLite's variable limit.
+        for chunk in stored.chunks(super::sql::INSERT_CHUNK) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, \
+                 created_at) ",
+            );
+            qb.push_values(chunk, |mut b, e| {
+                b.push_bind(e.event.task_id.as_uuid())
+                    .push_bind(e.event.user_id.as_str().to_owned())
+                    .push_bind(i64::try_from(e.id).unwrap_or(i64::MAX))
+                    .push_bind(e.event.kind.as_str())
+                    .push_bind(sqlx::types::Json(e.event.data.clone()))
+                    .push_bind(e.event.created_at);
+            });
+            qb.build().execute(&mut *conn).await?;
+        }
+        Ok(stored)
+    }
+
     /// Completes many tasks in one `UPDATE ... FROM (VALUES ...)`; returns the (id, user) of
     /// each row that applied.
     async fn complete_rows(

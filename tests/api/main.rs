@@ -8,7 +8,10 @@ mod helpers;
 
 mod admin;
 mod bad_input;
+mod browser;
 mod faults;
 mod grpc;
 mod http;
 mod lifecycle;
+mod notify;
+mod notify_support;

@@ -2,12 +2,14 @@
 
 pub mod admin;
 pub mod convert;
+mod notifications;
 mod tasks;
 
 use axum::Router;
 
 use super::AppState;
 use super::proto::admin_service_server::AdminServiceServer;
+use super::proto::notification_service_server::NotificationServiceServer;
 use super::proto::task_service_server::TaskServiceServer;
 
 /// Most bytes in one gRPC message: a full 1,000-task batch of large payloads fits.
@@ -35,8 +37,11 @@ pub fn routes(state: AppState) -> Router {
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = AdminServiceServer::new(admin::AdminApi::new(state.clone()));
+    let notifications =
+        NotificationServiceServer::new(notifications::NotificationApi::new(state.clone()));
     tonic::service::Routes::new(tasks)
         .add_service(admin)
+        .add_service(notifications)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -133,6 +133,27 @@ impl TaskService for TaskApi {
         }))
     }
 
+    type WatchTaskStream = super::notifications::NotificationStream;
+
+    async fn watch_task(
+        &self,
+        request: Request<proto::WatchTaskRequest>,
+    ) -> Result<Response<Self::WatchTaskStream>, Status> {
+        let (caller, exp) = super::notifications::stream_caller(&self.state, &request)?;
+        let r = request.into_inner();
+        let id = TaskId::parse(&r.task_id).map_err(api)?;
+        let req = crate::service::StreamRequest {
+            since: r.since,
+            task_id: Some(id),
+            scope: crate::service::Scope::Own,
+            until_terminal: true,
+            transport: crate::store::Transport::Grpc,
+            expires_at: Some(exp),
+        };
+        let stream = super::notifications::open(&self.state, &caller, req).await?;
+        Ok(Response::new(stream))
+    }
+
     async fn cancel_task(
         &self,
         request: Request<proto::CancelTaskRequest>,

@@ -1,8 +1,11 @@
 //! HTTP/JSON routes.
 
 mod admin;
+pub mod events;
 mod json;
+mod page;
 mod tasks;
+mod ws;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -33,6 +36,9 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/v1/admin/dead-letters", get(admin::dead_letters))
         .route("/api/v1/admin/dead-letters/requeue", post(admin::requeue))
         .route("/api/v1/admin/dead-letters/purge", post(admin::purge))
+        .route("/api/v1/events", get(events::sse))
+        .route("/ws", get(ws::ws))
+        .route("/", get(page::index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .layer(DefaultBodyLimit::max(SINGLE_BODY_LIMIT))

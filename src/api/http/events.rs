@@ -1,0 +1,170 @@
+//! `GET /api/v1/events`: Server-Sent Events.
+//!
+//! Each event: `id:` the per-user id, `event:` its type, `data:` the JSON of [`event_json`].
+//! Resume with the `Last-Event-ID` header (browsers send it on reconnect) or `since`. The
+//! first event is `subscribed` (history recovered) or `resync` (it was not: older than
+//! retention or unknown; refetch state), and a stream closed by the server ends with an
+//! `error` event saying why.
+
+use std::convert::Infallible;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::AppState;
+use crate::api::error::ApiError;
+use crate::auth::AuthError;
+use crate::domain::{MAX_EVENT_BYTES, StoredEvent, TaskId, UserId};
+use crate::service::{Scope, ServiceError, StreamItem, StreamRequest};
+use crate::store::Transport;
+
+/// Query parameters of `/api/v1/events` and `/ws`.
+#[derive(Debug, Default, Deserialize)]
+pub struct EventsQuery {
+    /// Resume after this per-user id.
+    since: Option<String>,
+    /// Only this task's events.
+    task_id: Option<String>,
+    /// Admins: this user's events.
+    user_id: Option<String>,
+    /// Admins: everyone's events (live only).
+    all: Option<bool>,
+    /// The token, for clients that cannot set headers (EventSource, WebSocket).
+    pub access_token: Option<String>,
+}
+
+impl EventsQuery {
+    /// Parses the parameters (`last_event_id`, when given, wins over `since`).
+    pub fn request(
+        &self,
+        last_event_id: Option<&str>,
+        transport: Transport,
+        expires_at: u64,
+    ) -> Result<StreamRequest, ServiceError> {
+        let since = match last_event_id.or(self.since.as_deref()) {
+            None => None,
+            Some(raw) => Some(raw.trim().parse::<u64>().map_err(|_| {
+                ServiceError::Invalid(format!(
+                    "since / Last-Event-ID {raw:?} is not an event id (a non-negative integer)"
+                ))
+            })?),
+        };
+        let task_id = self.task_id.as_deref().map(TaskId::parse).transpose()?;
+        let scope = match (&self.user_id, self.all.unwrap_or(false)) {
+            (Some(_), true) => {
+                return Err(ServiceError::Invalid(
+                    "give either user_id or all=true, not both".into(),
+                ));
+            }
+            (Some(u), false) => Scope::User(UserId::parse(u)?),
+            (None, true) => Scope::All,
+            (None, false) => Scope::Own,
+        };
+        Ok(StreamRequest {
+            since,
+            task_id,
+            scope,
+            until_terminal: false,
+            transport,
+            expires_at: Some(expires_at),
+        })
+    }
+}
+
+/// The bearer token of `headers`, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let h = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    h.strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+/// An event as clients see it: `{"id", "task_id", "user_id", "type", "data", "created_at"}`.
+/// Data that would make it larger than 1 MiB is replaced by a note to fetch the task.
+pub fn event_json(e: &StoredEvent) -> String {
+    let mut v = json!({
+        "id": e.id,
+        "task_id": e.event.task_id,
+        "user_id": e.event.user_id,
+        "type": e.event.kind.as_str(),
+        "data": e.event.data,
+        "created_at": e.event.created_at,
+    });
+    let text = v.to_string();
+    if text.len() <= MAX_EVENT_BYTES {
+        return text;
+    }
+    v["data"] = json!({
+        "omitted": "event larger than 1 MiB; fetch the task for its state",
+        "bytes": text.len(),
+    });
+    v.to_string()
+}
+
+/// The JSON of the first item: `{"type": "subscribed" | "resync", "recovered", "id"}`.
+pub fn subscribed_json(recovered: bool, last: u64) -> Value {
+    json!({
+        "type": if recovered { "subscribed" } else { "resync" },
+        "recovered": recovered,
+        "id": last,
+    })
+}
+
+/// `GET /api/v1/events?since&task_id&user_id&all&access_token`.
+pub async fn sse(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
+    let token = bearer(&headers)
+        .or(q.access_token.as_deref())
+        .ok_or(AuthError::Missing)?;
+    let (caller, exp) = state.keys.verify_with_expiry(token)?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("invalid"));
+    let req = q.request(last_event_id, Transport::Sse, exp)?;
+    // Ids of an all-users stream are per owner: no single id to resume from.
+    let resumable = req.scope != Scope::All;
+    let stream = state.notifications.open(&caller, req, None).await?;
+    let body = futures::stream::unfold(stream, move |mut s| async move {
+        let item = s.next().await?;
+        Some((Ok::<Event, Infallible>(sse_event(item, resumable)), s))
+    });
+    Ok(Sse::new(body)
+        .keep_alive(KeepAlive::new().interval(state.notifications.keepalive()))
+        .into_response())
+}
+
+fn sse_event(item: StreamItem, resumable: bool) -> Event {
+    match item {
+        StreamItem::Subscribed { recovered, last } => {
+            let data = subscribed_json(recovered, last);
+            let name = if recovered { "subscribed" } else { "resync" };
+            let e = Event::default().event(name).data(data.to_string());
+            if resumable { e.id(last.to_string()) } else { e }
+        }
+        StreamItem::Event(e) => {
+            let out = Event::default()
+                .event(e.event.kind.as_str())
+                .data(event_json(&e));
+            if resumable {
+                out.id(e.id.to_string())
+            } else {
+                out
+            }
+        }
+        StreamItem::Closed(reason) => Event::default()
+            .event("error")
+            .data(json!({ "reason": reason.code(), "message": reason.message() }).to_string()),
+    }
+}

@@ -1,0 +1,206 @@
+//! `/ws`: the event stream over WebSocket.
+//!
+//! Authentication, in this order: `Authorization: Bearer`, the `access_token` query
+//! parameter, the subprotocol `bearer.<JWT>` (offered together with `ais.v1`, which the server
+//! selects), or, with none of those, a first text frame `{"type": "auth", "token": "<JWT>"}`
+//! within 10 seconds. Frames: first `{"type": "subscribed" | "resync", "recovered", "id"}`,
+//! then one JSON text frame per event (the shape of [`event_json`]). The server pings every
+//! `NOTIFICATION_KEEPALIVE` and closes with a code and reason:
+//! 4008 slow consumer, 4001 token expired, 1001 shutting down, 1011 database unavailable,
+//! 1013 too many connections, 1008 authentication or permission failed.
+
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::events::{EventsQuery, bearer, event_json, subscribed_json};
+use crate::api::AppState;
+use crate::api::error::ApiError;
+use crate::auth::Caller;
+use crate::service::{CloseReason, ServiceError, StreamItem};
+use crate::store::Transport;
+
+/// The subprotocol the server speaks.
+const PROTOCOL: &str = "ais.v1";
+/// Prefix of the subprotocol that carries a token.
+const TOKEN_PROTOCOL: &str = "bearer.";
+/// How long a connection without credentials has to send its auth frame.
+const AUTH_WAIT: Duration = Duration::from_secs(10);
+/// How long the server waits to get a close frame out to a client that does not read.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Close codes (RFC 6455 and the application range 4000-4999).
+mod code {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+    pub const INTERNAL: u16 = 1011;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    pub const SLOW_CONSUMER: u16 = 4008;
+}
+
+fn close_code(reason: CloseReason) -> u16 {
+    match reason {
+        CloseReason::SlowConsumer => code::SLOW_CONSUMER,
+        CloseReason::TokenExpired => code::TOKEN_EXPIRED,
+        CloseReason::ShuttingDown => code::GOING_AWAY,
+        CloseReason::TaskFinished => code::NORMAL,
+        CloseReason::Unavailable => code::INTERNAL,
+    }
+}
+
+/// The first frame of a client that authenticates in-band.
+#[derive(Deserialize)]
+struct AuthFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    token: String,
+}
+
+/// `GET /ws?since&task_id&user_id&all&access_token`.
+pub async fn ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
+    // Check the parameters before upgrading, so mistakes get a plain 400.
+    q.request(None, Transport::WebSocket, 0)?;
+    let protocol_token = headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix(TOKEN_PROTOCOL))
+        .map(str::to_owned);
+    let token = bearer(&headers)
+        .map(str::to_owned)
+        .or(q.access_token.clone())
+        .or(protocol_token);
+    // Credentials that were sent must be good: refuse the upgrade with a 401 otherwise.
+    let auth = token
+        .map(|t| state.keys.verify_with_expiry(&t))
+        .transpose()?;
+    // Over the limit, the client still gets a WebSocket, closed at once with the reason
+    // (browsers show no HTTP status for a refused upgrade).
+    let slot = state.notifications.reserve();
+    Ok(upgrade
+        .protocols([PROTOCOL])
+        .on_upgrade(move |socket| serve(socket, state, q, auth, slot)))
+}
+
+async fn serve(
+    mut socket: WebSocket,
+    state: AppState,
+    q: EventsQuery,
+    auth: Option<(Caller, u64)>,
+    slot: Result<OwnedSemaphorePermit, ServiceError>,
+) {
+    let slot = match slot {
+        Ok(s) => s,
+        Err(e) => return close(socket, code::TRY_AGAIN_LATER, &e.to_string()).await,
+    };
+    let (caller, exp) = match auth {
+        Some(a) => a,
+        None => match first_frame_auth(&mut socket, &state).await {
+            Ok(a) => a,
+            Err(msg) => return close(socket, code::POLICY, &msg).await,
+        },
+    };
+    let req = match q.request(None, Transport::WebSocket, exp) {
+        Ok(r) => r,
+        Err(e) => return close(socket, code::POLICY, &e.to_string()).await,
+    };
+    let mut stream = match state.notifications.open(&caller, req, Some(slot)).await {
+        Ok(s) => s,
+        Err(e) => {
+            let c = match e {
+                ServiceError::Unavailable(_) | ServiceError::Internal => code::INTERNAL,
+                _ => code::POLICY,
+            };
+            return close(socket, c, &e.to_string()).await;
+        }
+    };
+    let mut ping = tokio::time::interval(state.notifications.keepalive());
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            item = stream.next() => {
+                let frame = match item {
+                    None => return,
+                    Some(StreamItem::Subscribed { recovered, last }) => {
+                        subscribed_json(recovered, last).to_string()
+                    }
+                    Some(StreamItem::Event(e)) => event_json(&e),
+                    Some(StreamItem::Closed(reason)) => {
+                        drop(stream);
+                        return close(socket, close_code(reason), reason.message()).await;
+                    }
+                };
+                if socket.send(Message::Text(frame.into())).await.is_err() {
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                // Pongs, and anything the client says, are fine; a close or error ends it.
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// Waits for `{"type": "auth", "token": ...}`.
+async fn first_frame_auth(
+    socket: &mut WebSocket,
+    state: &AppState,
+) -> Result<(Caller, u64), String> {
+    let first = tokio::time::timeout(AUTH_WAIT, async {
+        loop {
+            match socket.recv().await {
+                Some(Ok(Message::Text(t))) => return Some(t),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .map_err(|_| "unauthenticated: no credentials and no auth frame".to_owned())?
+    .ok_or_else(|| "unauthenticated: no credentials and no auth frame".to_owned())?;
+    let frame: AuthFrame = serde_json::from_str(first.as_str())
+        .map_err(|_| "unauthenticated: expected {\"type\":\"auth\",\"token\":...}".to_owned())?;
+    if frame.kind != "auth" {
+        return Err("unauthenticated: expected {\"type\":\"auth\",\"token\":...}".into());
+    }
+    state
+        .keys
+        .verify_with_expiry(&frame.token)
+        .map_err(|e| format!("unauthenticated: {e}"))
+}
+
+/// Sends a close frame (reason cut to the protocol's 123 bytes) and lets the socket go.
+async fn close(mut socket: WebSocket, code: u16, reason: &str) {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from(&reason[..end]),
+    };
+    let _ = tokio::time::timeout(CLOSE_WAIT, socket.send(Message::Close(Some(frame)))).await;
+}
