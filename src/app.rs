@@ -21,7 +21,8 @@ use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::service::{
-    AdminService, NotificationService, Retention, StreamLimits, SubmitLimits, TaskService,
+    AdminService, AiService, NotificationService, Retention, StreamLimits, SubmitLimits,
+    TaskService,
 };
 use crate::store::{NotificationStore, PgTaskStore, SqliteTaskStore, TaskStore};
 use crate::tasks::{MemoryCache, RedisCache};
@@ -243,6 +244,7 @@ impl Application {
         );
         background.spawn(reaper.run(shutdown.child_token()));
 
+        let usage = backends.ai.usage.clone();
         let runner = ai::task_runner(&config.ai, backends.ai, &background)
             .context("building the AI providers")?;
         let host = hostname();
@@ -250,7 +252,7 @@ impl Application {
             WorkerId::generate(&host),
             backends.store.clone(),
             backends.queue.clone(),
-            runner,
+            runner.clone(),
             PoolConfig {
                 size: config.worker_pool_size,
                 lease: config.lease_duration,
@@ -292,11 +294,18 @@ impl Application {
         );
 
         let admin = AdminService::new(backends.store.clone(), backends.queue.clone());
+        let ai = AiService::new(
+            runner.clone(),
+            usage,
+            tasks.clone(),
+            config.ai.user_monthly_budget,
+        );
         let router = api::router(AppState {
             tasks,
             admin,
             keys,
             notifications,
+            ai,
         });
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)

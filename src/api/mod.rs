@@ -10,7 +10,7 @@ pub mod proto;
 use axum::Router;
 
 use crate::auth::JwtKeys;
-use crate::service::{AdminService, NotificationService, TaskService};
+use crate::service::{AdminService, AiService, NotificationService, TaskService};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -23,6 +23,8 @@ pub struct AppState {
     pub keys: JwtKeys,
     /// Live event streams.
     pub notifications: NotificationService,
+    /// Providers, usage, budgets.
+    pub ai: AiService,
 }
 
 /// HTTP routes and gRPC services (with health and reflection) as one router: HTTP/1.1 and

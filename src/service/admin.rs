@@ -188,7 +188,7 @@ fn dead_letters(filter: &DeadLetterFilter) -> TaskFilter {
     }
 }
 
-fn require_admin(caller: &Caller) -> Result<(), ServiceError> {
+pub(super) fn require_admin(caller: &Caller) -> Result<(), ServiceError> {
     match caller.role {
         Role::Admin => Ok(()),
         Role::User => Err(ServiceError::Forbidden(

@@ -1,6 +1,7 @@
 //! The task service: what the APIs call. Validates, authorises, stores, queues.
 
 mod admin;
+mod ai;
 mod error;
 pub mod notifications;
 mod queue_depth;
@@ -20,6 +21,7 @@ use crate::ratelimit::{Decision, Rate, RateLimiter};
 use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};
 
 pub use admin::{AdminService, DeadLetter, DeadLetterFilter, QueueStats, Selection};
+pub use ai::{AiService, BudgetReport, ProviderHealth, ProvidersReport};
 pub use error::ServiceError;
 pub use notifications::{
     CloseReason, EventStream, NotificationService, Scope, StreamItem, StreamLimits, StreamRequest,

@@ -1,39 +1,88 @@
-//! Collects a streamed answer's pieces while it arrives.
+//! Collects a streamed answer's pieces as they arrive, for TaskProgress events.
 
 use std::sync::Mutex;
 
+use serde_json::{Value, json};
+
 use crate::providers::{StreamSink, TokenSink};
 
-/// Keeps the text streamed so far and how many pieces came; a fallback to another provider
-/// starts it over.
+#[derive(Debug, Default)]
+struct State {
+    /// Text received since the last drain.
+    pending: String,
+    /// Pieces received in this answer.
+    pieces: u64,
+    /// Set when a broken stream was abandoned for another provider since the last drain.
+    restarted_from: Option<String>,
+}
+
+/// Buffers streamed text between progress events; a fallback to another provider starts the
+/// answer over and says so in the next event.
 #[derive(Debug, Default)]
 pub struct TokenCollector {
-    state: Mutex<(String, u64)>,
+    state: Mutex<State>,
 }
 
 impl TokenCollector {
-    /// Text and piece count so far.
-    pub fn snapshot(&self) -> (String, u64) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the text received since the last call (for progress events).
-    pub fn take(&self) -> String {
-        std::mem::take(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()).0)
+    /// The data of the next TaskProgress event, if anything arrived since the last one:
+    /// `{"tokens": text, "pieces": n}`, with `"restart": true, "abandoned": provider` first when
+    /// the answer started over.
+    pub fn drain(&self) -> Option<Value> {
+        let mut s = self.lock();
+        if s.pending.is_empty() && s.restarted_from.is_none() {
+            return None;
+        }
+        let mut data = json!({
+            "tokens": std::mem::take(&mut s.pending),
+            "pieces": s.pieces,
+        });
+        if let Some(provider) = s.restarted_from.take() {
+            data["restart"] = json!(true);
+            data["abandoned"] = json!(provider);
+        }
+        Some(data)
     }
 }
 
 impl TokenSink for TokenCollector {
     fn token(&self, text: &str) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.0.push_str(text);
-        s.1 += 1;
+        let mut s = self.lock();
+        s.pending.push_str(text);
+        s.pieces += 1;
     }
 }
 
 impl StreamSink for TokenCollector {
     fn restart(&self, provider: &str) {
-        tracing::debug!(provider, "stream broke; falling back");
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
+        let mut s = self.lock();
+        s.pending.clear();
+        s.pieces = 0;
+        s.restarted_from = Some(provider.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drains_what_arrived_and_flags_a_restart() {
+        let c = TokenCollector::default();
+        assert_eq!(c.drain(), None);
+        c.token("Hel");
+        c.token("lo");
+        assert_eq!(c.drain(), Some(json!({"tokens": "Hello", "pieces": 2})));
+        assert_eq!(c.drain(), None);
+        c.token("broken");
+        c.restart("groq");
+        c.token("New");
+        assert_eq!(
+            c.drain(),
+            Some(json!({"tokens": "New", "pieces": 1, "restart": true, "abandoned": "groq"}))
+        );
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use super::retry_delay;
 use crate::batch::Batcher;
 use crate::clock;
-use crate::domain::{ErrorClass, Task, TaskError, TaskId, WorkerId};
+use crate::domain::{ErrorClass, Task, TaskError, TaskId, TaskType, WorkerId};
 use crate::queue::{QueueEntry, TaskQueue, push_or_defer};
 use crate::store::{Finish, Outcome, StoreError, TaskStore};
 use crate::tasks::{TaskRunner, TokenCollector};
@@ -58,6 +58,8 @@ struct Shared {
     /// The attempts running now, each with the token that stops it.
     attempts: RunningAttempts,
     queue: Arc<dyn TaskQueue>,
+    /// Where streamed progress goes.
+    store: Arc<dyn TaskStore>,
     runner: TaskRunner,
     finishes: Batcher<Finish, bool, StoreError>,
     retry_base_delay: Duration,
@@ -114,6 +116,7 @@ impl WorkerPool {
             id: self.id.clone(),
             attempts: attempts.clone(),
             queue: self.queue.clone(),
+            store: self.store.clone(),
             runner: self.runner.clone(),
             finishes,
             retry_base_delay: self.config.retry_base_delay,
@@ -222,6 +225,32 @@ impl WorkerPool {
         if let Err(e) = self.store.unregister_worker(&self.id, now).await {
             tracing::warn!(error = %e, "could not unregister worker");
         }
+    }
+}
+
+/// How often streamed text is published as a TaskProgress event.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Publishes what `tokens` collected every [`PROGRESS_INTERVAL`]; runs until dropped.
+async fn stream_progress(shared: &Shared, task: &Task, tokens: &TokenCollector) {
+    let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        flush_progress(shared, task, tokens).await;
+    }
+}
+
+/// Stores (and so publishes) the text streamed since the last event, if any.
+async fn flush_progress(shared: &Shared, task: &Task, tokens: &TokenCollector) {
+    if let Some(data) = tokens.drain()
+        && let Err(e) = shared
+            .store
+            .record_progress(task.id, None, data, clock::now())
+            .await
+    {
+        tracing::debug!(task_id = %task.id, error = %e, "could not record streamed progress");
     }
 }
 
@@ -354,9 +383,14 @@ async fn run_task(
     let tokens = TokenCollector::default();
     let attempt = tokio::select! {
         r = tokio::time::timeout(task.timeout, shared.runner.execute(&task, &tokens)) => r,
+        _ = stream_progress(&shared, &task, &tokens), if task.task_type != TaskType::Echo => {
+            unreachable!("progress streaming never ends")
+        }
         // Shutdown past its grace period, or the task was cancelled or taken over.
         _ = abort.cancelled() => return,
     };
+    // The last streamed pieces go out before the outcome.
+    flush_progress(&shared, &task, &tokens).await;
     drop(slot);
     let now = clock::now();
     let outcome = match attempt {

@@ -7,6 +7,7 @@ mod support;
 mod helpers;
 
 mod admin;
+mod ai;
 mod bad_input;
 mod browser;
 mod faults;

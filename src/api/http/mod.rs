@@ -1,6 +1,7 @@
 //! HTTP/JSON routes.
 
 mod admin;
+mod ai;
 pub mod events;
 mod json;
 mod page;
@@ -11,7 +12,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use super::AppState;
 use super::error::ApiError;
@@ -36,6 +37,15 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/v1/admin/dead-letters", get(admin::dead_letters))
         .route("/api/v1/admin/dead-letters/requeue", post(admin::requeue))
         .route("/api/v1/admin/dead-letters/purge", post(admin::purge))
+        .route("/api/v1/tasks/{task_id}/attempts", get(ai::attempts))
+        .route("/api/v1/usage", get(ai::usage))
+        .route("/api/v1/budget", get(ai::budget))
+        .route("/api/v1/admin/budgets/{user_id}", put(ai::set_budget))
+        .route("/api/v1/admin/providers", get(ai::providers))
+        .route(
+            "/api/v1/admin/providers/{name}/reset",
+            post(ai::reset_breaker),
+        )
         .route("/api/v1/events", get(events::sse))
         .route("/ws", get(ws::ws))
         .route("/", get(page::index))

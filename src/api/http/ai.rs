@@ -1,0 +1,218 @@
+//! Providers, usage, budgets and attempts over HTTP.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::AppState;
+use crate::api::auth::Authenticated;
+use crate::api::error::ApiError;
+use crate::api::grpc::admin::window;
+use crate::domain::{Micros, ProviderAttempt, TaskId};
+use crate::service::{BudgetReport, ServiceError};
+use crate::store::UsageSummary;
+
+fn usd(m: Micros) -> Value {
+    json!(m.usd())
+}
+
+/// `GET /api/v1/admin/providers` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersQuery {
+    #[serde(default)]
+    window_seconds: i64,
+}
+
+/// `GET /api/v1/admin/providers`: breakers, limits, recent success rate and latency.
+pub async fn providers(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    query: Result<Query<ProvidersQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
+    let report = state
+        .ai
+        .providers(&caller, window(q.window_seconds)?)
+        .await?;
+    let providers: Vec<Value> = report
+        .providers
+        .iter()
+        .map(|p| {
+            let rate = if p.stats.calls > 0 {
+                json!(p.stats.successes as f64 / p.stats.calls as f64)
+            } else {
+                Value::Null
+            };
+            json!({
+                "name": p.name,
+                "priority": p.priority,
+                "model": p.model,
+                "capabilities": p.capabilities,
+                "rate_limit": p.rate_limit,
+                "breaker": p.breaker.map(|b| json!({
+                    "state": b.state.as_str(),
+                    "failures": b.failures,
+                    "successes": b.successes,
+                })),
+                "calls": p.stats.calls,
+                "successes": p.stats.successes,
+                "skipped": p.stats.skipped,
+                "success_rate": rate,
+                "average_latency_ms": p.stats.avg_latency_ms,
+                "max_latency_ms": p.stats.max_latency_ms,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "providers": providers,
+        "cache": report.cache,
+        "window_seconds": report.window_seconds,
+    })))
+}
+
+/// `POST /api/v1/admin/providers/{name}/reset`: closes the provider's circuit breaker.
+pub async fn reset_breaker(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.ai.reset_breaker(&caller, &name).await?;
+    Ok(Json(json!({ "provider": name, "breaker": "closed" })))
+}
+
+/// `GET /api/v1/usage` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    month: Option<String>,
+    user_id: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+fn usage_body(rows: &[UsageSummary]) -> Value {
+    let total: i64 = rows.iter().map(|r| r.cost.0).sum();
+    json!({
+        "usage": rows.iter().map(|r| json!({
+            "user_id": r.user_id,
+            "month": r.month,
+            "provider": r.provider,
+            "type": r.task_type,
+            "calls": r.calls,
+            "successes": r.successes,
+            "input_tokens": r.input_tokens,
+            "output_tokens": r.output_tokens,
+            "cost_usd": usd(r.cost),
+            "cost_micros": r.cost.0,
+        })).collect::<Vec<_>>(),
+        "total_cost_usd": usd(Micros(total)),
+        "total_cost_micros": total,
+    })
+}
+
+/// `GET /api/v1/usage?month=YYYY-MM[&user_id=..|&all=true]`: the caller's usage by month,
+/// provider and type; admins may ask for any user's or everyone's.
+pub async fn usage(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    query: Result<Query<UsageQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
+    let rows = state
+        .ai
+        .usage(&caller, q.user_id.as_deref(), q.all, q.month.as_deref())
+        .await?;
+    Ok(Json(usage_body(&rows)))
+}
+
+fn budget_body(b: &BudgetReport) -> Value {
+    json!({
+        "user_id": b.user_id,
+        "month": b.month,
+        "budget_usd": b.budget.map(usd),
+        "spent_usd": usd(b.spend.spent),
+        "reserved_usd": usd(b.spend.reserved),
+        "remaining_usd": b.budget.map(|x| usd(Micros(x.0 - b.spend.spent.0 - b.spend.reserved.0))),
+    })
+}
+
+/// `GET /api/v1/budget` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetQuery {
+    user_id: Option<String>,
+}
+
+/// `GET /api/v1/budget[?user_id=..]`: this month's budget and spend.
+pub async fn budget(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    query: Result<Query<BudgetQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
+    let report = state.ai.budget(&caller, q.user_id.as_deref()).await?;
+    Ok(Json(budget_body(&report)))
+}
+
+/// `PUT /api/v1/admin/budgets/{user_id}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetBudget {
+    /// Dollars per month, e.g. `"12.50"` or `12.5`; null removes the user's own budget.
+    monthly_usd: Value,
+}
+
+/// `PUT /api/v1/admin/budgets/{user_id}`: sets a user's own monthly budget.
+pub async fn set_budget(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(user): Path<String>,
+    body: Result<Json<SetBudget>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|r| ServiceError::Invalid(r.body_text()))?;
+    let amount = match &body.monthly_usd {
+        Value::Null => None,
+        Value::String(s) => Some(Micros::parse_usd(s)?),
+        Value::Number(n) => Some(Micros::parse_usd(&n.to_string())?),
+        _ => {
+            return Err(ServiceError::Invalid(
+                "monthly_usd must be an amount such as \"12.50\", or null".into(),
+            )
+            .into());
+        }
+    };
+    let report = state.ai.set_budget(&caller, &user, amount).await?;
+    Ok(Json(budget_body(&report)))
+}
+
+/// One provider attempt as JSON.
+pub fn attempt_body(a: &ProviderAttempt) -> Value {
+    json!({
+        "provider": a.provider,
+        "model": a.model,
+        "outcome": a.outcome.as_str(),
+        "error": a.error,
+        "latency_ms": a.latency_ms,
+        "input_tokens": a.input_tokens,
+        "output_tokens": a.output_tokens,
+        "cost_usd": usd(a.cost),
+        "at": a.at,
+    })
+}
+
+/// `GET /api/v1/tasks/{task_id}/attempts`: every provider tried for the task, in order.
+pub async fn attempts(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(task_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = TaskId::parse(&task_id)?;
+    let attempts = state.ai.attempts(&caller, id).await?;
+    Ok(Json(json!({
+        "task_id": id,
+        "attempts": attempts.iter().map(attempt_body).collect::<Vec<_>>(),
+    })))
+}
