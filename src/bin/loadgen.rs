@@ -102,6 +102,11 @@ struct Args {
     /// POST /api/v1/tasks/batch (at most 1000).
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Task type to submit. `echo` (the default) runs in the worker; any other type (e.g.
+    /// `summarize`) goes to the configured AI providers, with payload `{"text", "cache": false}`
+    /// so every task makes a provider call.
+    #[arg(long, default_value = "echo")]
+    task_type: String,
     /// `delay_ms` of each echo task's payload: how long the worker sleeps (0 = none).
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
@@ -429,27 +434,45 @@ impl CallError {
     }
 }
 
-/// The echo payload of task `k`.
-fn payload_json(k: usize, delay_ms: u64) -> serde_json::Value {
-    if delay_ms > 0 {
-        json!({ "i": k, "delay_ms": delay_ms })
-    } else {
-        json!({ "i": k })
-    }
+/// What each submitted task is.
+#[derive(Debug, Clone)]
+struct Workload {
+    task_type: String,
+    delay_ms: u64,
 }
 
-/// The echo payload of task `k` as a protobuf `Struct`.
-fn payload_struct(k: usize, delay_ms: u64) -> prost_types::Struct {
-    use prost_types::value::Kind;
-    let number = |n: f64| prost_types::Value {
-        kind: Some(Kind::NumberValue(n)),
-    };
-    let mut fields = BTreeMap::new();
-    fields.insert("i".to_owned(), number(k as f64));
-    if delay_ms > 0 {
-        fields.insert("delay_ms".to_owned(), number(delay_ms as f64));
+impl Workload {
+    /// The payload of task `k`.
+    fn payload_json(&self, k: usize) -> serde_json::Value {
+        if self.task_type != "echo" {
+            json!({ "i": k, "text": format!("Benchmark text number {k}. It is short."), "cache": false })
+        } else if self.delay_ms > 0 {
+            json!({ "i": k, "delay_ms": self.delay_ms })
+        } else {
+            json!({ "i": k })
+        }
     }
-    prost_types::Struct { fields }
+
+    /// The payload of task `k` as a protobuf `Struct`.
+    fn payload_struct(&self, k: usize) -> prost_types::Struct {
+        use prost_types::value::Kind;
+        fn to_value(v: &serde_json::Value) -> prost_types::Value {
+            let kind = match v {
+                serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+                serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+                serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+                _ => Kind::NullValue(0),
+            };
+            prost_types::Value { kind: Some(kind) }
+        }
+        let fields = match self.payload_json(k) {
+            serde_json::Value::Object(map) => {
+                map.iter().map(|(k, v)| (k.clone(), to_value(v))).collect()
+            }
+            _ => BTreeMap::new(),
+        };
+        prost_types::Struct { fields }
+    }
 }
 
 /// Percent-encodes a query parameter value (RFC 3986 unreserved characters pass through).
@@ -515,13 +538,13 @@ impl Api {
         first: usize,
         count: usize,
         batched: bool,
-        delay_ms: u64,
+        work: &Workload,
     ) -> Result<Vec<String>, CallError> {
         let ids = match self {
             Self::Grpc(g) => {
                 let one = |k: usize| SubmitTaskRequest {
-                    r#type: "echo".to_owned(),
-                    payload: Some(payload_struct(k, delay_ms)),
+                    r#type: work.task_type.clone(),
+                    payload: Some(work.payload_struct(k)),
                     ..Default::default()
                 };
                 if batched {
@@ -549,7 +572,7 @@ impl Api {
             }
             Self::Http(h) => {
                 let one =
-                    |k: usize| json!({ "type": "echo", "payload": payload_json(k, delay_ms) });
+                    |k: usize| json!({ "type": work.task_type, "payload": work.payload_json(k) });
                 if batched {
                     let body =
                         json!({ "tasks": (first..first + count).map(one).collect::<Vec<_>>() });
@@ -846,13 +869,17 @@ async fn submit_phase(api: &Api, args: &Args) -> anyhow::Result<SubmitPhase> {
     let (n, b) = (args.tasks, args.batch);
     let calls = n.div_ceil(b);
     let batched = b > 1;
-    let delay_ms = args.delay_ms;
+    let work = Workload {
+        task_type: args.task_type.clone(),
+        delay_ms: args.delay_ms,
+    };
     let calls_per_sec = args.rate / b as f64;
     let phase = run_calls(calls, calls_per_sec, args.concurrency, |j| {
         let api = api.clone();
         let first = j * b;
         let count = b.min(n - first);
-        async move { api.submit(first, count, batched, delay_ms).await }
+        let work = work.clone();
+        async move { api.submit(first, count, batched, &work).await }
     })
     .await?;
     let end = Utc::now();
