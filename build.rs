@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/ai/integration/v1/tasks.proto",
         "proto/ai/integration/v1/admin.proto",
         "proto/ai/integration/v1/notifications.proto",
+        "proto/ai/integration/v1/providers.proto",
     ];
     let descriptors = protox::compile(files, ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);

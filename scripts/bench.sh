@@ -18,9 +18,9 @@ if [ "$mode" = clustered ]; then
   psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS ais_bench" -c "CREATE DATABASE ais_bench" 2>/dev/null
   redis-cli --scan --pattern 'bench:*' | xargs -r redis-cli del >/dev/null
   "${common[@]}" DATABASE_URL=postgres://postgres@127.0.0.1:5432/ais_bench \
-    REDIS_URL=redis://127.0.0.1:6379 REDIS_KEY_PREFIX=bench "$bin" > "$data/server.log" 2>&1 &
+    REDIS_URL=redis://127.0.0.1:6379 REDIS_KEY_PREFIX=bench "$bin" > "${SERVER_LOG:-$data/server.log}" 2>&1 &
 else
-  "${common[@]}" DATA_DIR="$data" "$bin" > "$data/server.log" 2>&1 &
+  "${common[@]}" DATA_DIR="$data" "$bin" > "${SERVER_LOG:-$data/server.log}" 2>&1 &
 fi
 server=$!
 for _ in $(seq 1 100); do curl -sf "localhost:$port/readyz" >/dev/null && break; sleep 0.1; done

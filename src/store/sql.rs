@@ -507,6 +507,14 @@ macro_rules! impl_task_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<bool, $crate::store::StoreError> {
                 let mut tx = self.writer.begin().await?;
+                // Progress is frequent and informational: on PostgreSQL it commits without
+                // waiting for its WAL flush (a database crash can lose the last progress events,
+                // ids included, never a task's state).
+                if <$db as sqlx::Database>::NAME == "PostgreSQL" {
+                    sqlx::query("SET LOCAL synchronous_commit = off")
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "UPDATE tasks SET progress = COALESCE(",
                 );

@@ -3,6 +3,7 @@
 
 mod backoff;
 mod pool;
+mod progress;
 mod reaper;
 mod reconciler;
 mod scheduler;

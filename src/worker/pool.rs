@@ -8,6 +8,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::progress::{StreamingAttempts, publish_progress};
 use super::retry_delay;
 use crate::batch::Batcher;
 use crate::clock;
@@ -58,8 +59,8 @@ struct Shared {
     /// The attempts running now, each with the token that stops it.
     attempts: RunningAttempts,
     queue: Arc<dyn TaskQueue>,
-    /// Where streamed progress goes.
-    store: Arc<dyn TaskStore>,
+    /// Collectors of streamed text, published by the progress loop.
+    streaming: StreamingAttempts,
     runner: TaskRunner,
     finishes: Batcher<Finish, bool, StoreError>,
     retry_base_delay: Duration,
@@ -112,11 +113,12 @@ impl WorkerPool {
             },
         );
         let attempts = RunningAttempts::default();
+        let streaming = StreamingAttempts::default();
         let shared = Arc::new(Shared {
             id: self.id.clone(),
             attempts: attempts.clone(),
             queue: self.queue.clone(),
-            store: self.store.clone(),
+            streaming: streaming.clone(),
             runner: self.runner.clone(),
             finishes,
             retry_base_delay: self.config.retry_base_delay,
@@ -133,6 +135,11 @@ impl WorkerPool {
             tracing::warn!(error = %e, "could not register worker; heartbeats will retry");
         }
         let heartbeat_stop = CancellationToken::new();
+        let progress = tokio::spawn(publish_progress(
+            self.store.clone(),
+            streaming,
+            heartbeat_stop.clone(),
+        ));
         let heartbeat = tokio::spawn(heartbeat_loop(
             self.store.clone(),
             self.id.clone(),
@@ -204,6 +211,7 @@ impl WorkerPool {
         heartbeat_stop.cancel();
         let _ = heartbeat.await;
         let _ = watcher.await;
+        let _ = progress.await;
         self.hand_back().await;
         tracing::info!(worker_id = %self.id, "worker pool stopped");
     }
@@ -225,32 +233,6 @@ impl WorkerPool {
         if let Err(e) = self.store.unregister_worker(&self.id, now).await {
             tracing::warn!(error = %e, "could not unregister worker");
         }
-    }
-}
-
-/// How often streamed text is published as a TaskProgress event.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Publishes what `tokens` collected every [`PROGRESS_INTERVAL`]; runs until dropped.
-async fn stream_progress(shared: &Shared, task: &Task, tokens: &TokenCollector) {
-    let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        flush_progress(shared, task, tokens).await;
-    }
-}
-
-/// Stores (and so publishes) the text streamed since the last event, if any.
-async fn flush_progress(shared: &Shared, task: &Task, tokens: &TokenCollector) {
-    if let Some(data) = tokens.drain()
-        && let Err(e) = shared
-            .store
-            .record_progress(task.id, None, data, clock::now())
-            .await
-    {
-        tracing::debug!(task_id = %task.id, error = %e, "could not record streamed progress");
     }
 }
 
@@ -380,17 +362,16 @@ async fn run_task(
         attempts: &shared.attempts,
         id: task.id,
     };
-    let tokens = TokenCollector::default();
+    // Echo streams nothing; it skips the registry (the benchmarks' hot path).
+    let streaming = (task.task_type != TaskType::Echo).then(|| shared.streaming.register(task.id));
+    let unwatched = TokenCollector::default();
+    let tokens = streaming.as_ref().map_or(&unwatched, |s| s.collector());
     let attempt = tokio::select! {
-        r = tokio::time::timeout(task.timeout, shared.runner.execute(&task, &tokens)) => r,
-        _ = stream_progress(&shared, &task, &tokens), if task.task_type != TaskType::Echo => {
-            unreachable!("progress streaming never ends")
-        }
+        r = tokio::time::timeout(task.timeout, shared.runner.execute(&task, tokens)) => r,
         // Shutdown past its grace period, or the task was cancelled or taken over.
         _ = abort.cancelled() => return,
     };
-    // The last streamed pieces go out before the outcome.
-    flush_progress(&shared, &task, &tokens).await;
+    drop(streaming);
     drop(slot);
     let now = clock::now();
     let outcome = match attempt {

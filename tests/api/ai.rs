@@ -636,3 +636,190 @@ async fn provider_rate_limit_is_global_across_instances() {
     drop(b);
     a.cleanup().await;
 }
+
+/// Streamed tokens reach watchers as TaskProgress events before TaskCompleted; a stream that
+/// broke and fell back to another provider is announced with `restart`.
+async fn streamed_tokens_arrive_as_progress_events(mode: Mode) {
+    use crate::notify_support::{sse, types, until_terminal};
+    let fake = FakeProviders::start().await;
+    let words: Vec<String> = (0..30).map(|i| format!("w{i}")).collect();
+    fake.set_reply(
+        "claude",
+        &format!(r#"{{"summary": "{}"}}"#, words.join(" ")),
+    );
+    fake.set_chunk_delay(Duration::from_millis(15));
+    let vars = env(&fake, &["groq", "claude"], &[]);
+    let Some(app) = app(mode, &vars).await else {
+        return;
+    };
+    let mut events = sse(&app, "ann", "", None).await;
+    fake.push_fault("groq", Fault::CutStream { after_tokens: 3 });
+    let (status, task) = app
+        .submit(
+            "ann",
+            json!({"type": "summarize", "payload": {"text": "stream me"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{task}");
+    let id = task["task_id"].as_str().unwrap();
+    let seen = until_terminal(&mut events, id).await;
+    let kinds = types(&seen);
+    assert_eq!(kinds.last(), Some(&"TaskCompleted"), "{kinds:?}");
+    let progress: Vec<&Value> = seen
+        .iter()
+        .filter(|e| e["type"] == "TaskProgress")
+        .collect();
+    assert!(
+        progress.len() >= 2,
+        "tokens stream in several events: {kinds:?}"
+    );
+    assert!(
+        progress
+            .iter()
+            .any(|e| e["data"]["restart"] == true && e["data"]["abandoned"] == "groq"),
+        "the broken groq stream is announced: {progress:?}"
+    );
+    // After the last restart, the pieces are Claude's answer so far, in order (the outcome
+    // carries the whole of it; the tail after the last progress tick is not sent twice).
+    let last_restart = progress
+        .iter()
+        .rposition(|e| e["data"]["restart"] == true)
+        .unwrap();
+    let text: String = progress[last_restart..]
+        .iter()
+        .map(|e| e["data"]["tokens"].as_str().unwrap_or(""))
+        .collect();
+    let whole = format!(r#"{{"summary": "{}"}}"#, words.join(" "));
+    assert!(text.contains("w0") && whole.starts_with(&text), "{text}");
+    let (_, done) = app.get("ann", &format!("/api/v1/tasks/{id}")).await;
+    assert_eq!(done["result"]["summary"], words.join(" "));
+    app.cleanup().await;
+}
+both_modes!(
+    streamed_tokens_arrive_as_progress_events,
+    streamed_tokens_arrive_as_progress_events
+);
+
+/// A gRPC request with a bearer token.
+fn with<T>(token: String, body: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(body);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+/// The gRPC ProviderService: health, reset, usage, budget, attempts; admin-only calls refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_provider_service() {
+    use ai_integration_service::api::proto::provider_service_client::ProviderServiceClient;
+    use ai_integration_service::api::proto::{
+        GetBudgetRequest, GetProviderHealthRequest, GetUsageRequest, ListTaskAttemptsRequest,
+        ResetCircuitBreakerRequest, SetBudgetRequest,
+    };
+    let fake = FakeProviders::start().await;
+    fake.set_reply("groq", r#"{"summary": "ok"}"#);
+    let vars = env(&fake, &["groq"], &[]);
+    let Some(app) = app(Mode::Embedded, &vars).await else {
+        return;
+    };
+    let task = run(
+        &app,
+        "ann",
+        json!({"type": "summarize", "payload": {"text": "t"}}),
+    )
+    .await;
+    let _ = attempts(&app, "ann", &task).await;
+
+    let mut client = ProviderServiceClient::connect(app.base.clone())
+        .await
+        .unwrap();
+
+    let admin = app.token_with("ops", Role::Admin, Duration::from_secs(600));
+    let health = client
+        .get_provider_health(with(
+            admin.clone(),
+            GetProviderHealthRequest { window_seconds: 0 },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.providers[0].name, "groq");
+    assert_eq!(health.providers[0].breaker_state, "closed");
+    assert_eq!(health.providers[0].calls, 1);
+    let denied = client
+        .get_provider_health(with(
+            app.token("ann"),
+            GetProviderHealthRequest { window_seconds: 0 },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    client
+        .reset_circuit_breaker(with(
+            admin.clone(),
+            ResetCircuitBreakerRequest {
+                provider: "groq".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let missing = client
+        .reset_circuit_breaker(with(
+            admin.clone(),
+            ResetCircuitBreakerRequest {
+                provider: "x".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    let usage = client
+        .get_usage(with(app.token("ann"), GetUsageRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(usage.usage.len(), 1);
+    assert_eq!(usage.usage[0].provider, "groq");
+    let budget = client
+        .set_budget(with(
+            admin,
+            SetBudgetRequest {
+                user_id: "ann".into(),
+                monthly_micros: Some(5_000_000),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(budget.budget_micros, Some(5_000_000));
+    let mine = client
+        .get_budget(with(app.token("ann"), GetBudgetRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mine.budget_micros, Some(5_000_000));
+    let tries = client
+        .list_task_attempts(with(
+            app.token("ann"),
+            ListTaskAttemptsRequest {
+                task_id: task["task_id"].as_str().unwrap().into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(tries.attempts.len(), 1);
+    assert_eq!(tries.attempts[0].outcome, "ok");
+    let hidden = client
+        .list_task_attempts(with(
+            app.token("bob"),
+            ListTaskAttemptsRequest {
+                task_id: task["task_id"].as_str().unwrap().into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), tonic::Code::NotFound);
+    app.cleanup().await;
+}

@@ -1,8 +1,10 @@
-//! gRPC services: `ai.integration.v1.TaskService`, `grpc.health.v1.Health` and reflection.
+//! gRPC services: `ai.integration.v1` TaskService, AdminService, NotificationService and
+//! ProviderService, `grpc.health.v1.Health` and reflection.
 
 pub mod admin;
 pub mod convert;
 mod notifications;
+mod providers;
 mod tasks;
 
 use axum::Router;
@@ -10,6 +12,7 @@ use axum::Router;
 use super::AppState;
 use super::proto::admin_service_server::AdminServiceServer;
 use super::proto::notification_service_server::NotificationServiceServer;
+use super::proto::provider_service_server::ProviderServiceServer;
 use super::proto::task_service_server::TaskServiceServer;
 
 /// Most bytes in one gRPC message: a full 1,000-task batch of large payloads fits.
@@ -42,6 +45,9 @@ pub fn routes(state: AppState) -> Router {
     tonic::service::Routes::new(tasks)
         .add_service(admin)
         .add_service(notifications)
+        .add_service(ProviderServiceServer::new(providers::ProviderApi::new(
+            state.clone(),
+        )))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
