@@ -272,3 +272,342 @@ async fn sigterm_hands_unfinished_tasks_back() {
     drop(b);
     cluster.cleanup().await;
 }
+
+/// A private redis-server on a free port, for tests that flush or restart it without touching
+/// the shared one other tests use. Killed when dropped.
+struct PrivateRedis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl PrivateRedis {
+    /// Starts one; `None` when redis-server is not installed (outside CI).
+    async fn start() -> Option<Self> {
+        let mut redis = Self {
+            child: None,
+            port: free_port(),
+        };
+        if !redis.spawn() {
+            assert!(!support::in_ci(), "redis-server must be installed under CI");
+            return None;
+        }
+        Some(redis)
+    }
+
+    fn spawn(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else { return false };
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "private redis never came up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    async fn flushall(&self) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("FLUSHALL")
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Each task completed exactly once, every one of `n`.
+async fn assert_each_completed_once(cluster: &Cluster, n: i64) {
+    let twice = cluster
+        .count(
+            "SELECT COUNT(*) FROM (SELECT task_id FROM task_events WHERE event_type = 'TaskCompleted' \
+             GROUP BY task_id HAVING COUNT(*) > 1) d",
+        )
+        .await;
+    assert_eq!(twice, 0, "a task was completed twice");
+    let completions = cluster
+        .count("SELECT COUNT(*) FROM task_events WHERE event_type = 'TaskCompleted'")
+        .await;
+    assert_eq!(completions, n);
+}
+
+/// FLUSHALL on Redis mid-run: the queue is an index of the database, so the reconciler puts
+/// every pending task back and all complete, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_flushed_mid_run_loses_nothing() {
+    let Some(mut cluster) = Cluster::new().await else {
+        return;
+    };
+    let Some(redis) = PrivateRedis::start().await else {
+        return;
+    };
+    cluster.redis = redis.url();
+    let settings = [("WORKER_POOL_SIZE", "20"), ("RECONCILE_INTERVAL", "1s")];
+    let a = cluster.start(&settings).await;
+    let tasks: Vec<Value> = (0..300)
+        .map(|i| json!({"type": "echo", "payload": {"i": i, "delay_ms": 100}}))
+        .collect();
+    cluster.submit_batch(&a, tasks).await;
+    cluster.wait_processing(20).await;
+    redis.flushall().await;
+    cluster
+        .wait_all_completed(300, Duration::from_secs(60))
+        .await;
+    assert_each_completed_once(&cluster, 300).await;
+    drop(a);
+    support::drop_pg_database(&cluster.db).await;
+}
+
+/// Redis restarted (empty, no persistence) mid-run: submits answer 503 while it is down, the
+/// instance reconnects by itself, and every accepted task completes once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_mid_run_loses_nothing() {
+    let Some(mut cluster) = Cluster::new().await else {
+        return;
+    };
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
+    cluster.redis = redis.url();
+    let settings = [("WORKER_POOL_SIZE", "20"), ("RECONCILE_INTERVAL", "1s")];
+    let a = cluster.start(&settings).await;
+    let tasks: Vec<Value> = (0..200)
+        .map(|i| json!({"type": "echo", "payload": {"i": i, "delay_ms": 100}}))
+        .collect();
+    cluster.submit_batch(&a, tasks).await;
+    cluster.wait_processing(20).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ready = cluster
+        .http
+        .get(format!("{}/readyz", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "not ready while Redis is down");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(redis.spawn(), "redis restarts");
+    cluster
+        .wait_all_completed(200, Duration::from_secs(60))
+        .await;
+    assert_each_completed_once(&cluster, 200).await;
+    drop(a);
+    support::drop_pg_database(&cluster.db).await;
+}
+
+/// Three instances race on 5,000 tasks: every task is claimed once, completed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_race_on_5000_tasks() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let settings = [("WORKER_POOL_SIZE", "10")];
+    let nodes = [
+        cluster.start(&settings).await,
+        cluster.start(&settings).await,
+        cluster.start(&settings).await,
+    ];
+    for (i, chunk) in (0..5000).collect::<Vec<_>>().chunks(1000).enumerate() {
+        let tasks: Vec<Value> = chunk
+            .iter()
+            .map(|k| json!({"type": "echo", "payload": {"i": k}}))
+            .collect();
+        cluster.submit_batch(&nodes[i % 3], tasks).await;
+    }
+    cluster
+        .wait_all_completed(5000, Duration::from_secs(120))
+        .await;
+    assert_each_completed_once(&cluster, 5000).await;
+    let started_twice = cluster
+        .count(
+            "SELECT COUNT(*) FROM (SELECT task_id FROM task_events WHERE event_type = 'TaskStarted' \
+             GROUP BY task_id HAVING COUNT(*) > 1) d",
+        )
+        .await;
+    assert_eq!(started_twice, 0, "a task was claimed twice");
+    let workers = cluster
+        .count("SELECT COUNT(DISTINCT data->>'worker_id') FROM task_events WHERE event_type = 'TaskStarted'")
+        .await;
+    assert!(
+        workers >= 2,
+        "the instances shared the work ({workers} workers)"
+    );
+    drop(nodes);
+    cluster.cleanup().await;
+}
+
+/// A private PostgreSQL cluster (initdb into a temp dir, run as the `postgres` user), for the
+/// test that stops and restarts it without touching the shared server. Stopped when dropped.
+struct PrivatePostgres {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    /// Creates and starts one; `None` when PostgreSQL's server binaries are not installed
+    /// (outside CI).
+    fn start() -> Option<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| d.flatten().map(|e| e.path().join("bin")).max());
+        let Some(bin) = bin.filter(|b| b.join("initdb").exists()) else {
+            assert!(
+                !support::in_ci(),
+                "PostgreSQL server binaries must be installed under CI"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        Command::new("chown")
+            .args(["postgres", &dir.path().display().to_string()])
+            .status()
+            .unwrap();
+        let pg = Self {
+            bin,
+            dir,
+            port: free_port(),
+        };
+        let ok = pg
+            .as_postgres("initdb")
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(pg.data())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "initdb");
+        pg.ctl("start");
+        Some(pg)
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn as_postgres(&self, tool: &str) -> Command {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
+        cmd
+    }
+
+    /// `pg_ctl start` (waits until it accepts connections) or `pg_ctl stop -m fast`.
+    fn ctl(&self, action: &str) {
+        let mut cmd = self.as_postgres("pg_ctl");
+        cmd.arg("-D").arg(self.data()).arg("-w");
+        if action == "start" {
+            let opts = format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                self.port,
+                self.dir.path().display()
+            );
+            cmd.args(["-o", &opts, "-l"])
+                .arg(self.dir.path().join("log"));
+            cmd.arg("start");
+        } else {
+            cmd.args(["-m", "fast", "stop"]);
+        }
+        let ok = cmd.stdout(Stdio::null()).status().unwrap().success();
+        assert!(ok, "pg_ctl {action}");
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .as_postgres("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// PostgreSQL restarted mid-run: while it is down the service answers 503 (readiness and
+/// submits), it recovers without a restart of its own, and every accepted task completes once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_mid_run_loses_nothing() {
+    let Some(mut cluster) = Cluster::new().await else {
+        return;
+    };
+    support::drop_pg_database(&cluster.db).await;
+    let Some(pg) = PrivatePostgres::start() else {
+        return;
+    };
+    cluster.db = pg.url();
+    let settings = [
+        ("WORKER_POOL_SIZE", "20"),
+        ("RECONCILE_INTERVAL", "1s"),
+        ("LEASE_DURATION", "3s"),
+    ];
+    let a = cluster.start(&settings).await;
+    let tasks: Vec<Value> = (0..200)
+        .map(|i| json!({"type": "echo", "payload": {"i": i, "delay_ms": 100}}))
+        .collect();
+    cluster.submit_batch(&a, tasks).await;
+    cluster.wait_processing(20).await;
+    pg.ctl("stop");
+    let ready = cluster
+        .http
+        .get(format!("{}/readyz", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "not ready while PostgreSQL is down");
+    let submit = cluster
+        .http
+        .post(format!("{}/api/v1/tasks", a.base))
+        .bearer_auth(&cluster.token)
+        .json(&json!({"type": "echo", "payload": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        submit.status(),
+        503,
+        "a submit is refused, not lost, while PostgreSQL is down"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pg.ctl("start");
+    cluster
+        .wait_all_completed(200, Duration::from_secs(90))
+        .await;
+    assert_each_completed_once(&cluster, 200).await;
+    let ready = cluster
+        .http
+        .get(format!("{}/readyz", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "ready again without a restart");
+    drop(a);
+    support::cleanup_redis_prefix(&cluster.redis, &cluster.prefix).await;
+}
