@@ -12,6 +12,8 @@ mod support;
 
 #[path = "conformance/notifications.rs"]
 mod notifications;
+#[path = "conformance/queues.rs"]
+mod queues;
 
 use std::collections::HashSet;
 use std::sync::Arc;
