@@ -61,3 +61,45 @@ impl QueueSync {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::QueueName;
+    use crate::queue::QueueSet;
+    use crate::store::SqliteTaskStore;
+
+    #[tokio::test]
+    async fn applies_flags_written_elsewhere_and_stops_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn QueueStore> = Arc::new(SqliteTaskStore::open(dir.path()).await.unwrap());
+        let states = Arc::new(QueueStates::new(QueueSet::single(2)));
+        let sync = QueueSync::new(store.clone(), states.clone(), Duration::from_millis(10));
+        sync.register().await.unwrap();
+        let q = QueueName::default_queue();
+        assert!(!states.is_paused_name(q));
+
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(sync.run(shutdown.clone()));
+        // Another instance pauses the queue.
+        assert!(store.set_queue_paused(q, true, clock::now()).await.unwrap());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while !states.is_paused_name(q) {
+            assert!(tokio::time::Instant::now() < deadline, "flag not applied");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("stops on shutdown")
+            .unwrap();
+
+        // A restart keeps the flag: registering again does not reset it.
+        let again = Arc::new(QueueStates::new(QueueSet::single(2)));
+        QueueSync::new(store, again.clone(), Duration::from_secs(1))
+            .register()
+            .await
+            .unwrap();
+        assert!(again.is_paused_name(q));
+    }
+}
