@@ -180,3 +180,82 @@ impl QueueService {
             .ok_or_else(|| ServiceError::NotFound(format!("no queue named {name:?} is configured")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{NewTask, UserId};
+    use crate::queue::{MemoryQueue, QueueSet};
+    use crate::store::SqliteTaskStore;
+
+    #[tokio::test]
+    async fn enqueue_and_dequeue_with_priority_claim_from_one_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(SqliteTaskStore::open(dir.path()).await.unwrap());
+        let queue: Arc<dyn TaskQueue> = Arc::new(MemoryQueue::with_queues(QueueSet::single(2)));
+        let states = Arc::new(QueueStates::new(QueueSet::single(2)));
+        let slots = Slots::new(&states, 1, 2, false);
+        let svc = QueueService::new(db.clone(), db.clone(), queue, states, slots);
+        let new = |p: i64| {
+            let n = NewTask::parse(
+                UserId::parse("u").unwrap(),
+                "echo",
+                serde_json::json!({}),
+                Some(p),
+                None,
+                None,
+            )
+            .unwrap();
+            Task::create(n, 3, Duration::from_secs(5), clock::now())
+        };
+        let (low, high) = (new(2), new(9));
+        db.insert_tasks(vec![low.clone(), high.clone()])
+            .await
+            .unwrap();
+        svc.enqueue_task("default", low.id, low.priority)
+            .await
+            .unwrap();
+        svc.enqueue_task("default", high.id, high.priority)
+            .await
+            .unwrap();
+        assert!(matches!(
+            svc.enqueue_task("nope", low.id, low.priority).await,
+            Err(ServiceError::NotFound(_))
+        ));
+
+        let worker = WorkerId::generate("test");
+        let lease = Duration::from_secs(30);
+        let first = svc
+            .dequeue_task_with_priority("default", &worker, lease)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.id, high.id, "highest priority first");
+        assert_eq!(first.worker_id.as_ref(), Some(&worker));
+
+        svc.set_paused("default", true).await.unwrap();
+        assert!(svc.find_active_queues().is_empty());
+        assert!(
+            svc.dequeue_task_with_priority("default", &worker, lease)
+                .await
+                .unwrap()
+                .is_none(),
+            "paused"
+        );
+        svc.set_paused("default", false).await.unwrap();
+        let second = svc
+            .dequeue_task_with_priority("default", &worker, lease)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.id, low.id);
+        assert!(
+            svc.dequeue_task_with_priority("default", &worker, lease)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(svc.find_by_type(QueueKind::Priority).len(), 1);
+        assert!(svc.find_by_type(QueueKind::Standard).is_empty());
+    }
+}
