@@ -17,6 +17,8 @@ struct Counts {
     running: usize,
     /// Tasks running now, per queue (in the order of the configured queues).
     per_queue: Vec<usize>,
+    /// Whether running tasks reached the limit since the adaptive loop last asked.
+    saturated: bool,
 }
 
 /// What the pool is doing, for the statistics.
@@ -56,6 +58,7 @@ impl Slots {
                 limit: max,
                 running: 0,
                 per_queue: vec![0; names.len()],
+                saturated: false,
             }),
             freed: Notify::new(),
             min: min.min(max),
@@ -150,6 +153,17 @@ impl Slots {
         let mut c = self.lock();
         c.running += 1;
         c.per_queue[lane] += 1;
+        if c.running >= c.limit {
+            c.saturated = true;
+        }
+    }
+
+    /// Whether the running tasks reached the limit since the last call (or do now).
+    pub fn take_saturated(&self) -> bool {
+        let mut c = self.lock();
+        let was = c.saturated || c.running >= c.limit;
+        c.saturated = false;
+        was
     }
 
     /// Frees a slot taken by [`Self::take`].
@@ -276,8 +290,10 @@ mod tests {
         slots.set_limit(0);
         assert_eq!(slots.limit(), 1, "clamped to min");
         assert!(slots.plan(&states, 0, 256).is_none());
+        assert!(slots.take_saturated(), "2 running reached the limit of 2");
         drop(b);
         assert_eq!(slots.running(), 0);
+        assert!(!slots.take_saturated(), "reset once read");
         states.set_paused(crate::domain::QueueName::default_queue(), true);
         assert!(slots.plan(&states, 0, 256).is_none(), "paused");
     }
