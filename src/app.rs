@@ -18,17 +18,25 @@ use crate::bus::{EventBus, Hub, HubConfig, MemoryBus, RedisBus};
 use crate::config::{Backend, Config, Secret};
 use crate::domain::{UserId, WorkerId};
 use crate::providers::{MemoryBreakers, RedisBreakers};
-use crate::queue::{MemoryQueue, RedisQueue, TaskQueue};
+use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::service::{
-    AdminService, AiService, NotificationService, Retention, StreamLimits, SubmitLimits,
-    TaskService,
+    AdminService, AiService, NotificationService, QueueService, Retention, StreamLimits,
+    SubmitLimits, TaskService,
 };
-use crate::store::{NotificationStore, PgTaskStore, SqliteTaskStore, TaskStore};
+use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
 use crate::tasks::{MemoryCache, RedisCache};
 
 mod ai;
-use crate::worker::{DelayScheduler, PoolConfig, Reaper, Reconciler, WorkerPool};
+use crate::worker::{
+    AdaptiveLimit, DelayScheduler, PoolConfig, ProcLoad, QueueSync, Reaper, Reconciler, Slots,
+    WorkerPool,
+};
+
+/// How often each instance reads the queues' paused flags from the database.
+const QUEUE_SYNC_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the adaptive pool samples CPU and memory.
+const ADAPTIVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often the hub checks the database for live events lost on the bus.
 const HUB_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -49,6 +57,8 @@ struct Backends {
     store: Arc<dyn TaskStore>,
     /// The same database, seen as event history and sessions.
     notifications: Arc<dyn NotificationStore>,
+    /// The same database, seen as named queues.
+    queues: Arc<dyn QueueStore>,
     /// Live events between instances; the store publishes to it after each commit.
     bus: Arc<dyn EventBus>,
     queue: Arc<dyn TaskQueue>,
@@ -78,8 +88,9 @@ async fn connect(
             Backends {
                 store: store.clone(),
                 notifications: store.clone(),
+                queues: store.clone(),
                 bus,
-                queue: Arc::new(MemoryQueue::new()),
+                queue: Arc::new(MemoryQueue::with_queues(config.queues.clone())),
                 limiter: limiter.clone(),
                 write_loops: 1,
                 ai: ai::AiBackends {
@@ -119,9 +130,10 @@ async fn connect(
             Backends {
                 store: store.clone(),
                 notifications: store.clone(),
+                queues: store.clone(),
                 bus,
                 queue: Arc::new(
-                    RedisQueue::connect(redis_url.expose(), prefix)
+                    RedisQueue::connect_with(redis_url.expose(), prefix, config.queues.clone())
                         .await
                         .context("connecting to Redis")?,
                 ),
@@ -223,6 +235,30 @@ impl Application {
             backends.write_loops,
         );
 
+        let states = Arc::new(QueueStates::new(config.queues.clone()));
+        let queue_sync =
+            QueueSync::new(backends.queues.clone(), states.clone(), QUEUE_SYNC_INTERVAL);
+        queue_sync
+            .register()
+            .await
+            .context("registering the queues")?;
+        background.spawn(queue_sync.run(shutdown.child_token()));
+        let slots = Slots::new(
+            &states,
+            config.worker_pool_min,
+            config.worker_pool_size,
+            config.adaptive_pool,
+        );
+        if config.adaptive_pool {
+            let adaptive = AdaptiveLimit::new(
+                slots.clone(),
+                backends.queue.clone(),
+                ProcLoad::default(),
+                ADAPTIVE_INTERVAL,
+            );
+            background.spawn(adaptive.run(shutdown.child_token()));
+        }
+
         let reconciler = Reconciler::new(
             backends.store.clone(),
             backends.queue.clone(),
@@ -262,7 +298,8 @@ impl Application {
                 instance: host.clone(),
             },
         )
-        .with_retry_waker(retry_wake);
+        .with_retry_waker(retry_wake)
+        .with_queues(states.clone(), slots.clone());
         background.spawn(pool.run(shutdown.child_token()));
 
         let hub = Hub::new(
@@ -293,7 +330,14 @@ impl Application {
             shutdown.clone(),
         );
 
-        let admin = AdminService::new(backends.store.clone(), backends.queue.clone());
+        let queues = QueueService::new(
+            backends.store.clone(),
+            backends.queues.clone(),
+            backends.queue.clone(),
+            states,
+            slots,
+        );
+        let admin = AdminService::new(backends.store.clone(), backends.queue.clone(), queues);
         let ai = AiService::new(
             runner.clone(),
             usage,

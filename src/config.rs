@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod providers;
+mod queues;
 
 pub use providers::{AiConfig, PROVIDERS, ProviderSettings, ProviderVars};
 
@@ -66,8 +67,14 @@ pub struct Config {
     pub redis_key_prefix: String,
     /// `JWT_SECRET`: HS256 key. `None` in embedded mode means "generate one at start".
     pub jwt_secret: Option<Secret>,
-    /// `WORKER_POOL_SIZE`: tasks run concurrently by this instance.
+    /// `WORKER_POOL_SIZE`: tasks run concurrently by this instance (the adaptive limit's top).
     pub worker_pool_size: usize,
+    /// `WORKER_POOL_MIN`: the adaptive limit's floor.
+    pub worker_pool_min: usize,
+    /// `ADAPTIVE_POOL`: whether the limit follows CPU and memory load.
+    pub adaptive_pool: bool,
+    /// `QUEUES` and `QUEUE_ROUTE_<TYPE>`: the named queues and which task type goes where.
+    pub queues: crate::queue::QueueSet,
     /// AI providers, the router and its guards.
     pub ai: AiConfig,
     /// `MAX_QUEUE_SIZE`: submits are refused while this many tasks wait.
@@ -273,6 +280,15 @@ impl Config {
             _ => {}
         }
         let worker_pool_size = r.range("WORKER_POOL_SIZE", 10usize, 1, 10_000);
+        let worker_pool_min = r.range("WORKER_POOL_MIN", 1usize, 1, 10_000);
+        if worker_pool_min > worker_pool_size {
+            r.problem(
+                "WORKER_POOL_MIN",
+                format!("{worker_pool_min} is above WORKER_POOL_SIZE ({worker_pool_size})"),
+            );
+        }
+        let adaptive_pool = r.flag("ADAPTIVE_POOL", true);
+        let queues = r.queues(worker_pool_size);
         let max_queue_size = r.range("MAX_QUEUE_SIZE", 10_000u64, 1, 100_000_000);
         let task_timeout = r.duration(
             "TASK_TIMEOUT",
@@ -356,6 +372,9 @@ impl Config {
             redis_key_prefix,
             jwt_secret,
             worker_pool_size,
+            worker_pool_min,
+            adaptive_pool,
+            queues,
             ai,
             max_queue_size,
             task_timeout,

@@ -12,6 +12,8 @@ mod support;
 
 #[path = "conformance/notifications.rs"]
 mod notifications;
+#[path = "conformance/queues.rs"]
+mod queues;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -1854,10 +1856,7 @@ store_tests!(
 
 /// A queue entry for a fresh id.
 fn entry(priority: i64) -> QueueEntry {
-    QueueEntry {
-        task_id: TaskId::new(),
-        priority: Priority::new(priority).unwrap(),
-    }
+    QueueEntry::new(TaskId::new(), Priority::new(priority).unwrap())
 }
 
 fn entry_ids(entries: &[QueueEntry]) -> Vec<TaskId> {
@@ -1904,10 +1903,7 @@ async fn push_dedupes_an_id_already_queued(queue: Arc<dyn TaskQueue>) {
     let b5 = entry(5);
     queue.push(&[a1, b5]).await.unwrap();
     // Pushed again with a higher priority: it keeps its place (and priority).
-    let a10 = QueueEntry {
-        task_id: a1.task_id,
-        priority: Priority::new(10).unwrap(),
-    };
+    let a10 = QueueEntry::new(a1.task_id, Priority::new(10).unwrap());
     queue.push(&[a10]).await.unwrap();
     queue.push(&[b5, b5]).await.unwrap();
     assert_eq!(queue.len().await.unwrap(), 2);

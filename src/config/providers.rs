@@ -202,7 +202,7 @@ impl Reader<'_> {
         }
     }
 
-    fn flag(&mut self, var: &'static str, default: bool) -> bool {
+    pub(super) fn flag(&mut self, var: &'static str, default: bool) -> bool {
         match self.raw(var).map(str::to_ascii_lowercase).as_deref() {
             None => default,
             Some("1" | "true" | "yes" | "on") => true,

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{DomainError, Priority, TaskError, TaskId, TaskStatus, TaskType, UserId, WorkerId};
+use super::{
+    DomainError, Priority, QueueName, TaskError, TaskId, TaskStatus, TaskType, UserId, WorkerId,
+};
 
 /// Largest accepted payload, measured as encoded JSON.
 pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
@@ -177,6 +179,8 @@ pub struct Task {
     pub status: TaskStatus,
     /// 1-10, higher first.
     pub priority: Priority,
+    /// The named queue it waits in, chosen by its type when it is submitted.
+    pub queue: QueueName,
     /// The request body.
     pub payload: Value,
     /// The provider's answer once completed.
@@ -226,6 +230,7 @@ impl Task {
             task_type: new.task_type,
             status: TaskStatus::Pending,
             priority: new.priority,
+            queue: QueueName::default_queue(),
             payload: new.payload,
             result: None,
             error: None,

@@ -1,4 +1,4 @@
-//! In-process queue for embedded mode.
+//! In-process queue for embedded mode: one ready set and one delayed set per named queue.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -8,75 +8,159 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use super::{Promoted, QueueEntry, QueueError, TaskQueue};
-use crate::domain::{Priority, TaskId};
+use super::{
+    PopRequest, Popped, Promoted, QueueEntry, QueueError, QueueSet, QueueSpec, TaskQueue, allocate,
+};
+use crate::domain::{Priority, QueueName, TaskId};
+use crate::ratelimit::gcra_take;
 
 /// Ready order: priority descending (stored as 10 - priority), then push sequence.
 type ReadyKey = (u8, u64, TaskId);
 
-#[derive(Default)]
-struct State {
+/// One named queue's entries.
+struct Lane {
+    spec: QueueSpec,
     /// Ids in pop order.
     ready: BTreeSet<ReadyKey>,
-    /// Where each ready id sits in `ready`, for de-duplication and removal.
-    ready_index: HashMap<TaskId, ReadyKey>,
     /// Delayed ids by due time.
     delayed: BTreeSet<(DateTime<Utc>, TaskId)>,
-    /// Due time and priority of each delayed id.
-    delayed_index: HashMap<TaskId, (DateTime<Utc>, Priority)>,
+    /// GCRA state of a rate-limited queue: theoretical arrival time, µs since the epoch.
+    tat_us: u64,
+}
+
+struct State {
+    lanes: Vec<Lane>,
+    /// Lane and key of each ready id, for de-duplication and removal.
+    ready_index: HashMap<TaskId, (usize, ReadyKey)>,
+    /// Lane, due time and priority of each delayed id.
+    delayed_index: HashMap<TaskId, (usize, DateTime<Utc>, Priority)>,
     /// Next push sequence number: FIFO within a priority.
     seq: u64,
 }
 
 impl State {
-    fn make_ready(&mut self, e: QueueEntry) {
-        if self.ready_index.contains_key(&e.task_id) {
+    fn make_ready(&mut self, lane: usize, id: TaskId, priority: Priority) {
+        if self.ready_index.contains_key(&id) {
             return;
         }
         self.seq += 1;
-        let key = (
-            Priority::MAX.value() - e.priority.value(),
-            self.seq,
-            e.task_id,
-        );
-        self.ready.insert(key);
-        self.ready_index.insert(e.task_id, key);
+        let prio = self.lanes[lane].spec.effective_priority(priority);
+        let key = (Priority::MAX.value() - prio, self.seq, id);
+        self.lanes[lane].ready.insert(key);
+        self.ready_index.insert(id, (lane, key));
+    }
+
+    /// Takes what `requests` may have now; also returns how long until a rate-limited queue
+    /// with ready work may give one, if that is what held it back.
+    fn take(
+        &mut self,
+        set: &QueueSet,
+        requests: &[PopRequest],
+        total: usize,
+        now_us: u64,
+    ) -> (Vec<Popped>, Option<Duration>) {
+        let mut hint: Option<Duration> = None;
+        let lanes: Vec<Option<usize>> = requests.iter().map(|r| set.index_of(r.queue)).collect();
+        let available: Vec<usize> = requests
+            .iter()
+            .zip(&lanes)
+            .map(|(r, lane)| {
+                let Some(lane) = lane.map(|i| &self.lanes[i]) else {
+                    return 0;
+                };
+                let mut n = r.max.min(lane.ready.len());
+                if let Some(rate) = lane.spec.rate
+                    && n > 0
+                {
+                    let (granted, _, wait) = gcra_take(now_us, lane.tat_us, rate, n as u64);
+                    n = granted as usize;
+                    if n == 0 {
+                        let wait = Duration::from_micros(wait);
+                        hint = Some(hint.map_or(wait, |h| h.min(wait)));
+                    }
+                }
+                n
+            })
+            .collect();
+        let shares = allocate(total, &available);
+        let mut out = Vec::with_capacity(shares.iter().sum());
+        for ((lane, share), r) in lanes.iter().zip(shares).zip(requests) {
+            let (Some(i), true) = (lane, share > 0) else {
+                continue;
+            };
+            let lane = &mut self.lanes[*i];
+            if let Some(rate) = lane.spec.rate {
+                lane.tat_us = gcra_take(now_us, lane.tat_us, rate, share as u64).1;
+            }
+            for _ in 0..share {
+                let Some(key) = lane.ready.pop_first() else {
+                    break;
+                };
+                self.ready_index.remove(&key.2);
+                out.push(Popped {
+                    queue: r.queue,
+                    task_id: key.2,
+                });
+            }
+        }
+        (out, hint)
     }
 }
 
-/// A priority queue in this process's memory. Lost on exit; the reconciler rebuilds it from the
+/// Named queues in this process's memory. Lost on exit; the reconciler rebuilds them from the
 /// database at start.
-#[derive(Default)]
 pub struct MemoryQueue {
+    set: QueueSet,
     /// All entries behind one lock: every operation is a few map updates.
     state: Mutex<State>,
     /// Wakes poppers waiting for work.
     available: Notify,
 }
 
+impl Default for MemoryQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl MemoryQueue {
-    /// An empty queue.
+    /// One priority queue, `default`.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_queues(QueueSet::single(1))
+    }
+
+    /// The queues of `set`.
+    pub fn with_queues(set: QueueSet) -> Self {
+        let lanes = set
+            .specs()
+            .iter()
+            .map(|spec| Lane {
+                spec: spec.clone(),
+                ready: BTreeSet::new(),
+                delayed: BTreeSet::new(),
+                tat_us: 0,
+            })
+            .collect();
+        Self {
+            set,
+            state: Mutex::new(State {
+                lanes,
+                ready_index: HashMap::new(),
+                delayed_index: HashMap::new(),
+                seq: 0,
+            }),
+            available: Notify::new(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock leaves only plain maps behind; keep serving.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    fn take(&self, max: usize) -> Vec<TaskId> {
-        let mut st = self.lock();
-        let mut out = Vec::with_capacity(max.min(st.ready.len()));
-        while out.len() < max {
-            let Some(key) = st.ready.pop_first() else {
-                break;
-            };
-            st.ready_index.remove(&key.2);
-            out.push(key.2);
-        }
-        out
-    }
+fn now_us() -> u64 {
+    u64::try_from(crate::clock::now().timestamp_micros()).unwrap_or(0)
 }
 
 #[async_trait]
@@ -85,7 +169,7 @@ impl TaskQueue for MemoryQueue {
         {
             let mut st = self.lock();
             for e in entries {
-                st.make_ready(*e);
+                st.make_ready(self.set.lane_of(e.queue), e.task_id, e.priority);
             }
         }
         self.available.notify_waiters();
@@ -99,66 +183,78 @@ impl TaskQueue for MemoryQueue {
     ) -> Result<(), QueueError> {
         let mut st = self.lock();
         for e in entries {
-            if let Some((old_due, _)) = st.delayed_index.insert(e.task_id, (due, e.priority)) {
-                st.delayed.remove(&(old_due, e.task_id));
+            let lane = self.set.lane_of(e.queue);
+            if let Some((old_lane, old_due, _)) =
+                st.delayed_index.insert(e.task_id, (lane, due, e.priority))
+            {
+                st.lanes[old_lane].delayed.remove(&(old_due, e.task_id));
             }
-            st.delayed.insert((due, e.task_id));
+            st.lanes[lane].delayed.insert((due, e.task_id));
         }
         Ok(())
     }
 
     async fn promote_due(&self, now: DateTime<Utc>) -> Result<Promoted, QueueError> {
-        let moved = {
+        let promoted = {
             let mut st = self.lock();
             let mut moved = 0;
-            while let Some(&(due, id)) = st.delayed.first() {
-                if due > now {
-                    break;
-                }
-                st.delayed.pop_first();
-                if let Some((_, priority)) = st.delayed_index.remove(&id) {
-                    st.make_ready(QueueEntry {
-                        task_id: id,
-                        priority,
-                    });
-                    moved += 1;
+            let mut next_due: Option<DateTime<Utc>> = None;
+            for lane in 0..st.lanes.len() {
+                while let Some(&(due, id)) = st.lanes[lane].delayed.first() {
+                    if due > now {
+                        next_due = Some(next_due.map_or(due, |n| n.min(due)));
+                        break;
+                    }
+                    st.lanes[lane].delayed.pop_first();
+                    if let Some((_, _, priority)) = st.delayed_index.remove(&id) {
+                        st.make_ready(lane, id, priority);
+                        moved += 1;
+                    }
                 }
             }
-            let next_due = st.delayed.first().map(|(due, _)| *due);
             Promoted { moved, next_due }
         };
-        if moved.moved > 0 {
+        if promoted.moved > 0 {
             self.available.notify_waiters();
         }
-        Ok(moved)
+        Ok(promoted)
     }
 
-    async fn pop(&self, max: usize, wait: Duration) -> Result<Vec<TaskId>, QueueError> {
+    async fn pop_from(
+        &self,
+        requests: &[PopRequest],
+        total: usize,
+        wait: Duration,
+    ) -> Result<Vec<Popped>, QueueError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Register interest before looking, so a push between the look and the wait is seen.
             let notified = self.available.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let ids = self.take(max);
-            if !ids.is_empty() {
-                return Ok(ids);
+            let (popped, hint) = self.lock().take(&self.set, requests, total, now_us());
+            if !popped.is_empty() {
+                return Ok(popped);
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 return Ok(Vec::new());
             }
+            // A rate-limited queue with work is looked at again when its next start is due.
+            let until = hint.map_or(deadline, |h| deadline.min(now + h));
+            let _ = tokio::time::timeout_at(until, notified).await;
         }
     }
 
     async fn remove(&self, id: TaskId) -> Result<bool, QueueError> {
         let mut st = self.lock();
         let mut found = false;
-        if let Some(key) = st.ready_index.remove(&id) {
-            st.ready.remove(&key);
+        if let Some((lane, key)) = st.ready_index.remove(&id) {
+            st.lanes[lane].ready.remove(&key);
             found = true;
         }
-        if let Some((due, _)) = st.delayed_index.remove(&id) {
-            st.delayed.remove(&(due, id));
+        if let Some((lane, due, _)) = st.delayed_index.remove(&id) {
+            st.lanes[lane].delayed.remove(&(due, id));
             found = true;
         }
         Ok(found)
@@ -166,7 +262,18 @@ impl TaskQueue for MemoryQueue {
 
     async fn len(&self) -> Result<u64, QueueError> {
         let st = self.lock();
-        Ok((st.ready.len() + st.delayed.len()) as u64)
+        Ok((st.ready_index.len() + st.delayed_index.len()) as u64)
+    }
+
+    async fn depth(&self, queue: QueueName) -> Result<u64, QueueError> {
+        let st = self.lock();
+        Ok(self.set.index_of(queue).map_or(0, |i| {
+            (st.lanes[i].ready.len() + st.lanes[i].delayed.len()) as u64
+        }))
+    }
+
+    fn queues(&self) -> &QueueSet {
+        &self.set
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ServiceError;
+use super::queues::{QueueService, QueueView};
 use crate::auth::{Caller, Role};
 use crate::clock;
 use crate::domain::{
@@ -11,6 +12,7 @@ use crate::domain::{
 };
 use crate::queue::{TaskQueue, push_or_defer};
 use crate::store::{TaskFilter, TaskStats, TaskStore};
+use crate::worker::PoolSnapshot;
 
 /// Most dead letters one requeue or purge by filter touches.
 const MAX_SELECTED: usize = 100_000;
@@ -18,11 +20,12 @@ const MAX_SELECTED: usize = 100_000;
 /// Longest window the averages may cover.
 const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Queue statistics and, later, dead letters and provider health.
+/// Queue statistics, named queues, dead letters.
 #[derive(Clone)]
 pub struct AdminService {
     store: Arc<dyn TaskStore>,
     queue: Arc<dyn TaskQueue>,
+    queues: QueueService,
 }
 
 /// Statistics of the whole service.
@@ -34,12 +37,46 @@ pub struct QueueStats {
     pub queue_depth: u64,
     /// The window the averages cover.
     pub window: Duration,
+    /// The worker pool of the instance that answered: its adaptive limit and what runs.
+    pub pool: PoolSnapshot,
 }
 
 impl AdminService {
-    /// Reads from `store` and `queue`.
-    pub fn new(store: Arc<dyn TaskStore>, queue: Arc<dyn TaskQueue>) -> Self {
-        Self { store, queue }
+    /// Reads from `store` and `queue`; named queues through `queues`.
+    pub fn new(store: Arc<dyn TaskStore>, queue: Arc<dyn TaskQueue>, queues: QueueService) -> Self {
+        Self {
+            store,
+            queue,
+            queues,
+        }
+    }
+
+    /// The named queues (for callers of seed 000's repository operations).
+    pub fn queues(&self) -> &QueueService {
+        &self.queues
+    }
+
+    /// Every queue with its configuration, paused flag and statistics over tasks created in
+    /// the last `window`, and this instance's pool.
+    pub async fn list_queues(
+        &self,
+        caller: &Caller,
+        window: Duration,
+    ) -> Result<(Vec<QueueView>, PoolSnapshot), ServiceError> {
+        require_admin(caller)?;
+        check_window(window)?;
+        Ok((self.queues.list(window).await?, self.queues.pool()))
+    }
+
+    /// Pauses (`true`) or resumes a queue on every instance; NotFound for an unknown queue.
+    pub async fn set_queue_paused(
+        &self,
+        caller: &Caller,
+        name: &str,
+        paused: bool,
+    ) -> Result<(), ServiceError> {
+        require_admin(caller)?;
+        self.queues.set_paused(name, paused).await
     }
 
     /// Counts, queue depth and mean wait and processing times of tasks created in the last
@@ -50,12 +87,7 @@ impl AdminService {
         window: Duration,
     ) -> Result<QueueStats, ServiceError> {
         require_admin(caller)?;
-        if window.is_zero() || window > MAX_WINDOW {
-            return Err(ServiceError::Invalid(format!(
-                "window must be between 1 s and {} s",
-                MAX_WINDOW.as_secs()
-            )));
-        }
+        check_window(window)?;
         let since = clock::now() - window;
         let tasks = self.store.task_stats(since).await?;
         let queue_depth = self.queue.len().await?;
@@ -63,8 +95,19 @@ impl AdminService {
             tasks,
             queue_depth,
             window,
+            pool: self.queues.pool(),
         })
     }
+}
+
+fn check_window(window: Duration) -> Result<(), ServiceError> {
+    if window.is_zero() || window > MAX_WINDOW {
+        return Err(ServiceError::Invalid(format!(
+            "window must be between 1 s and {} s",
+            MAX_WINDOW.as_secs()
+        )));
+    }
+    Ok(())
 }
 
 /// A failed task with the history of its failed attempts.

@@ -5,6 +5,7 @@ mod ai;
 mod error;
 pub mod notifications;
 mod queue_depth;
+mod queues;
 mod retention;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use notifications::{
     CloseReason, EventStream, NotificationService, Scope, StreamItem, StreamLimits, StreamRequest,
 };
 use queue_depth::QueueDepth;
+pub use queues::{QueueService, QueueView};
 pub use retention::Retention;
 
 /// Most tasks in one `SubmitTasks` call.
@@ -131,7 +133,9 @@ impl TaskService {
             .map(|r| {
                 let timeout = self.limits.type_timeouts.get(&r.task_type).copied();
                 let timeout = timeout.unwrap_or(self.limits.task_timeout);
-                Task::create(r, self.limits.max_retries, timeout, now)
+                let mut task = Task::create(r, self.limits.max_retries, timeout, now);
+                task.queue = self.queue.queues().route(task.task_type);
+                task
             })
             .collect();
         let inserted = self.inserts.call(tasks).await?;

@@ -74,10 +74,7 @@ mod tests {
         let q = MemoryQueue::new();
         let d = QueueDepth::new();
         assert_eq!(d.get(&q).await.unwrap(), 0);
-        let e = QueueEntry {
-            task_id: TaskId::new(),
-            priority: Priority::NORMAL,
-        };
+        let e = QueueEntry::new(TaskId::new(), Priority::NORMAL);
         q.push(&[e]).await.unwrap();
         d.add(1);
         assert_eq!(

@@ -9,6 +9,8 @@ mod notifications;
 mod notify_sql;
 mod postgres;
 mod postgres_fast;
+mod queue_sql;
+pub(crate) mod queues;
 mod row;
 mod sql;
 mod sqlite;
@@ -43,6 +45,7 @@ impl AfterCommit {
 pub use error::StoreError;
 pub use notifications::{EventBounds, NotificationSession, NotificationStore, Transport};
 pub use postgres::PgTaskStore;
+pub use queues::{QueueRecord, QueueStore};
 pub use sqlite::SqliteTaskStore;
 pub use usage::{ProviderStats, Reservation, Spend, UsageStore, UsageSummary};
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::notify_sql::impl_notification_store;
+use super::queue_sql::impl_queue_store;
 use super::sql::impl_task_store;
 use super::{AfterCommit, StoreError};
 use crate::bus::EventPublisher;
@@ -55,6 +56,7 @@ impl PgTaskStore {
 // The class of a task's last error, from its JSON `error` column.
 impl_task_store!(PgTaskStore, sqlx::Postgres, "error->>'class'");
 impl_notification_store!(PgTaskStore, sqlx::Postgres);
+impl_queue_store!(PgTaskStore, sqlx::Postgres);
 
 impl PgTaskStore {
     /// Inserts events in one statement, numbering each user's from their counter row (bumped

@@ -44,6 +44,7 @@ impl PgTaskStore {
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
+        let mut queues = Vec::with_capacity(n);
         for t in &tasks {
             ids.push(t.id.as_uuid());
             users.push(t.user_id.as_str().to_owned());
@@ -56,6 +57,7 @@ impl PgTaskStore {
             rel_ids.push(t.related_entity.as_ref().map(|r| r.entity_id.clone()));
             timeouts.push(timeout_ms(t));
             ats.push(t.created_at);
+            queues.push(t.queue.as_str());
         }
         // Any conflict skips a row: an idempotency key seen before, or this very id when a
         // commit whose answer was lost is retried. Duplicates within the batch skip too.
@@ -65,15 +67,17 @@ impl PgTaskStore {
         let created: Vec<(Uuid, i64)> = sqlx::query_as(
             "WITH input AS ( \
                SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::jsonb[], \
-                 $6::int[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[]) \
+                 $6::int[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], $12::text[]) \
                WITH ORDINALITY AS u(id, user_id, task_type, priority, payload, max_retries, \
-                 idempotency_key, related_entity_type, related_entity_id, timeout_ms, at, ord) \
+                 idempotency_key, related_entity_type, related_entity_id, timeout_ms, at, queue, \
+                 ord) \
              ), ins AS ( \
                INSERT INTO tasks (id, user_id, task_type, status, priority, payload, progress, \
                  retry_count, max_retries, idempotency_key, related_entity_type, \
-                 related_entity_id, timeout_ms, run_after, created_at, updated_at) \
+                 related_entity_id, timeout_ms, run_after, created_at, updated_at, queue) \
                SELECT id, user_id, task_type, 'pending', priority, payload, 0, 0, max_retries, \
-                 idempotency_key, related_entity_type, related_entity_id, timeout_ms, at, at, at \
+                 idempotency_key, related_entity_type, related_entity_id, timeout_ms, at, at, at, \
+                 queue \
                FROM input ORDER BY ord \
                ON CONFLICT DO NOTHING \
                RETURNING id, user_id, task_type, priority, created_at \
@@ -107,6 +111,7 @@ impl PgTaskStore {
         .bind(rel_ids)
         .bind(timeouts)
         .bind(ats)
+        .bind(queues)
         .fetch_all(&self.writer)
         .await?;
         let inserted: std::collections::HashMap<Uuid, i64> = created.into_iter().collect();

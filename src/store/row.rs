@@ -10,15 +10,15 @@ use uuid::Uuid;
 use super::StoreError;
 use super::notifications::{NotificationSession, Transport};
 use crate::domain::{
-    Priority, RelatedEntity, StoredEvent, Task, TaskError, TaskEvent, TaskEventType, TaskId,
-    UserId, WorkerId,
+    Priority, QueueName, RelatedEntity, StoredEvent, Task, TaskError, TaskEvent, TaskEventType,
+    TaskId, UserId, WorkerId,
 };
 
 /// Every column of `tasks`, in the order of [`TASK_COLUMNS`].
 pub const TASK_COLUMNS: &str = "id, user_id, task_type, status, priority, payload, result, error, \
      progress, retry_count, attempts, max_retries, idempotency_key, related_entity_type, related_entity_id, \
      provider, worker_id, lease_expires_at, timeout_ms, run_after, created_at, updated_at, \
-     started_at, completed_at";
+     started_at, completed_at, queue";
 
 /// A `tasks` row as the database returns it.
 #[derive(Debug, sqlx::FromRow)]
@@ -47,6 +47,7 @@ pub struct TaskRow {
     updated_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     completed_at: Option<DateTime<Utc>>,
+    queue: String,
 }
 
 impl TryFrom<TaskRow> for Task {
@@ -91,6 +92,7 @@ impl TryFrom<TaskRow> for Task {
             updated_at: r.updated_at,
             started_at: r.started_at,
             completed_at: r.completed_at,
+            queue: QueueName::parse(&r.queue).map_err(|_| corrupt("queue"))?,
         })
     }
 }

@@ -106,7 +106,7 @@ macro_rules! impl_task_store {
                         "INSERT INTO tasks (id, user_id, task_type, status, priority, payload, \
                          progress, retry_count, max_retries, idempotency_key, \
                          related_entity_type, related_entity_id, timeout_ms, run_after, \
-                         created_at, updated_at) ",
+                         created_at, updated_at, queue) ",
                     );
                     qb.push_values(chunk, |mut b, t| {
                         let rel = t.related_entity.clone();
@@ -125,7 +125,8 @@ macro_rules! impl_task_store {
                             .push_bind($crate::store::row::timeout_ms(t))
                             .push_bind(t.run_after)
                             .push_bind(t.created_at)
-                            .push_bind(t.updated_at);
+                            .push_bind(t.updated_at)
+                            .push_bind(t.queue.as_str());
                     });
                     // Any conflict skips the row: an idempotency key seen before, or this very id when
                     // a commit whose answer was lost is retried.
@@ -427,7 +428,8 @@ macro_rules! impl_task_store {
                         .push_bind(t.created_at)
                         .push_bind(t.updated_at)
                         .push_bind(t.started_at)
-                        .push_bind(t.completed_at);
+                        .push_bind(t.completed_at)
+                        .push_bind(t.queue.as_str());
                 });
                 qb.push(
                     " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
@@ -438,6 +440,7 @@ macro_rules! impl_task_store {
                      max_retries = excluded.max_retries, provider = excluded.provider, \
                      worker_id = excluded.worker_id, lease_expires_at = excluded.lease_expires_at, \
                      timeout_ms = excluded.timeout_ms, run_after = excluded.run_after, \
+                     queue = excluded.queue, \
                      updated_at = excluded.updated_at, started_at = excluded.started_at, \
                      completed_at = excluded.completed_at",
                 );

@@ -9,6 +9,7 @@ use sqlx::sqlite::{
 };
 
 use super::notify_sql::impl_notification_store;
+use super::queue_sql::impl_queue_store;
 use super::sql::impl_task_store;
 use super::{AfterCommit, StoreError};
 use crate::bus::EventPublisher;
@@ -81,6 +82,7 @@ impl_task_store!(
     "json_extract(error, '$.class')"
 );
 impl_notification_store!(SqliteTaskStore, sqlx::Sqlite);
+impl_queue_store!(SqliteTaskStore, sqlx::Sqlite);
 
 impl SqliteTaskStore {
     /// Inserts events, numbering each user's from their counter row. The single writer

@@ -1,15 +1,23 @@
 //! Background work: the pool that runs tasks, the scheduler of delayed retries and the
 //! reconciler that rebuilds the queue from the database.
 
+mod adaptive;
 mod backoff;
+mod load;
 mod pool;
 mod progress;
+mod queue_sync;
 mod reaper;
 mod reconciler;
 mod scheduler;
+mod slots;
 
+pub use adaptive::{AdaptiveLimit, CPU_HIGH, Load, MEMORY_HIGH, next_limit};
 pub use backoff::retry_delay;
+pub use load::{LoadSource, ProcLoad};
 pub use pool::{PoolConfig, WorkerPool};
+pub use queue_sync::QueueSync;
 pub use reaper::Reaper;
 pub use reconciler::Reconciler;
 pub use scheduler::DelayScheduler;
+pub use slots::{PoolSnapshot, Slots};

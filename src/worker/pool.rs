@@ -1,19 +1,21 @@
-//! The worker pool: claims tasks from the queue in batches and runs up to `size` at once.
+//! The worker pool: claims tasks from the named queues in batches and runs up to its (adaptive)
+//! limit at once, each queue up to its own concurrency, skipping paused queues.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::progress::{StreamingAttempts, publish_progress};
 use super::retry_delay;
+use super::slots::{SlotGuard, Slots};
 use crate::batch::Batcher;
 use crate::clock;
 use crate::domain::{ErrorClass, Task, TaskError, TaskId, TaskType, WorkerId};
-use crate::queue::{QueueEntry, TaskQueue, push_or_defer};
+use crate::queue::{PopRequest, QueueEntry, QueueStates, TaskQueue, push_or_defer};
 use crate::store::{Finish, Outcome, StoreError, TaskStore};
 use crate::tasks::{TaskRunner, TokenCollector};
 
@@ -25,7 +27,8 @@ const FINISH_BATCH: usize = 1000;
 /// Settings of a pool.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// Tasks run at once (`WORKER_POOL_SIZE`).
+    /// Tasks run at once (`WORKER_POOL_SIZE`) unless [`WorkerPool::with_queues`] gives slots
+    /// with an adaptive limit.
     pub size: usize,
     /// How long a claim holds a task (`LEASE_DURATION`).
     pub lease: Duration,
@@ -51,6 +54,10 @@ pub struct WorkerPool {
     ///
     /// [`DelayScheduler::waker`]: super::DelayScheduler::waker
     retry_wake: Arc<Notify>,
+    /// Which queues are paused.
+    states: Arc<QueueStates>,
+    /// Running tasks against the limit and each queue's concurrency.
+    slots: Arc<Slots>,
 }
 
 /// What one running task needs, shared by all of them.
@@ -76,6 +83,8 @@ impl WorkerPool {
         runner: TaskRunner,
         config: PoolConfig,
     ) -> Self {
+        let states = Arc::new(QueueStates::new(queue.queues().clone()));
+        let slots = Slots::new(&states, config.size, config.size, false);
         Self {
             id,
             store,
@@ -83,7 +92,17 @@ impl WorkerPool {
             runner,
             config,
             retry_wake: Arc::new(Notify::new()),
+            states,
+            slots,
         }
+    }
+
+    /// Serves the queues of `states` (paused ones are skipped) within `slots`, whose limit an
+    /// [`AdaptiveLimit`](super::AdaptiveLimit) may move.
+    pub fn with_queues(mut self, states: Arc<QueueStates>, slots: Arc<Slots>) -> Self {
+        self.states = states;
+        self.slots = slots;
+        self
     }
 
     /// Rings `wake` whenever a retry is parked, so the delay scheduler promotes it on time.
@@ -126,7 +145,6 @@ impl WorkerPool {
         });
         let running = TaskTracker::new();
         let abort = CancellationToken::new();
-        let slots = Arc::new(Semaphore::new(self.config.size));
         if let Err(e) = self
             .store
             .register_worker(&self.id, &self.config.instance, clock::now())
@@ -152,22 +170,39 @@ impl WorkerPool {
             attempts,
             heartbeat_stop.clone(),
         ));
-        tracing::info!(worker_id = %self.id, size = self.config.size, "worker pool started");
+        tracing::info!(
+            worker_id = %self.id,
+            limit = self.slots.limit(),
+            queues = self.states.set().specs().len(),
+            "worker pool started"
+        );
 
-        while let Some(permits) = take_slots(&slots, &shutdown).await {
-            let ids = tokio::select! {
-                r = self.queue.pop(permits.len(), Duration::from_secs(1)) => r,
+        let mut rotation = 0usize;
+        while let Some((requests, total)) = self.next_plan(rotation, &shutdown).await {
+            rotation = rotation.wrapping_add(1);
+            let popped = tokio::select! {
+                r = self.queue.pop_from(&requests, total, Duration::from_secs(1)) => r,
                 _ = shutdown.cancelled() => break,
             };
-            let ids = match ids {
-                Ok(ids) if ids.is_empty() => continue,
-                Ok(ids) => ids,
+            let popped = match popped {
+                Ok(p) if p.is_empty() => continue,
+                Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(error = %e, "queue pop failed; retrying");
                     pause(&shutdown, Duration::from_millis(500)).await;
                     continue;
                 }
             };
+            // Each id holds a slot of its queue from now until its provider call ends.
+            let set = self.states.set();
+            let mut slots: HashMap<TaskId, SlotGuard> = popped
+                .iter()
+                .map(|p| {
+                    let lane = set.lane_of(p.queue);
+                    (p.task_id, SlotGuard::take(self.slots.clone(), lane))
+                })
+                .collect();
+            let ids: Vec<TaskId> = popped.iter().map(|p| p.task_id).collect();
             let now = clock::now();
             let lease_until = now + self.config.lease;
             let started = std::time::Instant::now();
@@ -183,16 +218,19 @@ impl WorkerPool {
                     // The ids left the queue but their tasks are still pending in the database;
                     // the reconciler puts them back.
                     tracing::warn!(error = %e, count = ids.len(), "claim failed");
+                    drop(slots);
                     pause(&shutdown, Duration::from_millis(500)).await;
                     continue;
                 }
             };
-            let mut permits = permits;
             for task in claimed {
-                let Some(permit) = permits.pop() else { break };
+                let Some(slot) = slots.remove(&task.id) else {
+                    continue;
+                };
                 let stop = shared.attempts.start(task.id, &abort);
-                running.spawn(run_task(shared.clone(), task, permit, stop));
+                running.spawn(run_task(shared.clone(), task, slot, stop));
             }
+            // Ids not claimed (taken elsewhere, cancelled, finished) free their slots here.
         }
 
         tracing::info!(worker_id = %self.id, "worker pool stopping; waiting for running tasks");
@@ -218,6 +256,30 @@ impl WorkerPool {
 }
 
 impl WorkerPool {
+    /// Waits for a free slot in a queue that is not paused; returns what to pop, or `None`
+    /// on shutdown.
+    async fn next_plan(
+        &self,
+        rotation: usize,
+        shutdown: &CancellationToken,
+    ) -> Option<(Vec<PopRequest>, usize)> {
+        loop {
+            // Register interest before looking, so a change between the look and the wait is
+            // seen.
+            let changed = self.states.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(plan) = self.slots.plan(&self.states, rotation, CLAIM_BATCH) {
+                return Some(plan);
+            }
+            tokio::select! {
+                _ = self.slots.freed() => {}
+                _ = changed => {}
+                _ = shutdown.cancelled() => return None,
+            }
+        }
+    }
+
     /// Returns every task this pool still holds to the queue at once, so a clean shutdown never
     /// leaves work waiting for a lease to expire.
     async fn hand_back(&self) {
@@ -323,25 +385,6 @@ async fn heartbeat_loop(
     }
 }
 
-/// Waits for at least one free slot, then takes every free slot up to a claim batch.
-async fn take_slots(
-    slots: &Arc<Semaphore>,
-    shutdown: &CancellationToken,
-) -> Option<Vec<OwnedSemaphorePermit>> {
-    let first = tokio::select! {
-        p = slots.clone().acquire_owned() => p.ok()?,
-        _ = shutdown.cancelled() => return None,
-    };
-    let mut permits = vec![first];
-    while permits.len() < CLAIM_BATCH {
-        match slots.clone().try_acquire_owned() {
-            Ok(p) => permits.push(p),
-            Err(_) => break,
-        }
-    }
-    Some(permits)
-}
-
 async fn pause(shutdown: &CancellationToken, d: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(d) => {}
@@ -352,12 +395,7 @@ async fn pause(shutdown: &CancellationToken, d: Duration) {
 /// Runs one attempt and records its outcome. The pool slot bounds provider calls, so it is
 /// released as soon as the call ends; the write of the outcome joins a group commit whose
 /// bounded channel keeps the pool from running far ahead of the database.
-async fn run_task(
-    shared: Arc<Shared>,
-    task: Task,
-    slot: OwnedSemaphorePermit,
-    abort: CancellationToken,
-) {
+async fn run_task(shared: Arc<Shared>, task: Task, slot: SlotGuard, abort: CancellationToken) {
     let _running = AttemptGuard {
         attempts: &shared.attempts,
         id: task.id,

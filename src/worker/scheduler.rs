@@ -80,10 +80,7 @@ mod tests {
         // Let it reach its long idle sleep first.
         tokio::time::sleep(Duration::from_millis(50)).await;
 
-        let entry = QueueEntry {
-            task_id: TaskId::new(),
-            priority: Priority::NORMAL,
-        };
+        let entry = QueueEntry::new(TaskId::new(), Priority::NORMAL);
         let started = tokio::time::Instant::now();
         queue
             .push_delayed(&[entry], clock::now() + Duration::from_millis(200))

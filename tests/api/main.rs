@@ -16,3 +16,4 @@ mod http;
 mod lifecycle;
 mod notify;
 mod notify_support;
+mod queues;

@@ -10,7 +10,10 @@ use crate::api::auth::grpc_caller;
 use crate::api::error::ApiError;
 use crate::api::proto::{self, admin_service_server::AdminService};
 use crate::domain::{ErrorClass, PageRequest, TaskId, TaskType};
-use crate::service::{DeadLetter, DeadLetterFilter, QueueStats, Selection, ServiceError};
+use crate::service::{
+    DeadLetter, DeadLetterFilter, QueueStats, QueueView, Selection, ServiceError,
+};
+use crate::worker::PoolSnapshot;
 
 /// Default window of the averages.
 const DEFAULT_WINDOW: Duration = Duration::from_secs(3600);
@@ -24,6 +27,23 @@ impl AdminApi {
     /// Serves `state`.
     pub fn new(state: AppState) -> Self {
         Self { state }
+    }
+}
+
+impl AdminApi {
+    async fn set_paused(
+        &self,
+        request: Request<proto::QueueRequest>,
+        paused: bool,
+    ) -> Result<Response<proto::QueueState>, Status> {
+        let caller = grpc_caller(&self.state.keys, &request)?;
+        let name = request.into_inner().name;
+        self.state
+            .admin
+            .set_queue_paused(&caller, &name, paused)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(proto::QueueState { name, paused }))
     }
 }
 
@@ -41,6 +61,41 @@ pub fn stats_to_proto(s: QueueStats) -> proto::QueueStats {
         average_processing_time_ms: n(s.tasks.average_processing_ms),
         sample_size: n(s.tasks.sample_size),
         window_seconds: n(s.window.as_secs()),
+        pool: Some(pool_to_proto(s.pool)),
+    }
+}
+
+fn count(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn pool_to_proto(p: PoolSnapshot) -> proto::WorkerPool {
+    proto::WorkerPool {
+        limit: count(p.limit as u64),
+        min: count(p.min as u64),
+        max: count(p.max as u64),
+        adaptive: p.adaptive,
+        running: count(p.running as u64),
+    }
+}
+
+fn queue_to_proto(q: QueueView) -> proto::QueueInfo {
+    proto::QueueInfo {
+        name: q.spec.name.to_string(),
+        r#type: q.spec.kind.as_str().to_owned(),
+        rate: q.spec.rate.map(|r| r.to_string()).unwrap_or_default(),
+        concurrency: count(q.spec.concurrency as u64),
+        paused: q.paused,
+        pending_count: count(q.tasks.pending),
+        processing_count: count(q.tasks.processing),
+        completed_count: count(q.tasks.completed),
+        failed_count: count(q.tasks.failed),
+        cancelled_count: count(q.tasks.cancelled),
+        average_wait_time_ms: count(q.tasks.average_wait_ms),
+        average_processing_time_ms: count(q.tasks.average_processing_ms),
+        sample_size: count(q.tasks.sample_size),
+        queue_depth: count(q.depth),
+        running: count(q.running as u64),
     }
 }
 
@@ -178,6 +233,39 @@ impl AdminService for AdminApi {
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(proto::DeadLetterCount { count: n as i64 }))
+    }
+
+    async fn list_queues(
+        &self,
+        request: Request<proto::ListQueuesRequest>,
+    ) -> Result<Response<proto::ListQueuesResponse>, Status> {
+        let caller = grpc_caller(&self.state.keys, &request)?;
+        let window = window(request.get_ref().window_seconds).map_err(ApiError::from)?;
+        let (queues, pool) = self
+            .state
+            .admin
+            .list_queues(&caller, window)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(proto::ListQueuesResponse {
+            queues: queues.into_iter().map(queue_to_proto).collect(),
+            pool: Some(pool_to_proto(pool)),
+            window_seconds: count(window.as_secs()),
+        }))
+    }
+
+    async fn pause_queue(
+        &self,
+        request: Request<proto::QueueRequest>,
+    ) -> Result<Response<proto::QueueState>, Status> {
+        self.set_paused(request, true).await
+    }
+
+    async fn resume_queue(
+        &self,
+        request: Request<proto::QueueRequest>,
+    ) -> Result<Response<proto::QueueState>, Status> {
+        self.set_paused(request, false).await
     }
 
     async fn get_queue_stats(

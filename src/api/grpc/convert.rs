@@ -118,6 +118,7 @@ pub fn task_to_proto(t: Task) -> proto::Task {
         related_entity_type,
         related_entity_id,
         timeout_ms: i64::try_from(t.timeout.as_millis()).unwrap_or(i64::MAX),
+        queue: t.queue.to_string(),
     }
 }
 

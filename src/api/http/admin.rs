@@ -34,6 +34,8 @@ pub struct StatsBody {
     average_processing_time_ms: u64,
     sample_size: u64,
     window_seconds: u64,
+    /// The answering instance's worker pool, with its current adaptive limit.
+    pool: super::queues::PoolBody,
 }
 
 impl From<QueueStats> for StatsBody {
@@ -49,6 +51,7 @@ impl From<QueueStats> for StatsBody {
             average_processing_time_ms: s.tasks.average_processing_ms,
             sample_size: s.tasks.sample_size,
             window_seconds: s.window.as_secs(),
+            pool: s.pool.into(),
         }
     }
 }

@@ -84,6 +84,8 @@ pub struct TaskBody {
     pub task_type: &'static str,
     pub status: &'static str,
     pub priority: u8,
+    /// The named queue it was routed to.
+    pub queue: &'static str,
     pub progress: u8,
     pub result: Option<Value>,
     pub error: Option<TaskError>,
@@ -114,6 +116,7 @@ impl From<Task> for TaskBody {
             task_type: t.task_type.as_str(),
             status: t.status.as_str(),
             priority: t.priority.value(),
+            queue: t.queue.as_str(),
             progress: t.progress,
             result: t.result,
             error: t.error,

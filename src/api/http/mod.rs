@@ -5,6 +5,7 @@ mod ai;
 pub mod events;
 mod json;
 mod page;
+mod queues;
 mod tasks;
 mod ws;
 
@@ -34,6 +35,9 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/v1/tasks/{task_id}", get(tasks::get))
         .route("/api/v1/tasks/{task_id}/cancel", post(tasks::cancel))
         .route("/api/v1/admin/queue/stats", get(admin::queue_stats))
+        .route("/api/v1/admin/queues", get(queues::list))
+        .route("/api/v1/admin/queues/{name}/pause", post(queues::pause))
+        .route("/api/v1/admin/queues/{name}/resume", post(queues::resume))
         .route("/api/v1/admin/dead-letters", get(admin::dead_letters))
         .route("/api/v1/admin/dead-letters/requeue", post(admin::requeue))
         .route("/api/v1/admin/dead-letters/purge", post(admin::purge))

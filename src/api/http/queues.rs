@@ -1,0 +1,130 @@
+//! `/api/v1/admin/queues*` handlers: named queues, admin-only.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+
+use crate::api::AppState;
+use crate::api::auth::Authenticated;
+use crate::api::error::ApiError;
+use crate::api::grpc::admin::window;
+use crate::service::{QueueView, ServiceError};
+use crate::worker::PoolSnapshot;
+
+/// `GET /api/v1/admin/queues` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuesQuery {
+    #[serde(default)]
+    window_seconds: i64,
+}
+
+/// One queue as JSON.
+#[derive(Debug, Serialize)]
+pub struct QueueBody {
+    name: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    rate: Option<String>,
+    concurrency: usize,
+    paused: bool,
+    pending_count: u64,
+    processing_count: u64,
+    completed_count: u64,
+    failed_count: u64,
+    cancelled_count: u64,
+    average_wait_time_ms: u64,
+    average_processing_time_ms: u64,
+    sample_size: u64,
+    queue_depth: u64,
+    running: usize,
+}
+
+impl From<QueueView> for QueueBody {
+    fn from(q: QueueView) -> Self {
+        Self {
+            name: q.spec.name.as_str(),
+            kind: q.spec.kind.as_str(),
+            rate: q.spec.rate.map(|r| r.to_string()),
+            concurrency: q.spec.concurrency,
+            paused: q.paused,
+            pending_count: q.tasks.pending,
+            processing_count: q.tasks.processing,
+            completed_count: q.tasks.completed,
+            failed_count: q.tasks.failed,
+            cancelled_count: q.tasks.cancelled,
+            average_wait_time_ms: q.tasks.average_wait_ms,
+            average_processing_time_ms: q.tasks.average_processing_ms,
+            sample_size: q.tasks.sample_size,
+            queue_depth: q.depth,
+            running: q.running,
+        }
+    }
+}
+
+/// The answering instance's worker pool as JSON.
+#[derive(Debug, Serialize)]
+pub struct PoolBody {
+    limit: usize,
+    min: usize,
+    max: usize,
+    adaptive: bool,
+    running: usize,
+}
+
+impl From<PoolSnapshot> for PoolBody {
+    fn from(p: PoolSnapshot) -> Self {
+        Self {
+            limit: p.limit,
+            min: p.min,
+            max: p.max,
+            adaptive: p.adaptive,
+            running: p.running,
+        }
+    }
+}
+
+/// The queues and the pool.
+#[derive(Debug, Serialize)]
+pub struct QueuesBody {
+    queues: Vec<QueueBody>,
+    pool: PoolBody,
+    window_seconds: u64,
+}
+
+/// `GET /api/v1/admin/queues?window_seconds=3600`.
+pub async fn list(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    query: Result<Query<QueuesQuery>, QueryRejection>,
+) -> Result<Json<QueuesBody>, ApiError> {
+    let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
+    let window = window(q.window_seconds)?;
+    let (queues, pool) = state.admin.list_queues(&caller, window).await?;
+    Ok(Json(QueuesBody {
+        queues: queues.into_iter().map(QueueBody::from).collect(),
+        pool: pool.into(),
+        window_seconds: window.as_secs(),
+    }))
+}
+
+/// `POST /api/v1/admin/queues/{name}/pause` → `{"name", "paused": true}`.
+pub async fn pause(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.admin.set_queue_paused(&caller, &name, true).await?;
+    Ok(Json(serde_json::json!({ "name": name, "paused": true })))
+}
+
+/// `POST /api/v1/admin/queues/{name}/resume` → `{"name", "paused": false}`.
+pub async fn resume(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.admin.set_queue_paused(&caller, &name, false).await?;
+    Ok(Json(serde_json::json!({ "name": name, "paused": false })))
+}
