@@ -7,7 +7,8 @@
 //! then one JSON text frame per event (the shape of [`event_json`]). The server pings every
 //! `NOTIFICATION_KEEPALIVE` and closes with a code and reason:
 //! 4008 slow consumer, 4001 token expired, 1001 shutting down, 1011 database unavailable,
-//! 1013 too many connections, 1008 authentication or permission failed.
+//! 1013 too many connections, 1008 authentication or permission failed, 1009 a client message
+//! over 64 KiB.
 
 use std::time::Duration;
 
@@ -34,12 +35,19 @@ const TOKEN_PROTOCOL: &str = "bearer.";
 const AUTH_WAIT: Duration = Duration::from_secs(10);
 /// How long the server waits to get a close frame out to a client that does not read.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// Read buffer of each connection. Clients only send pongs and an auth frame; tungstenite's
+/// default of 128 KiB is zero-filled on the first read, which made an idle connection cost
+/// ~150 KiB of RSS (larger frames still grow the buffer as needed).
+const READ_BUFFER: usize = 4 * 1024;
+/// Largest message a client may send: an auth frame with a token, with room to spare.
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 /// Close codes (RFC 6455 and the application range 4000-4999).
 mod code {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
     pub const TRY_AGAIN_LATER: u16 = 1013;
     pub const TOKEN_EXPIRED: u16 = 4001;
@@ -94,6 +102,9 @@ pub async fn ws(
     // (browsers show no HTTP status for a refused upgrade).
     let slot = state.notifications.reserve();
     Ok(upgrade
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
         .protocols([PROTOCOL])
         .on_upgrade(move |socket| serve(socket, state, q, auth, slot)))
 }
@@ -157,7 +168,12 @@ async fn serve(
             }
             incoming = socket.recv() => match incoming {
                 // Pongs, and anything the client says, are fine; a close or error ends it.
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(Message::Close(_))) | None => return,
+                Some(Err(e)) if too_big(&e) => {
+                    drop(stream);
+                    return close(socket, code::TOO_BIG, "message too big").await;
+                }
+                Some(Err(_)) => return,
                 Some(Ok(_)) => {}
             },
         }
@@ -190,6 +206,19 @@ async fn first_frame_auth(
         .keys
         .verify_with_expiry(&frame.token)
         .map_err(|e| format!("unauthenticated: {e}"))
+}
+
+/// Whether a read failed because the client's message was over [`MAX_CLIENT_MESSAGE`].
+fn too_big(e: &axum::Error) -> bool {
+    // axum wraps tungstenite's error; the chain of sources reaches it.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(tokio_tungstenite::tungstenite::Error::Capacity(_)) = s.downcast_ref() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Sends a close frame (reason cut to the protocol's 123 bytes) and lets the socket go.
