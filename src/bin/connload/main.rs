@@ -9,7 +9,8 @@
 //!    after the WebSockets, after the SSE streams (each after `--settle`) and after holding
 //!    everything idle for `--hold`; RSS per connection is the growth over the connections open.
 //! 2. **Events.** Submits echo tasks open loop at `--event-rate / 3` per second for
-//!    `--duration`, round-robin over the users with an open connection (each echo task makes
+//!    `--duration` (`--batch` tasks of one user per call), round-robin over the users with an
+//!    open connection (each echo task makes
 //!    TaskCreated, TaskStarted, TaskCompleted). Every connection times each event on arrival
 //!    against the event's `created_at` (stored -> delivered; client and server share the
 //!    clock on one machine) and checks that ids are consecutive (gaps, duplicates).
@@ -93,9 +94,14 @@ struct Args {
     /// Most connections opening at once.
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
-    /// Most task submits in flight at once.
+    /// Most task submit calls in flight at once.
     #[arg(long, default_value_t = 128)]
     submit_concurrency: usize,
+    /// Tasks per submit call (1 to 1000): more than 1 submits one user's tasks together
+    /// through `POST /api/v1/tasks/batch` (one transaction), so the server's task pipeline
+    /// costs less per event.
+    #[arg(long, default_value_t = 1)]
+    batch: u64,
     /// Longest wait for the last events after the last submit.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     drain_timeout: Duration,
@@ -155,6 +161,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if !args.event_rate.is_finite() || args.event_rate < 0.0 {
         bail!("--event-rate must be a non-negative number");
+    }
+    if args.batch == 0 || args.batch > 1000 {
+        bail!("--batch must be 1 to 1000");
     }
     if args.connect_concurrency == 0 || args.submit_concurrency == 0 {
         bail!("--connect-concurrency and --submit-concurrency must be at least 1");
@@ -261,6 +270,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             rate: task_rate,
             tasks,
             concurrency: args.submit_concurrency,
+            batch: args.batch,
             users: live_users,
         };
         Some(
@@ -356,6 +366,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             hold_s: args.hold.as_secs_f64(),
             connect_concurrency: args.connect_concurrency,
             submit_concurrency: args.submit_concurrency,
+            batch: args.batch,
             drain_timeout_s: args.drain_timeout.as_secs_f64(),
             source_addrs: args.source_addrs.iter().map(ToString::to_string).collect(),
             server_pid,

@@ -1,6 +1,7 @@
-//! The event source: echo tasks submitted at a fixed rate over `POST /api/v1/tasks`, spread
-//! round-robin over the users whose connections are open. Every echo task makes three events
-//! (TaskCreated, TaskStarted, TaskCompleted), each delivered to every connection of its user.
+//! The event source: echo tasks submitted at a fixed rate over `POST /api/v1/tasks` (or
+//! `POST /api/v1/tasks/batch`, several tasks of one user per call), spread round-robin over the
+//! users whose connections are open. Every echo task makes three events (TaskCreated,
+//! TaskStarted, TaskCompleted), each delivered to every connection of its user.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ pub struct Plan {
     pub rate: f64,
     /// Tasks in all.
     pub tasks: u64,
+    /// Tasks per call: 1 uses `POST /api/v1/tasks`, more the batch endpoint (one user's).
+    pub batch: u64,
     /// Most submits in flight.
     pub concurrency: usize,
     /// Users to submit for, in turn (indexes into `tokens`).
@@ -29,15 +32,15 @@ pub struct Plan {
 
 /// What the submits did.
 pub struct Produced {
-    /// Submits sent.
+    /// Tasks sent.
     pub sent: u64,
-    /// Submits answered 2xx.
+    /// Tasks accepted (their call answered 2xx).
     pub accepted: u64,
     /// From the first due time to the last answer.
     pub elapsed: Duration,
-    /// Submit latency from the due time, microseconds.
+    /// Submit call latency from the due time, microseconds.
     pub latency: Histogram<u64>,
-    /// Failed submits by kind.
+    /// Tasks whose submit call failed, by kind.
     pub errors: BTreeMap<String, u64>,
 }
 
@@ -49,7 +52,13 @@ pub async fn produce(
     plan: Plan,
     accepted: Arc<Vec<AtomicU64>>,
 ) -> anyhow::Result<Produced> {
-    let url: Arc<str> = format!("{base}/api/v1/tasks").into();
+    let batch = plan.batch.max(1);
+    let path = if batch > 1 {
+        "/api/v1/tasks/batch"
+    } else {
+        "/api/v1/tasks"
+    };
+    let url: Arc<str> = format!("{base}{path}").into();
     let slots = Arc::new(Semaphore::new(plan.concurrency.max(1)));
     let mut out = Produced {
         sent: 0,
@@ -58,13 +67,16 @@ pub async fn produce(
         latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)?,
         errors: BTreeMap::new(),
     };
+    let calls = plan.tasks.div_ceil(batch);
     let start = Instant::now();
     let mut running = JoinSet::new();
-    for j in 0..plan.tasks {
-        let due = start + Duration::from_secs_f64(j as f64 / plan.rate);
+    for j in 0..calls {
+        let due = start + Duration::from_secs_f64((j * batch) as f64 / plan.rate);
         tokio::time::sleep_until(due).await;
         let slot = slots.clone().acquire_owned().await?;
         let user = plan.users[(j % plan.users.len() as u64) as usize];
+        let first = j * batch;
+        let count = batch.min(plan.tasks - first);
         let (client, url, tokens, accepted) = (
             client.clone(),
             url.clone(),
@@ -72,14 +84,14 @@ pub async fn produce(
             accepted.clone(),
         );
         running.spawn(async move {
-            let result = submit(&client, &url, &tokens[user], j).await;
+            let result = submit(&client, &url, &tokens[user], first, count, batch > 1).await;
             if result.is_ok() {
-                accepted[user].fetch_add(1, Ordering::Relaxed);
+                accepted[user].fetch_add(count, Ordering::Relaxed);
             }
             drop(slot);
-            (due.elapsed(), result)
+            (due.elapsed(), count, result)
         });
-        out.sent += 1;
+        out.sent += count;
         while let Some(done) = running.try_join_next() {
             out.absorb(done);
         }
@@ -92,14 +104,14 @@ pub async fn produce(
 }
 
 impl Produced {
-    fn absorb(&mut self, done: Result<(Duration, Result<(), String>), tokio::task::JoinError>) {
+    fn absorb(&mut self, done: Result<Submitted, tokio::task::JoinError>) {
         match done {
-            Ok((latency, result)) => {
+            Ok((latency, count, result)) => {
                 self.latency
                     .saturating_record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
                 match result {
-                    Ok(()) => self.accepted += 1,
-                    Err(kind) => *self.errors.entry(kind).or_default() += 1,
+                    Ok(()) => self.accepted += count,
+                    Err(kind) => *self.errors.entry(kind).or_default() += count,
                 }
             }
             Err(e) => {
@@ -112,12 +124,29 @@ impl Produced {
     }
 }
 
-/// One `POST /api/v1/tasks`; the error is a short kind (status and the start of the body).
-async fn submit(client: &reqwest::Client, url: &str, token: &str, k: u64) -> Result<(), String> {
+/// One call's latency, task count and outcome.
+type Submitted = (Duration, u64, Result<(), String>);
+
+/// Submits echo tasks `first..first + count` of one user in one call; the error is a short
+/// kind (status and the start of the body).
+async fn submit(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    first: u64,
+    count: u64,
+    batched: bool,
+) -> Result<(), String> {
+    let task = |k: u64| json!({ "type": "echo", "payload": { "i": k } });
+    let body = if batched {
+        json!({ "tasks": (first..first + count).map(task).collect::<Vec<_>>() })
+    } else {
+        task(first)
+    };
     let resp = client
         .post(url)
         .bearer_auth(token)
-        .json(&json!({ "type": "echo", "payload": { "i": k } }))
+        .json(&body)
         .send()
         .await
         .map_err(|e| format!("submit transport: {}", error_chain(&e)))?;

@@ -69,6 +69,7 @@ pub struct Params {
     pub hold_s: f64,
     pub connect_concurrency: usize,
     pub submit_concurrency: usize,
+    pub batch: u64,
     pub drain_timeout_s: f64,
     pub source_addrs: Vec<String>,
     pub server_pid: u32,
@@ -223,11 +224,12 @@ impl Report {
         )?;
         writeln!(
             o,
-            "  params: settle {} s, hold {} s, connect concurrency {}, submit concurrency {}, drain timeout {} s, server pid {}, sources {}, open files soft/hard {}/{}",
+            "  params: settle {} s, hold {} s, connect concurrency {}, submit concurrency {}, batch {}, drain timeout {} s, server pid {}, sources {}, open files soft/hard {}/{}",
             p.settle_s,
             p.hold_s,
             p.connect_concurrency,
             p.submit_concurrency,
+            p.batch,
             p.drain_timeout_s,
             p.server_pid,
             if p.source_addrs.is_empty() {
