@@ -135,42 +135,72 @@ impl ConnStats {
     }
 }
 
-/// Stored -> delivered latency of every event, per transport, in microseconds.
+/// Event types timed separately (the three an echo task makes), then everything else.
+pub const KINDS: [&str; 4] = ["TaskCreated", "TaskStarted", "TaskCompleted", "other"];
+
+/// Stored -> delivered latency of every event, per transport and per event type, in
+/// microseconds.
 pub struct Latency {
     ws: Mutex<Histogram<u64>>,
     sse: Mutex<Histogram<u64>>,
+    by_kind: [Mutex<Histogram<u64>>; 4],
     /// Events whose `created_at` was after their arrival (clock steps): recorded as 0.
     pub negative: AtomicU64,
+}
+
+/// Copies of the histograms of a [`Latency`].
+pub struct LatencySnapshot {
+    pub ws: Histogram<u64>,
+    pub sse: Histogram<u64>,
+    /// In the order of [`KINDS`].
+    pub by_kind: Vec<Histogram<u64>>,
 }
 
 impl Latency {
     /// Empty histograms tracking up to `max_us`.
     pub fn new(max_us: u64) -> anyhow::Result<Self> {
-        let h = || Histogram::new_with_bounds(1, max_us, 3);
+        let h = || Histogram::new_with_bounds(1, max_us, 3).map(Mutex::new);
         Ok(Self {
-            ws: Mutex::new(h()?),
-            sse: Mutex::new(h()?),
+            ws: h()?,
+            sse: h()?,
+            by_kind: [h()?, h()?, h()?, h()?],
             negative: AtomicU64::new(0),
         })
     }
 
-    fn record(&self, transport: Transport, created_at: DateTime<Utc>, arrived: DateTime<Utc>) {
+    fn record(
+        &self,
+        transport: Transport,
+        kind: Option<&str>,
+        created_at: DateTime<Utc>,
+        arrived: DateTime<Utc>,
+    ) {
         let us = (arrived - created_at)
             .num_microseconds()
             .unwrap_or(i64::MAX);
         if us < 0 {
             self.negative.fetch_add(1, Ordering::Relaxed);
         }
+        let us = us.max(0).unsigned_abs();
         let h = match transport {
             Transport::Ws => &self.ws,
             Transport::Sse => &self.sse,
         };
-        lock(h).saturating_record(us.max(0).unsigned_abs());
+        lock(h).saturating_record(us);
+        let k = KINDS[..3]
+            .iter()
+            .position(|k| Some(*k) == kind)
+            .unwrap_or(3);
+        lock(&self.by_kind[k]).saturating_record(us);
     }
 
-    /// Copies of the histograms: WebSocket, SSE.
-    pub fn snapshot(&self) -> (Histogram<u64>, Histogram<u64>) {
-        (lock(&self.ws).clone(), lock(&self.sse).clone())
+    /// Copies of the histograms.
+    pub fn snapshot(&self) -> LatencySnapshot {
+        LatencySnapshot {
+            ws: lock(&self.ws).clone(),
+            sse: lock(&self.sse).clone(),
+            by_kind: self.by_kind.iter().map(|h| lock(h).clone()).collect(),
+        }
     }
 }
 
@@ -195,6 +225,8 @@ pub struct Spec {
 struct Frame {
     id: u64,
     created_at: Option<DateTime<Utc>>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 /// Opens the connection, reports on `opened` (time to the first frame, or why it failed),
@@ -248,8 +280,9 @@ async fn hold_ws(
                     Ok(Frame {
                         id,
                         created_at: Some(at),
+                        kind,
                     }) => {
-                        latency.record(Transport::Ws, at, arrived);
+                        latency.record(Transport::Ws, kind.as_deref(), at, arrived);
                         stats.observe(id);
                     }
                     Ok(_) => {}
@@ -382,8 +415,9 @@ async fn hold_sse(
                     Ok(Frame {
                         id,
                         created_at: Some(at),
+                        kind,
                     }) => {
-                        latency.record(Transport::Sse, at, arrived);
+                        latency.record(Transport::Sse, kind.as_deref(), at, arrived);
                         stats.observe(id);
                     }
                     Ok(_) => {}

@@ -255,6 +255,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     live_users.dedup();
     let task_rate = args.event_rate / EVENTS_PER_TASK as f64;
     let tasks = (task_rate * args.duration.as_secs_f64()).round() as u64;
+    let cpu_before = (process::cpu_seconds(&server)?, process::machine_cpu()?);
     let produced = if tasks > 0 && !live_users.is_empty() {
         progress!(
             "producing {tasks} echo tasks at {task_rate:.1}/s for {} users",
@@ -286,6 +287,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+
+    let cpu = cpu_use(&server, cpu_before, produced.as_ref())?;
 
     // Phase 3: drain.
     let drain_start = Instant::now();
@@ -324,13 +327,19 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     events.drained = drained;
     events.drain_seconds = (drain_seconds * 100.0).round() / 100.0;
     events.negative_latencies = latency.negative.load(Ordering::Relaxed);
-    let (ws_h, sse_h) = latency.snapshot();
-    let mut all_h = ws_h.clone();
-    all_h.add(&sse_h).context("merging histograms")?;
+    events.cpu = cpu;
+    let snap = latency.snapshot();
+    let mut all_h = snap.ws.clone();
+    all_h.add(&snap.sse).context("merging histograms")?;
     let latency_report = LatencyReport {
-        ws: Summary::of(&ws_h),
-        sse: Summary::of(&sse_h),
+        ws: Summary::of(&snap.ws),
+        sse: Summary::of(&snap.sse),
         all: Summary::of(&all_h),
+        by_type: client::KINDS
+            .iter()
+            .zip(&snap.by_kind)
+            .filter_map(|(k, h)| Some(((*k).to_owned(), Summary::of(h)?)))
+            .collect(),
     };
     let per = |grown: u64, n: usize| (n > 0).then(|| round1(grown as f64 / n as f64));
     let memory = MemoryReport {
@@ -538,7 +547,28 @@ fn events_report(
         drained: false,
         drain_seconds: 0.0,
         negative_latencies: 0,
+        cpu: None,
     }
+}
+
+/// CPU used over the produce phase: the server's, and the whole machine's.
+fn cpu_use(
+    server: &str,
+    (server_before, machine_before): (f64, process::MachineCpu),
+    produced: Option<&produce::Produced>,
+) -> anyhow::Result<Option<report::Cpu>> {
+    let Some(p) = produced else {
+        return Ok(None);
+    };
+    let seconds = p.elapsed.as_secs_f64().max(1e-9);
+    let server_cpu = process::cpu_seconds(server)? - server_before;
+    let (busy, steal) = process::machine_percent(machine_before, process::machine_cpu()?);
+    Ok(Some(report::Cpu {
+        server_cores: (server_cpu / seconds * 100.0).round() / 100.0,
+        machine_busy_percent: round1(busy),
+        machine_steal_percent: round1(steal),
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
+    }))
 }
 
 fn round1(v: f64) -> f64 {

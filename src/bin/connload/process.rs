@@ -121,3 +121,70 @@ pub fn raise_file_limit() -> anyhow::Result<FileLimit> {
         hard: lim.rlim_max,
     })
 }
+
+/// CPU time `pid` has used (user + system), in seconds, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // Fields after the command name (which may hold spaces), from field 3 (state) on.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .with_context(|| format!("unexpected {path}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("unexpected {path}"))
+    };
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state.
+    Ok((ticks(11)? + ticks(12)?) as f64 / clock_ticks())
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
+fn clock_ticks() -> f64 {
+    // SAFETY: `sysconf` only reads its argument.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// The machine's CPU counters from the first line of `/proc/stat`, in ticks.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineCpu {
+    busy: u64,
+    steal: u64,
+    total: u64,
+}
+
+/// Reads [`MachineCpu`] now.
+pub fn machine_cpu() -> anyhow::Result<MachineCpu> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    // cpu user nice system idle iowait irq softirq steal guest guest_nice
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    if v.len() < 8 {
+        anyhow::bail!("unexpected /proc/stat: {line}");
+    }
+    // Guest time is already counted in user and nice.
+    let total: u64 = v[..8].iter().sum();
+    let idle = v[3] + v[4];
+    Ok(MachineCpu {
+        busy: total - idle - v[7],
+        steal: v[7],
+        total,
+    })
+}
+
+/// Machine CPU use between two readings, in percent of all cores: (busy, steal).
+pub fn machine_percent(from: MachineCpu, to: MachineCpu) -> (f64, f64) {
+    let total = to.total.saturating_sub(from.total).max(1) as f64;
+    (
+        to.busy.saturating_sub(from.busy) as f64 * 100.0 / total,
+        to.steal.saturating_sub(from.steal) as f64 * 100.0 / total,
+    )
+}

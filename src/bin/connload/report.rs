@@ -133,6 +133,21 @@ pub struct Events {
     pub drain_seconds: f64,
     /// Events whose `created_at` is after their arrival (recorded as 0).
     pub negative_latencies: u64,
+    /// CPU use while producing.
+    pub cpu: Option<Cpu>,
+}
+
+/// CPU use over the produce phase.
+#[derive(Debug, Serialize)]
+pub struct Cpu {
+    /// The server's CPU time per second (1.0 = one core busy).
+    pub server_cores: f64,
+    /// The whole machine (server, load program, databases, anything else), percent of all cores.
+    pub machine_busy_percent: f64,
+    /// Time the hypervisor gave to other VMs, percent of all cores.
+    pub machine_steal_percent: f64,
+    /// Cores of the machine.
+    pub cores: usize,
 }
 
 /// Stored -> delivered latency.
@@ -141,6 +156,8 @@ pub struct LatencyReport {
     pub ws: Option<Summary>,
     pub sse: Option<Summary>,
     pub all: Option<Summary>,
+    /// Per event type (both transports).
+    pub by_type: BTreeMap<String, Summary>,
 }
 
 /// Everything a run measured.
@@ -321,6 +338,16 @@ impl Report {
             TARGET_P99_MS,
             yes_no(self.verdict.p99_met),
         )?;
+        for (kind, sum) in &l.by_type {
+            writeln!(o, "    {kind:<14} {}", Summary::line(&Some(sum.clone())))?;
+        }
+        if let Some(c) = &e.cpu {
+            writeln!(
+                o,
+                "  cpu while producing: server {:.2} cores; machine {:.1}% busy + {:.1}% steal of {} cores",
+                c.server_cores, c.machine_busy_percent, c.machine_steal_percent, c.cores
+            )?;
+        }
         if e.negative_latencies > 0 {
             writeln!(
                 o,
