@@ -4,7 +4,7 @@
 # the server. Usage:
 #   scripts/connbench.sh embedded|clustered [connload args...]
 # Env: MAXCONN (MAX_CONNECTIONS, default 20000), BUFFER (NOTIFICATION_BUFFER, default 256),
-# POOL (WORKER_POOL_SIZE, default 100), LOG (RUST_LOG, default warn), PORT (default 18102),
+# POOL (WORKER_POOL_SIZE, default 1000: an echo task takes microseconds, so claims amortise over many slots), LOG (RUST_LOG, default warn), PORT (default 18102),
 # PROFILE (cargo profile directory under target/, default release).
 # Clustered mode uses a fresh database ais_connbench on 127.0.0.1:5432 and Redis prefix
 # connbench. The server's log is printed when it exits badly.
@@ -19,7 +19,7 @@ export JWT_SECRET=connbench-secret-connbench-secret-0123
 ulimit -n "$(ulimit -Hn)"
 data=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
-common=(env PORT="$port" WORKER_POOL_SIZE="${POOL:-100}" MAX_CONNECTIONS="${MAXCONN:-20000}"
+common=(env PORT="$port" WORKER_POOL_SIZE="${POOL:-1000}" MAX_CONNECTIONS="${MAXCONN:-20000}"
   NOTIFICATION_BUFFER="${BUFFER:-256}" MAX_QUEUE_SIZE=100000 RUST_LOG="${LOG:-warn}")
 if [ "$mode" = clustered ]; then
   psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS ais_connbench" \

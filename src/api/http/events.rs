@@ -13,7 +13,8 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::api::AppState;
@@ -87,26 +88,46 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// An event as clients see it: `{"created_at", "data", "id", "task_id", "type", "user_id"}`
+/// (keys in the order a JSON object map sorts them). Fields are borrowed: this runs once per
+/// event and connection, and building a `Value` cloned `data` each time.
+#[derive(Serialize)]
+struct WireEvent<'a> {
+    created_at: &'a DateTime<Utc>,
+    data: &'a Value,
+    id: u64,
+    task_id: &'a TaskId,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    user_id: &'a UserId,
+}
+
 /// An event as clients see it: `{"id", "task_id", "user_id", "type", "data", "created_at"}`.
 /// Data that would make it larger than 1 MiB is replaced by a note to fetch the task.
 pub fn event_json(e: &StoredEvent) -> String {
-    let mut v = json!({
-        "id": e.id,
-        "task_id": e.event.task_id,
-        "user_id": e.event.user_id,
-        "type": e.event.kind.as_str(),
-        "data": e.event.data,
-        "created_at": e.event.created_at,
-    });
-    let text = v.to_string();
+    let text = wire_json(e, &e.event.data);
     if text.len() <= MAX_EVENT_BYTES {
         return text;
     }
-    v["data"] = json!({
+    let omitted = json!({
         "omitted": "event larger than 1 MiB; fetch the task for its state",
         "bytes": text.len(),
     });
-    v.to_string()
+    wire_json(e, &omitted)
+}
+
+/// `e` with `data` as its data, as JSON.
+fn wire_json(e: &StoredEvent, data: &Value) -> String {
+    let wire = WireEvent {
+        created_at: &e.event.created_at,
+        data,
+        id: e.id,
+        task_id: &e.event.task_id,
+        kind: e.event.kind.as_str(),
+        user_id: &e.event.user_id,
+    };
+    // Serializing borrowed plain data cannot fail (no maps with non-string keys).
+    serde_json::to_string(&wire).unwrap_or_default()
 }
 
 /// The JSON of the first item: `{"type": "subscribed" | "resync", "recovered", "id"}`.
@@ -166,5 +187,48 @@ fn sse_event(item: StreamItem, resumable: bool) -> Event {
         StreamItem::Closed(reason) => Event::default()
             .event("error")
             .data(json!({ "reason": reason.code(), "message": reason.message() }).to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{TaskEvent, TaskEventType};
+
+    fn event(data: Value) -> StoredEvent {
+        StoredEvent {
+            id: 7,
+            event: TaskEvent {
+                task_id: TaskId::new(),
+                user_id: UserId::parse("alice").expect("valid user"),
+                kind: TaskEventType::TaskCompleted,
+                data,
+                created_at: crate::clock::now(),
+            },
+        }
+    }
+
+    #[test]
+    fn event_json_has_the_documented_shape() {
+        let e = event(json!({"status": "completed", "result": {"echo": 1}}));
+        let expected = json!({
+            "id": 7,
+            "task_id": e.event.task_id,
+            "user_id": "alice",
+            "type": "TaskCompleted",
+            "data": e.event.data,
+            "created_at": e.event.created_at,
+        });
+        // Same text as the object map would print, key order included.
+        assert_eq!(event_json(&e), expected.to_string());
+    }
+
+    #[test]
+    fn data_over_one_mebibyte_is_replaced_by_a_note() {
+        let e = event(json!({ "text": "x".repeat(MAX_EVENT_BYTES) }));
+        let v: Value = serde_json::from_str(&event_json(&e)).expect("json");
+        assert_eq!(v["id"], 7);
+        assert!(v["data"]["omitted"].as_str().is_some(), "{v}");
+        assert!(v["data"]["bytes"].as_u64().unwrap_or(0) > MAX_EVENT_BYTES as u64);
     }
 }
