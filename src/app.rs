@@ -122,7 +122,7 @@ async fn connect(
                     .context("connecting to PostgreSQL")?
                     .with_publisher(bus.clone()),
             );
-            let redis = redis_connection(redis_url.expose())
+            let redis = crate::ratelimit::managed_connection(redis_url.expose())
                 .await
                 .context("connecting to Redis")?;
             let limiter: Arc<dyn RateLimiter> =
@@ -152,15 +152,6 @@ async fn connect(
             }
         }
     })
-}
-
-/// A managed Redis connection with bounded connect and response times.
-async fn redis_connection(url: &str) -> redis::RedisResult<redis::aio::ConnectionManager> {
-    let client = redis::Client::open(url)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(2)));
-    redis::aio::ConnectionManager::new_with_config(client, config).await
 }
 
 /// The configured JWT secret; in embedded mode without one, a secret generated once and kept

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use memory::MemoryRateLimiter;
-pub use redis::RedisRateLimiter;
+pub use redis::{RedisRateLimiter, managed_connection};
 
 /// A rate: `count` per `period`, with bursts of up to `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,15 +45,18 @@ impl RedisRateLimiter {
 
     /// Connects to `url`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, RateLimitError> {
-        let client = ::redis::Client::open(url)?;
-        let config = ::redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
-        Ok(Self::new(
-            ConnectionManager::new_with_config(client, config).await?,
-            prefix,
-        ))
+        Ok(Self::new(managed_connection(url).await?, prefix))
     }
+}
+
+/// A managed Redis connection (reconnects by itself) with bounded connect and response times,
+/// shared by the rate limiter, breakers and cache of one instance.
+pub async fn managed_connection(url: &str) -> ::redis::RedisResult<ConnectionManager> {
+    let client = ::redis::Client::open(url)?;
+    let config = ::redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)));
+    ConnectionManager::new_with_config(client, config).await
 }
 
 #[async_trait]

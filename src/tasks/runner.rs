@@ -108,10 +108,11 @@ impl TaskRunner {
             });
         }
         let chain = self.chain(task.task_type, &task.payload);
-        let use_cache = !self.inner.cache_ttl.is_zero() && cache::allowed(&task.payload);
-        let key = cache::key(task.task_type, &task.payload, &chain);
-        if use_cache {
-            let hit = self.inner.cache.get(&key).await;
+        // Hashing the payload is skipped when the cache is off or the request opts out.
+        let key = (!self.inner.cache_ttl.is_zero() && cache::allowed(&task.payload))
+            .then(|| cache::key(task.task_type, &task.payload, &chain));
+        if let Some(key) = &key {
+            let hit = self.inner.cache.get(key).await;
             self.counters.count(hit.is_some());
             if let Some(mut result) = hit {
                 result["cached"] = json!(true);
@@ -122,10 +123,10 @@ impl TaskRunner {
             }
         }
         let output = self.run(task, &chain, tokens).await?;
-        if use_cache {
+        if let Some(key) = &key {
             self.inner
                 .cache
-                .put(&key, &output.result, self.inner.cache_ttl)
+                .put(key, &output.result, self.inner.cache_ttl)
                 .await;
         }
         Ok(output)
