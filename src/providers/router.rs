@@ -317,10 +317,7 @@ impl Router {
                 continue;
             }
             if let Err(wait) = self.take_rate(spec, estimate).await {
-                // A trial slot we do not use must not stay taken.
-                if permit == Permit::Trial {
-                    let _ = self.breakers.record(name, permit, true).await;
-                }
+                self.release_trial(name, permit).await;
                 ctx.record(
                     name,
                     &spec.model,
@@ -342,17 +339,17 @@ impl Router {
                 });
                 continue;
             }
-            let hold = self
+            let hold = match self
                 .budget
                 .reserve(&ctx.user_id, spec.price.estimate(estimate))
                 .await
-                .inspect_err(|_| {
-                    if permit == Permit::Trial {
-                        let breakers = self.breakers.clone();
-                        let name = name.clone();
-                        tokio::spawn(async move { breakers.record(&name, permit, true).await });
-                    }
-                })?;
+            {
+                Ok(hold) => hold,
+                Err(e) => {
+                    self.release_trial(name, permit).await;
+                    return Err(e);
+                }
+            };
             let outcome = call(spec).await;
             let failed_health = matches!(
                 &outcome,
@@ -451,6 +448,13 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// A half-open trial slot that is not used for a call must not stay taken.
+    async fn release_trial(&self, name: &str, permit: Permit) {
+        if permit == Permit::Trial {
+            let _ = self.breakers.record(name, permit, true).await;
+        }
     }
 
     async fn settle(&self, hold: Option<BudgetHold>, cost: Micros) {
