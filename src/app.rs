@@ -21,8 +21,8 @@ use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::service::{
-    AdminService, AiService, NotificationService, QueueService, Retention, StreamLimits,
-    SubmitLimits, TaskService,
+    AdminService, AiService, NotificationService, QueueService, Retention, SessionBook,
+    StreamLimits, SubmitLimits, TaskService,
 };
 use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
 use crate::tasks::{MemoryCache, RedisCache};
@@ -309,6 +309,11 @@ impl Application {
             config.notification_retention,
         );
         background.spawn(retention.run(shutdown.child_token()));
+        let sessions = Arc::new(SessionBook::new(
+            backends.notifications.clone(),
+            crate::service::notifications::SESSION_TOUCH,
+        ));
+        background.spawn(sessions.clone().run(shutdown.child_token()));
         let notifications = NotificationService::new(
             backends.notifications.clone(),
             backends.store.clone(),
@@ -318,6 +323,7 @@ impl Application {
                 keepalive: config.notification_keepalive,
             },
             host.clone(),
+            sessions,
             shutdown.clone(),
         );
 

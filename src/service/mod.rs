@@ -7,6 +7,7 @@ pub mod notifications;
 mod queue_depth;
 mod queues;
 mod retention;
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub use notifications::{
 use queue_depth::QueueDepth;
 pub use queues::{QueueService, QueueView};
 pub use retention::Retention;
+pub use sessions::{SessionBook, SessionCell};
 
 /// Most tasks in one `SubmitTasks` call.
 pub const MAX_BATCH: usize = 1000;

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::ServiceError;
+use super::{ServiceError, SessionBook, SessionCell};
 use crate::auth::{Caller, Role};
 use crate::bus::{Hub, Live, LiveEvents};
 use crate::clock;
@@ -24,9 +24,10 @@ use crate::store::{NotificationSession, NotificationStore, StoreError, TaskStore
 
 /// Events read from the database per query while catching up.
 const PAGE: u32 = 500;
-/// How often a connection's session row is marked alive (with what it delivered). Sessions
-/// not marked for [`SESSION_STALE`] belong to a dead instance.
-const SESSION_TOUCH: Duration = Duration::from_secs(60);
+/// How often this instance's session rows are marked alive (with what each delivered), in one
+/// batched write ([`SessionBook`]). Sessions not marked for [`SESSION_STALE`] belong to a dead
+/// instance.
+pub const SESSION_TOUCH: Duration = Duration::from_secs(60);
 /// See [`SESSION_TOUCH`].
 pub const SESSION_STALE: Duration = Duration::from_secs(300);
 
@@ -137,18 +138,20 @@ pub struct NotificationService {
     slots: Arc<Semaphore>,
     limits: StreamLimits,
     instance: String,
+    sessions: Arc<SessionBook>,
     shutdown: CancellationToken,
 }
 
 impl NotificationService {
     /// Streams served by `hub`, closed on `shutdown`; `instance` names this instance in the
-    /// session table.
+    /// session table, whose rows `sessions` keeps alive (its loop runs separately).
     pub fn new(
         store: Arc<dyn NotificationStore>,
         tasks: Arc<dyn TaskStore>,
         hub: Hub,
         limits: StreamLimits,
         instance: String,
+        sessions: Arc<SessionBook>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -158,6 +161,7 @@ impl NotificationService {
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             limits,
             instance,
+            sessions,
             shutdown,
         }
     }
@@ -256,6 +260,7 @@ impl NotificationService {
             // The stream works without its session row; only delivery history suffers.
             tracing::warn!(error = %e, "could not register notification session");
         }
+        let delivered = self.sessions.open(session.id);
         Ok(EventStream {
             store: self.store.clone(),
             live,
@@ -271,10 +276,8 @@ impl NotificationService {
             deadline,
             shutdown: self.shutdown.clone(),
             session: session.id,
-            delivered: 0,
-            marked: 0,
-            touch_every: SESSION_TOUCH,
-            next_touch: Instant::now() + SESSION_TOUCH,
+            sessions: self.sessions.clone(),
+            delivered,
             _slot: slot,
         })
     }
@@ -337,12 +340,9 @@ pub struct EventStream {
     deadline: Option<Instant>,
     shutdown: CancellationToken,
     session: Uuid,
-    /// The highest id passed on.
-    delivered: u64,
-    /// The highest id recorded as delivered in the session table.
-    marked: u64,
-    touch_every: Duration,
-    next_touch: Instant,
+    sessions: Arc<SessionBook>,
+    /// The highest id passed on, written to the session table by `sessions`.
+    delivered: Arc<SessionCell>,
     /// Holds one of the instance's connection slots.
     _slot: OwnedSemaphorePermit,
 }
@@ -397,9 +397,6 @@ impl EventStream {
                 }
                 continue;
             }
-            if Instant::now() >= self.next_touch {
-                self.touch().await;
-            }
             if self.history {
                 if let Err(e) = self.read_history().await {
                     tracing::warn!(error = %e, "event history read failed");
@@ -423,7 +420,6 @@ impl EventStream {
                     Live::Overflowed => self.finished = Some(CloseReason::SlowConsumer),
                     Live::Closed => self.finished = Some(CloseReason::ShuttingDown),
                 },
-                _ = tokio::time::sleep_until(self.next_touch) => self.touch().await,
             }
         }
     }
@@ -504,46 +500,16 @@ impl EventStream {
         if self.task.is_some_and(|t| t != e.event.task_id) {
             return None;
         }
-        self.delivered = self.delivered.max(e.id);
+        self.delivered.delivered(e.id);
         if self.until_terminal && e.event.kind.is_terminal() {
             self.finished = Some(CloseReason::TaskFinished);
         }
         Some(StreamItem::Event(e))
     }
-
-    /// Records the session as alive, with what it delivered.
-    async fn touch(&mut self) {
-        self.next_touch = Instant::now() + self.touch_every;
-        if let Err(e) = self
-            .store
-            .mark_as_delivered(self.session, self.delivered, clock::now())
-            .await
-        {
-            tracing::debug!(error = %e, "could not mark notification session");
-        } else {
-            self.marked = self.delivered;
-        }
-    }
 }
 
 impl Drop for EventStream {
     fn drop(&mut self) {
-        let (store, session, delivered, marked) = (
-            self.store.clone(),
-            self.session,
-            self.delivered,
-            self.marked,
-        );
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let now = clock::now();
-                if delivered > marked {
-                    let _ = store.mark_as_delivered(session, delivered, now).await;
-                }
-                if let Err(e) = store.unregister_session(session, now).await {
-                    tracing::debug!(error = %e, "could not end notification session");
-                }
-            });
-        }
+        self.sessions.close(self.session);
     }
 }

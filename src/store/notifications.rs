@@ -113,6 +113,15 @@ pub trait NotificationStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
+    /// [`mark_as_delivered`](Self::mark_as_delivered) for many sessions in one statement: each
+    /// `(session, id)` pair records delivery up to `id`; all are alive at `now`. Ended sessions
+    /// are left alone.
+    async fn mark_sessions_delivered(
+        &self,
+        sessions: &[(Uuid, u64)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
     /// Ends sessions not seen since `seen_before` (their instance died). Returns how many.
     async fn end_stale_sessions(&self, seen_before: DateTime<Utc>) -> Result<u64, StoreError>;
 

@@ -174,6 +174,31 @@ macro_rules! impl_notification_store {
                 Ok(())
             }
 
+            async fn mark_sessions_delivered(
+                &self,
+                sessions: &[(uuid::Uuid, u64)],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), $crate::store::StoreError> {
+                if sessions.is_empty() {
+                    return Ok(());
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new("WITH v (id, d) AS (");
+                qb.push_values(sessions, |mut b, (id, delivered)| {
+                    b.push_bind(*id)
+                        .push_bind(i64::try_from(*delivered).unwrap_or(i64::MAX));
+                });
+                qb.push(") UPDATE notification_sessions SET last_seen = ")
+                    .push_bind(now)
+                    .push(
+                        ", last_delivered_id = CASE WHEN notification_sessions.last_delivered_id \
+                         < v.d THEN v.d ELSE notification_sessions.last_delivered_id END \
+                         FROM v WHERE notification_sessions.id = v.id \
+                         AND notification_sessions.ended_at IS NULL",
+                    );
+                qb.build().execute(&self.writer).await?;
+                Ok(())
+            }
+
             async fn end_stale_sessions(
                 &self,
                 seen_before: chrono::DateTime<chrono::Utc>,

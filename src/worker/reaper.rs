@@ -19,7 +19,8 @@ const PASS_LIMIT: u32 = 1000;
 pub struct Reaper {
     store: Arc<dyn TaskStore>,
     queue: Arc<dyn TaskQueue>,
-    /// Time between passes.
+    /// Time between passes: short enough that an orphaned task runs again within its lease
+    /// plus 1 s (a pass that finds nothing is one indexed query).
     interval: Duration,
     /// A worker silent this long is dead.
     stale_after: Duration,
@@ -31,7 +32,7 @@ impl Reaper {
         Self {
             store,
             queue,
-            interval: (lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)),
+            interval: (lease / 4).clamp(Duration::from_millis(100), Duration::from_millis(500)),
             stale_after: lease * 2,
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ai_integration_service::bus::{EventPublisher, Hub, HubConfig, Live, MemoryBus};
 use ai_integration_service::domain::{NewTask, StoredEvent, Task, TaskEventType, UserId, WorkerId};
-use ai_integration_service::service::Retention;
+use ai_integration_service::service::{Retention, SessionBook};
 use ai_integration_service::store::{
     Finish, NotificationSession, NotificationStore, Outcome, PgTaskStore, SqliteTaskStore,
     TaskStore, Transport,
@@ -496,6 +496,115 @@ async fn hub_forwards_sweeps_and_stops(s: Stores) {
     assert!(matches!(sub.recv().await, Live::Closed));
 }
 
+/// The session book marks every open session alive in batched writes (more sessions than one
+/// statement takes), records what each delivered, leaves ended sessions alone, ends a closed
+/// session, and its loop flushes until told to stop.
+async fn session_book_marks_in_batches(s: Stores) {
+    let alice = user("alice");
+    let t0 = now() - TimeDelta::seconds(10);
+    let tasks: Vec<Task> = (0..5)
+        .map(|i| task("alice", t0 + TimeDelta::milliseconds(i)))
+        .collect();
+    s.tasks.insert_tasks(tasks).await.unwrap();
+    let sessions: Vec<NotificationSession> = (0..1050)
+        .map(|_| NotificationSession {
+            id: Uuid::now_v7(),
+            user_id: alice.clone(),
+            instance: "host-a".into(),
+            transport: Transport::Sse,
+            connected_at: t0,
+            last_seen: t0,
+            last_delivered_id: 0,
+        })
+        .collect();
+    futures::future::try_join_all(sessions.iter().map(|x| s.notes.register_session(x)))
+        .await
+        .unwrap();
+    let book = Arc::new(SessionBook::new(s.notes.clone(), Duration::from_millis(50)));
+    let cells: Vec<_> = sessions.iter().map(|x| book.open(x.id)).collect();
+    assert_eq!(book.len(), 1050);
+    cells[7].delivered(3);
+    cells[7].delivered(2); // never goes back
+    assert_eq!(book.flush().await, 1050);
+    // Every session was seen after t0, so none is stale.
+    assert_eq!(
+        s.notes
+            .end_stale_sessions(t0 + TimeDelta::seconds(1))
+            .await
+            .unwrap(),
+        0
+    );
+    let undelivered = s
+        .notes
+        .find_undelivered_notifications(&alice, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        undelivered.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
+    // A closed session ends in the background, with its last delivery recorded.
+    cells[8].delivered(5);
+    book.close(sessions[8].id);
+    assert_eq!(book.len(), 1049);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s
+        .notes
+        .find_active_sessions_by_user(&alice)
+        .await
+        .unwrap()
+        .len()
+        != 1049
+    {
+        assert!(tokio::time::Instant::now() < deadline, "not ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        s.notes
+            .find_undelivered_notifications(&alice, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Ended sessions are not revived by a batch that names them.
+    s.notes
+        .mark_sessions_delivered(&[(sessions[8].id, 5), (sessions[9].id, 1)], now())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.notes
+            .find_active_sessions_by_user(&alice)
+            .await
+            .unwrap()
+            .len(),
+        1049
+    );
+    // The loop marks sessions alive until it is stopped.
+    let before = now();
+    let stop = CancellationToken::new();
+    let looping = tokio::spawn(book.clone().run(stop.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s
+        .notes
+        .find_active_sessions_by_user(&alice)
+        .await
+        .unwrap()
+        .iter()
+        .any(|x| x.last_seen < before)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not marked by the loop"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(2), looping)
+        .await
+        .expect("the loop stops")
+        .unwrap();
+}
+
 notification_tests!(
     retention_loop_deletes_and_stops,
     hub_forwards_sweeps_and_stops,
@@ -503,4 +612,5 @@ notification_tests!(
     retention_keeps_ids_increasing,
     sessions_and_delivery,
     progress_only_while_processing,
+    session_book_marks_in_batches,
 );
