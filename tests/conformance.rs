@@ -2629,6 +2629,56 @@ mod breakers {
         crate::support::cleanup_redis_prefix(&url, &prefix).await;
     }
 
+    /// An instance trusts a closed breaker it read from Redis for its sync interval, no longer:
+    /// a breaker another instance opened is skipped here once that interval passes. Its own
+    /// failures count at once, and a success clears earlier failures.
+    #[tokio::test]
+    async fn redis_view_of_a_closed_breaker_expires() {
+        let Some(url) = crate::support::redis_url().await else {
+            return;
+        };
+        let prefix = crate::support::redis_prefix();
+        let conn = || async {
+            let client = redis::Client::open(url.as_str()).unwrap();
+            redis::aio::ConnectionManager::new(client).await.unwrap()
+        };
+        let sync = Duration::from_millis(200);
+        let policy = BreakerPolicy {
+            open_for: Duration::from_secs(60),
+            ..POLICY
+        };
+        let a = RedisBreakers::new(conn().await, &prefix, policy).with_sync(sync);
+        let b = RedisBreakers::new(conn().await, &prefix, policy).with_sync(sync);
+
+        for _ in 0..3 {
+            a.record("q", Permit::Allowed, false).await.unwrap();
+        }
+        assert_eq!(b.snapshot("q").await.unwrap().failures, 3);
+        a.record("q", Permit::Allowed, true).await.unwrap();
+        assert_eq!(
+            b.snapshot("q").await.unwrap().failures,
+            0,
+            "a success clears"
+        );
+
+        assert_eq!(a.acquire("q").await.unwrap(), Permit::Allowed);
+        for _ in 0..5 {
+            b.record("q", Permit::Allowed, false).await.unwrap();
+        }
+        assert_eq!(b.snapshot("q").await.unwrap().state, BreakerState::Open);
+        // `a` read "closed" just now and may go on trusting it for `sync`, never longer.
+        tokio::time::sleep(sync + Duration::from_millis(50)).await;
+        assert!(!a.acquire("q").await.unwrap().is_allowed());
+        // Its own failure, counted in Redis, opens the breaker for it at once.
+        b.reset("q").await.unwrap();
+        assert_eq!(a.acquire("q").await.unwrap(), Permit::Allowed);
+        for _ in 0..5 {
+            a.record("q", Permit::Allowed, false).await.unwrap();
+        }
+        assert!(!a.acquire("q").await.unwrap().is_allowed());
+        crate::support::cleanup_redis_prefix(&url, &prefix).await;
+    }
+
     #[tokio::test]
     async fn memory() {
         let b = Arc::new(MemoryBreakers::new(POLICY));
