@@ -2,14 +2,16 @@
 # Runs one benchmark: starts a fresh release server in the given mode, runs loadgen against it,
 # stops the server. Usage:
 #   scripts/bench.sh embedded|clustered POOL_SIZE [loadgen args...]
-# Env: MAXQ (MAX_QUEUE_SIZE, default 10000), LOG (RUST_LOG, default warn), PORT (default 18101).
+# Env: MAXQ (MAX_QUEUE_SIZE, default 10000), LOG (RUST_LOG, default warn), PORT (default 18101),
+# SERVER_BIN (the server binary, default target/release/ai-integration-service: set it to compare
+# another build with the same loadgen).
 # Clustered mode uses a fresh database ais_bench on 127.0.0.1:5432 and Redis prefix bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=$1 pool=$2
 shift 2
 port=${PORT:-18101}
-bin=target/release/ai-integration-service
+bin=${SERVER_BIN:-target/release/ai-integration-service}
 export JWT_SECRET=bench-secret-bench-secret-bench-secret
 data=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT

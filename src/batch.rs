@@ -1,14 +1,21 @@
 //! Group commit: many concurrent callers' writes share one transaction.
 //!
-//! Each caller sends its items and waits. A few loops each take everything waiting (up to a
-//! cap), run one batch operation for all of it, and answer every caller. Under load one commit
-//! serves hundreds of requests; when idle a single request is written at once, so latency never
-//! waits for a timer.
+//! Each caller sends its items and waits. A loop takes everything waiting (up to a cap), runs
+//! one batch operation for all of it, and answers every caller. Under load one commit serves
+//! hundreds of requests; when idle a single request is written at once, so latency never waits
+//! for a timer.
+//!
+//! Calls carry a key (the owner of the rows, in practice) and each key always goes to the same
+//! loop. Writes of one owner lock the same rows (a user's event counter), so two transactions
+//! of one owner in flight at once only queue behind each other's commit; one loop per key lets
+//! the next batch gather while the current one commits, and different owners still write in
+//! parallel.
 
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 /// Why a batched call did not return a result.
@@ -23,16 +30,17 @@ pub enum BatchError<E> {
 }
 
 type Reply<O, E> = oneshot::Sender<Result<Vec<O>, BatchError<E>>>;
+type Job<I, O, E> = (Vec<I>, Reply<O, E>);
 
 /// Sends items to the batching loops.
 pub struct Batcher<I, O, E> {
-    tx: mpsc::Sender<(Vec<I>, Reply<O, E>)>,
+    loops: Arc<[mpsc::Sender<Job<I, O, E>>]>,
 }
 
 impl<I, O, E> Clone for Batcher<I, O, E> {
     fn clone(&self) -> Self {
         Self {
-            tx: self.tx.clone(),
+            loops: self.loops.clone(),
         }
     }
 }
@@ -45,22 +53,18 @@ where
 {
     /// Starts `loops` loops on `tracker`, each running `op` on up to `max_items` items at a time.
     /// `op` must return one output per input, in order. The loops end when every `Batcher`
-    /// clone is dropped and the queue is drained, so nothing accepted is abandoned.
+    /// clone is dropped and their queues are drained, so nothing accepted is abandoned.
     pub fn spawn<F, Fut>(tracker: &TaskTracker, loops: usize, max_items: usize, op: F) -> Self
     where
         F: Fn(Vec<I>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, E>> + Send,
     {
-        let (tx, rx) = mpsc::channel::<(Vec<I>, Reply<O, E>)>(max_items.max(1) * 4);
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..loops.max(1) {
-            let rx = rx.clone();
-            let op = op.clone();
-            tracker.spawn(async move {
-                loop {
-                    let jobs = {
-                        let mut rx = rx.lock().await;
-                        let Some(first) = rx.recv().await else { break };
+        let senders: Vec<_> = (0..loops.max(1))
+            .map(|_| {
+                let (tx, mut rx) = mpsc::channel::<Job<I, O, E>>(max_items.max(1) * 4);
+                let op = op.clone();
+                tracker.spawn(async move {
+                    while let Some(first) = rx.recv().await {
                         let mut n = first.0.len();
                         let mut jobs = vec![first];
                         while n < max_items {
@@ -72,19 +76,25 @@ where
                                 Err(_) => break,
                             }
                         }
-                        jobs
-                    };
-                    run_jobs(&op, jobs).await;
-                }
-            });
+                        run_jobs(&op, jobs).await;
+                    }
+                });
+                tx
+            })
+            .collect();
+        Self {
+            loops: senders.into(),
         }
-        Self { tx }
     }
 
-    /// Runs `op` on `items` as part of some batch and returns their outputs.
-    pub async fn call(&self, items: Vec<I>) -> Result<Vec<O>, BatchError<E>> {
+    /// Runs `op` on `items` as part of some batch of the loop that serves `key`, and returns
+    /// their outputs.
+    pub async fn call(&self, key: impl Hash, items: Vec<I>) -> Result<Vec<O>, BatchError<E>> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        let lane = (hasher.finish() % self.loops.len() as u64) as usize;
         let (reply, rx) = oneshot::channel();
-        self.tx
+        self.loops[lane]
             .send((items, reply))
             .await
             .map_err(|_| BatchError::Closed)?;
@@ -152,7 +162,7 @@ mod tests {
         let calls: Vec<_> = (0..50u32)
             .map(|i| {
                 let b = b.clone();
-                tokio::spawn(async move { (i, b.call(vec![i, i + 1000]).await.unwrap()) })
+                tokio::spawn(async move { (i, b.call("k", vec![i, i + 1000]).await.unwrap()) })
             })
             .collect();
         for c in calls {
@@ -163,6 +173,46 @@ mod tests {
         drop(b);
         tracker.close();
         tracker.wait().await;
+    }
+
+    /// Calls with one key go to one loop, so their batches never overlap; other keys run on
+    /// the other loops meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_key_has_one_batch_in_flight() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let tracker = TaskTracker::new();
+        let in_flight: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
+        let max_seen: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
+        let (flying, peaks) = (in_flight.clone(), max_seen.clone());
+        let b: Batcher<usize, usize, String> =
+            Batcher::spawn(&tracker, 4, 10, move |keys: Vec<usize>| {
+                let (flying, peaks) = (flying.clone(), peaks.clone());
+                async move {
+                    let k = keys[0];
+                    let now = flying[k].fetch_add(1, Ordering::SeqCst) + 1;
+                    peaks[k].fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    flying[k].fetch_sub(1, Ordering::SeqCst);
+                    Ok(keys)
+                }
+            });
+        let calls: Vec<_> = (0..60usize)
+            .map(|i| {
+                let b = b.clone();
+                // A batch may mix keys that share a loop; it counts as its first key's.
+                tokio::spawn(async move { b.call(i % 3, vec![i % 3]).await.unwrap() })
+            })
+            .collect();
+        for c in calls {
+            c.await.unwrap();
+        }
+        for (k, peak) in max_seen.iter().enumerate() {
+            assert_eq!(
+                peak.load(Ordering::SeqCst),
+                1,
+                "key {k} had two batches at once"
+            );
+        }
     }
 
     #[tokio::test]
@@ -176,7 +226,7 @@ mod tests {
                     Ok(xs)
                 }
             });
-        let (good, bad) = tokio::join!(b.call(vec![1, 2]), b.call(vec![-1]));
+        let (good, bad) = tokio::join!(b.call("k", vec![1, 2]), b.call("k", vec![-1]));
         assert_eq!(good.unwrap(), vec![1, 2]);
         assert!(matches!(bad, Err(BatchError::Failed(e)) if *e == "negative"));
     }

@@ -117,8 +117,8 @@ impl TaskService {
                 requests.len()
             )));
         }
-        self.check_user_limits(&requests[0].user_id, requests.len())
-            .await?;
+        let owner = requests[0].user_id.clone();
+        self.check_user_limits(&owner, requests.len()).await?;
         let waiting = self.depth.get(&*self.queue).await?;
         if waiting + requests.len() as u64 > self.limits.max_queue_size {
             return Err(ServiceError::Busy {
@@ -140,7 +140,7 @@ impl TaskService {
                 task
             })
             .collect();
-        let inserted = self.inserts.call(tasks).await?;
+        let inserted = self.inserts.call(owner, tasks).await?;
         self.depth
             .add(inserted.iter().filter(|i| i.created).count() as u64);
         Ok(inserted.into_iter().map(|i| i.task).collect())

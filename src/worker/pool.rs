@@ -442,7 +442,7 @@ async fn run_task(shared: Arc<Shared>, task: Task, slot: SlotGuard, abort: Cance
         outcome,
         at: now,
     };
-    match shared.finishes.call(vec![finish]).await {
+    match shared.finishes.call(&task.user_id, vec![finish]).await {
         Ok(applied) if applied.first() == Some(&true) => {
             if let Some(due) = retry_at {
                 match shared
