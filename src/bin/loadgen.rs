@@ -780,14 +780,18 @@ where
         start_wall
             + chrono::Duration::from_std(at.saturating_duration_since(start)).unwrap_or_default()
     };
+    let schedule = move |j: usize| start + Duration::from_secs_f64(j as f64 / calls_per_sec);
+    let mut ticks = (calls_per_sec > 0.0).then(|| pace(calls, schedule));
     let mut running = JoinSet::new();
     for j in 0..calls {
-        let due = if calls_per_sec > 0.0 {
-            let due = start + Duration::from_secs_f64(j as f64 / calls_per_sec);
-            tokio::time::sleep_until(due).await;
-            Some(due)
-        } else {
-            None
+        let due = match &mut ticks {
+            Some(ticks) => {
+                if ticks.recv().await.is_none() {
+                    bail!("pacer thread stopped");
+                }
+                Some(schedule(j))
+            }
+            None => None,
         };
         let Ok(slot) = slots.clone().acquire_owned().await else {
             bail!("concurrency semaphore closed");
@@ -813,6 +817,29 @@ where
     phase.elapsed = start.elapsed();
     phase.ok.sort_by_key(|(j, _, _)| *j);
     Ok(phase)
+}
+
+/// Ticks once per call at its due instant, from an OS thread: tokio's timer rounds every sleep
+/// up to its next millisecond tick, which would make every open-loop call leave up to 1 ms late
+/// (and count that as server latency). A thread's sleep is precise to tens of microseconds.
+fn pace(
+    calls: usize,
+    schedule: impl Fn(usize) -> Instant + Send + 'static,
+) -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for j in 0..calls {
+            let due = schedule(j).into_std();
+            let now = std::time::Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 type CallOutcome<T> = (usize, Instant, Duration, Result<T, CallError>);
