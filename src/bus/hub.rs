@@ -278,22 +278,38 @@ impl Hub {
 
     /// Receives from `bus` and forwards until `shutdown`; sweeps every `sweep_interval` and
     /// whenever the bus reports lost messages. On shutdown every subscription ends.
+    ///
+    /// A sweep reads the database (every watched user's counter), so it runs beside the loop,
+    /// one at a time: live events keep flowing while it waits. What it forwards twice, streams
+    /// drop by id.
     pub async fn run(self, bus: Arc<dyn EventBus>, shutdown: CancellationToken) {
         let mut rx = bus.subscribe();
         let mut tick = tokio::time::interval(self.inner.config.sweep_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweeping: Option<tokio::task::JoinHandle<()>> = None;
+        let sweep = |sweeping: &mut Option<tokio::task::JoinHandle<()>>| {
+            if sweeping.as_ref().is_none_or(|s| s.is_finished()) {
+                let hub = self.clone();
+                *sweeping = Some(tokio::spawn(async move { hub.sweep().await }));
+            }
+        };
         loop {
             tokio::select! {
                 m = rx.recv() => match m {
                     Ok(BusMessage::Events(events)) => self.dispatch(&events),
                     Ok(BusMessage::Lost) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        self.sweep().await;
+                        sweep(&mut sweeping);
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
-                _ = tick.tick() => self.sweep().await,
+                _ = tick.tick() => sweep(&mut sweeping),
                 _ = shutdown.cancelled() => break,
             }
+        }
+        if let Some(s) = sweeping {
+            // A sweep only reads; it need not finish.
+            s.abort();
+            let _ = s.await;
         }
         // Dropping every sender ends every connection's stream.
         let mut reg = self.lock();
