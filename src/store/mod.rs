@@ -176,7 +176,20 @@ pub trait TaskStore: Send + Sync + 'static {
         progress: Option<u8>,
         data: Value,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let applied = self
+            .record_progress_many(vec![(task_id, progress, data)], now)
+            .await?;
+        Ok(applied.first() == Some(&true))
+    }
+
+    /// [`record_progress`](Self::record_progress) for many tasks in one transaction (one
+    /// commit, one lock per user counter): whether each was recorded, in order.
+    async fn record_progress_many(
+        &self,
+        updates: Vec<(TaskId, Option<u8>, Value)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError>;
 
     /// Pending tasks in queue order (priority, then age).
     async fn find_pending_tasks(&self, limit: u32) -> Result<Vec<Task>, StoreError>;

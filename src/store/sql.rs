@@ -502,13 +502,14 @@ macro_rules! impl_task_store {
                 Ok(Some((task, true)))
             }
 
-            async fn record_progress(
+            async fn record_progress_many(
                 &self,
-                task_id: $crate::domain::TaskId,
-                progress: Option<u8>,
-                data: serde_json::Value,
+                updates: Vec<($crate::domain::TaskId, Option<u8>, serde_json::Value)>,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<bool, $crate::store::StoreError> {
+            ) -> Result<Vec<bool>, $crate::store::StoreError> {
+                if updates.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let mut tx = self.writer.begin().await?;
                 // Progress is frequent and informational: on PostgreSQL it commits without
                 // waiting for its WAL flush (a database crash can lose the last progress events,
@@ -518,40 +519,60 @@ macro_rules! impl_task_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE tasks SET progress = COALESCE(",
-                );
-                qb.push_bind(progress.map(i32::from))
-                    .push(", progress), updated_at = ")
-                    .push_bind(now)
-                    .push(" WHERE id = ")
-                    .push_bind(task_id.as_uuid())
-                    .push(" AND status = 'processing' RETURNING user_id");
-                let user: Option<String> = qb.build_query_scalar().fetch_optional(&mut *tx).await?;
-                let Some(user) = user else {
+                let mut applied = Vec::with_capacity(updates.len());
+                let mut events = Vec::with_capacity(updates.len());
+                let postgres = <$db as sqlx::Database>::NAME == "PostgreSQL";
+                for (task_id, progress, mut data) in updates {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE tasks SET progress = COALESCE(",
+                    );
+                    qb.push_bind(progress.map(i32::from))
+                        .push(", progress), updated_at = ")
+                        .push_bind(now);
+                    if postgres {
+                        // Never wait for a task another transaction holds (it is finishing,
+                        // and its outcome carries the whole answer): with several tasks per
+                        // transaction, waiting could deadlock with a batch of completions
+                        // that locks the same tasks in another order.
+                        qb.push(
+                            " WHERE id = (SELECT id FROM tasks WHERE status = 'processing' \
+                             AND id = ",
+                        )
+                        .push_bind(task_id.as_uuid())
+                        .push(" FOR UPDATE SKIP LOCKED) RETURNING user_id");
+                    } else {
+                        qb.push(" WHERE id = ")
+                            .push_bind(task_id.as_uuid())
+                            .push(" AND status = 'processing' RETURNING user_id");
+                    }
+                    let user: Option<String> =
+                        qb.build_query_scalar().fetch_optional(&mut *tx).await?;
+                    applied.push(user.is_some());
+                    let Some(user) = user else { continue };
+                    let size = serde_json::to_vec(&data).map(|v| v.len()).unwrap_or(0);
+                    if size > $crate::domain::MAX_EVENT_BYTES {
+                        data = serde_json::json!({ "omitted": "progress data over 1 MiB", "bytes": size });
+                    }
+                    if let (Some(p), serde_json::Value::Object(map)) = (progress, &mut data) {
+                        map.entry("progress").or_insert(serde_json::json!(p));
+                    }
+                    events.push($crate::store::sql::NewEvent {
+                        task_id,
+                        user_id: $crate::domain::UserId::parse(&user)
+                            .map_err(|_| $crate::store::StoreError::Corrupt("user_id".into()))?,
+                        kind: $crate::domain::TaskEventType::TaskProgress,
+                        data,
+                        at: now,
+                    });
+                }
+                if events.is_empty() {
                     tx.rollback().await?;
-                    return Ok(false);
-                };
-                let mut data = data;
-                let size = serde_json::to_vec(&data).map(|v| v.len()).unwrap_or(0);
-                if size > $crate::domain::MAX_EVENT_BYTES {
-                    data = serde_json::json!({ "omitted": "progress data over 1 MiB", "bytes": size });
+                    return Ok(applied);
                 }
-                if let (Some(p), serde_json::Value::Object(map)) = (progress, &mut data) {
-                    map.entry("progress").or_insert(serde_json::json!(p));
-                }
-                let event = $crate::store::sql::NewEvent {
-                    task_id,
-                    user_id: $crate::domain::UserId::parse(&user)
-                        .map_err(|_| $crate::store::StoreError::Corrupt("user_id".into()))?,
-                    kind: $crate::domain::TaskEventType::TaskProgress,
-                    data,
-                    at: now,
-                };
-                let stored = Self::insert_events(&mut tx, vec![event]).await?;
+                let stored = Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
                 self.publisher.publish(stored);
-                Ok(true)
+                Ok(applied)
             }
 
             async fn find_pending_tasks(

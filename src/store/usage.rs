@@ -128,6 +128,18 @@ macro_rules! impl_usage_store {
                 &self,
                 attempts: &[$crate::domain::ProviderAttempt],
             ) -> Result<(), $crate::store::StoreError> {
+                if attempts.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.writer.begin().await?;
+                // Attempts are written in the background after they happen (a crash of this
+                // process loses what was not yet written), so waiting for the WAL flush buys
+                // little; it would put these inserts into every task commit's flush queue.
+                if <$db as sqlx::Database>::NAME == "PostgreSQL" {
+                    sqlx::query("SET LOCAL synchronous_commit = off")
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 for chunk in attempts.chunks($crate::store::sql::INSERT_CHUNK) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO usage_stats (id, task_id, user_id, provider, model, \
@@ -151,8 +163,9 @@ macro_rules! impl_usage_store {
                             .push_bind(a.latency_ms as i64)
                             .push_bind(a.at);
                     });
-                    qb.build().execute(&self.writer).await?;
+                    qb.build().execute(&mut *tx).await?;
                 }
+                tx.commit().await?;
                 Ok(())
             }
 

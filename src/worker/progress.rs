@@ -1,7 +1,7 @@
 //! Publishes the text that running tasks stream, as TaskProgress events.
 //!
-//! One loop per pool walks the running attempts every [`PROGRESS_INTERVAL`] and writes, one
-//! after the other, an event for each attempt that received text since the last pass. Writes are
+//! One loop per pool walks the running attempts every [`PROGRESS_INTERVAL`] and writes, in one
+//! transaction, an event for each attempt that received text since the last pass. Writes are
 //! never cancelled half-way (an attempt ending does not abort its progress write), and under load
 //! the loop's own pace throttles them: text keeps accumulating in the collectors, so nothing is
 //! lost, events just get larger and rarer.
@@ -78,14 +78,19 @@ pub async fn publish_progress(
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        for (task, collector) in attempts.snapshot() {
-            let Some(data) = collector.drain() else {
-                continue;
-            };
-            // False when the task finished meanwhile: its outcome carries the whole answer.
-            if let Err(e) = store.record_progress(task, None, data, clock::now()).await {
-                tracing::debug!(task_id = %task, error = %e, "could not record streamed progress");
-            }
+        let updates: Vec<_> = attempts
+            .snapshot()
+            .into_iter()
+            .filter_map(|(task, collector)| collector.drain().map(|data| (task, None, data)))
+            .collect();
+        if updates.is_empty() {
+            continue;
+        }
+        // One transaction per pass. A task that finished meanwhile records nothing: its
+        // outcome carries the whole answer.
+        let count = updates.len();
+        if let Err(e) = store.record_progress_many(updates, clock::now()).await {
+            tracing::debug!(count, error = %e, "could not record streamed progress");
         }
     }
 }

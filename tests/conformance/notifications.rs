@@ -424,6 +424,72 @@ async fn progress_only_while_processing(s: Stores) {
     );
 }
 
+/// Progress of many tasks (two users) in one call: recorded for the running ones only, each
+/// user's ids consecutive.
+async fn progress_of_many_tasks_at_once(s: Stores) {
+    let t0 = now();
+    let ins = s
+        .tasks
+        .insert_tasks(vec![
+            task("alice", t0),
+            task("bob", t0),
+            task("alice", t0),
+            task("alice", t0),
+        ])
+        .await
+        .unwrap();
+    let ids: Vec<_> = ins.iter().map(|i| i.task.id).collect();
+    let w = WorkerId::from_stored("w".into());
+    s.tasks
+        .claim(&ids[..3], &w, t0 + TimeDelta::seconds(30), t0)
+        .await
+        .unwrap();
+    let applied = s
+        .tasks
+        .record_progress_many(
+            vec![
+                (ids[0], Some(20), json!({"tokens": "a0"})),
+                (ids[1], None, json!({"tokens": "b1"})),
+                (ids[3], None, json!({"tokens": "never"})),
+                (ids[2], None, json!({"tokens": "a2"})),
+            ],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![true, true, false, true]);
+    assert_eq!(
+        s.tasks.find_by_id(ids[0]).await.unwrap().unwrap().progress,
+        20
+    );
+    let progress = |who: &'static str| {
+        let notes = s.notes.clone();
+        async move {
+            notes
+                .events_after(&user(who), 0, None, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.event.kind == TaskEventType::TaskProgress)
+                .map(|e| (e.id, e.event.data["tokens"].as_str().unwrap().to_owned()))
+                .collect::<Vec<_>>()
+        }
+    };
+    // alice: 3 created + 2 started come first.
+    assert_eq!(
+        progress("alice").await,
+        vec![(6, "a0".to_owned()), (7, "a2".to_owned())]
+    );
+    assert_eq!(progress("bob").await, vec![(3, "b1".to_owned())]);
+    assert!(
+        s.tasks
+            .record_progress_many(vec![(ids[3], None, json!({}))], now())
+            .await
+            .unwrap()
+            == vec![false]
+    );
+}
+
 /// The retention loop deletes expired events while it runs and stops when told.
 async fn retention_loop_deletes_and_stops(s: Stores) {
     let alice = user("alice");
@@ -613,4 +679,5 @@ notification_tests!(
     sessions_and_delivery,
     progress_only_while_processing,
     session_book_marks_in_batches,
+    progress_of_many_tasks_at_once,
 );
