@@ -37,10 +37,11 @@ const TOKEN_PROTOCOL: &str = "bearer.";
 const AUTH_WAIT: Duration = Duration::from_secs(10);
 /// How long the server waits to get a close frame out to a client that does not read.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
-/// Read buffer of each connection. Clients only send pongs and an auth frame; tungstenite's
-/// default of 128 KiB is zero-filled on the first read, which made an idle connection cost
-/// ~150 KiB of RSS (larger frames still grow the buffer as needed).
-const READ_BUFFER: usize = 4 * 1024;
+/// Read buffer of each connection. Clients only send pongs and an auth frame (a few hundred
+/// bytes); tungstenite's default of 128 KiB is zero-filled on the first read, which made an idle
+/// connection cost ~150 KiB of RSS. Larger frames still grow the buffer as needed. 1 KiB instead
+/// of 4 KiB took an idle WebSocket from 10.5 to 7.2 KiB of RSS (BENCHMARKS.md).
+const READ_BUFFER: usize = 1024;
 /// Largest message a client may send: an auth frame with a token, with room to spare.
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
