@@ -24,8 +24,8 @@ use crate::store::{NotificationSession, NotificationStore, StoreError, TaskStore
 
 /// Events read from the database per query while catching up.
 const PAGE: u32 = 500;
-/// How often this instance's session rows are marked alive (with what each delivered), in one
-/// batched write ([`SessionBook`]). Sessions not marked for [`SESSION_STALE`] belong to a dead
+/// How often each of this instance's session rows is marked alive (with what it delivered), by
+/// the batched writes of [`SessionBook`]. Sessions not marked for [`SESSION_STALE`] belong to a dead
 /// instance.
 pub const SESSION_TOUCH: Duration = Duration::from_secs(60);
 /// See [`SESSION_TOUCH`].
@@ -260,7 +260,7 @@ impl NotificationService {
             // The stream works without its session row; only delivery history suffers.
             tracing::warn!(error = %e, "could not register notification session");
         }
-        let delivered = self.sessions.open(session.id);
+        let mark = self.sessions.open(session.id);
         Ok(EventStream {
             store: self.store.clone(),
             live,
@@ -277,7 +277,7 @@ impl NotificationService {
             shutdown: self.shutdown.clone(),
             session: session.id,
             sessions: self.sessions.clone(),
-            delivered,
+            mark,
             _slot: slot,
         })
     }
@@ -342,7 +342,7 @@ pub struct EventStream {
     session: Uuid,
     sessions: Arc<SessionBook>,
     /// The highest id passed on, written to the session table by `sessions`.
-    delivered: Arc<SessionCell>,
+    mark: Arc<SessionCell>,
     /// Holds one of the instance's connection slots.
     _slot: OwnedSemaphorePermit,
 }
@@ -500,7 +500,7 @@ impl EventStream {
         if self.task.is_some_and(|t| t != e.event.task_id) {
             return None;
         }
-        self.delivered.delivered(e.id);
+        self.mark.delivered(e.id);
         if self.until_terminal && e.event.kind.is_terminal() {
             self.finished = Some(CloseReason::TaskFinished);
         }
