@@ -12,6 +12,7 @@ pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod error_text;
 pub mod providers;
 pub mod queue;
 pub mod ratelimit;

@@ -2570,6 +2570,12 @@ mod breakers {
         half_open_trials: 1,
     };
 
+    /// One instance's connection to Redis.
+    async fn connect(url: &str) -> redis::aio::ConnectionManager {
+        let client = redis::Client::open(url).unwrap();
+        redis::aio::ConnectionManager::new(client).await.unwrap()
+    }
+
     /// `a` and `b` are two instances' handles on the same breakers.
     async fn full_cycle(a: Arc<dyn Breakers>, b: Arc<dyn Breakers>) {
         for _ in 0..4 {
@@ -2619,10 +2625,7 @@ mod breakers {
             return;
         };
         let prefix = crate::support::redis_prefix();
-        let conn = || async {
-            let client = redis::Client::open(url.as_str()).unwrap();
-            redis::aio::ConnectionManager::new(client).await.unwrap()
-        };
+        let conn = || connect(&url);
         let a = Arc::new(RedisBreakers::new(conn().await, &prefix, POLICY));
         let b = Arc::new(RedisBreakers::new(conn().await, &prefix, POLICY));
         full_cycle(a, b).await;
@@ -2638,10 +2641,7 @@ mod breakers {
             return;
         };
         let prefix = crate::support::redis_prefix();
-        let conn = || async {
-            let client = redis::Client::open(url.as_str()).unwrap();
-            redis::aio::ConnectionManager::new(client).await.unwrap()
-        };
+        let conn = || connect(&url);
         let sync = Duration::from_millis(200);
         let policy = BreakerPolicy {
             open_for: Duration::from_secs(60),

@@ -49,6 +49,7 @@ use ai_integration_service::api::proto::{
 use ai_integration_service::auth::{JwtKeys, Role};
 use ai_integration_service::config::Secret;
 use ai_integration_service::domain::UserId;
+use ai_integration_service::error_text::error_chain;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, ValueEnum};
@@ -423,14 +424,7 @@ impl CallError {
             "http transport"
         };
         // The chain of sources says what actually went wrong (reset, refused, ...).
-        let mut detail = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            detail.push_str(": ");
-            detail.push_str(&s.to_string());
-            source = s.source();
-        }
-        Self::new(kind, detail)
+        Self::new(kind, error_chain(e))
     }
 }
 

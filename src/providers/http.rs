@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::{AdapterConfig, ProviderError};
 use crate::domain::ErrorClass;
+use crate::error_text::error_chain;
 
 /// Largest response body we read (generated images come back base64-encoded, a few MB each).
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -167,7 +168,10 @@ impl ProviderHttp {
             item.map_err(|e| ProviderError {
                 provider: name.clone(),
                 class: ErrorClass::Retryable,
-                message: redact(&format!("reading the event stream: {}", chain(&e)), &key),
+                message: redact(
+                    &format!("reading the event stream: {}", error_chain(&e)),
+                    &key,
+                ),
                 retry_after: None,
             })
         }))
@@ -183,23 +187,8 @@ impl ProviderHttp {
         } else {
             "request failed"
         };
-        self.error(ErrorClass::Retryable, format!("{what}: {}", chain(e)))
+        self.error(ErrorClass::Retryable, format!("{what}: {}", error_chain(e)))
     }
-}
-
-/// The error and its causes on one line ("error sending request: ...: Connection refused").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// Reads at most [`MAX_BODY_BYTES`] of a body.
@@ -207,7 +196,7 @@ async fn read_limited(response: Response) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     let mut chunks = response.bytes_stream();
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| chain(&e))?;
+        let chunk = chunk.map_err(|e| error_chain(&e))?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(format!("body larger than {MAX_BODY_BYTES} bytes"));
         }

@@ -10,6 +10,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::{Value, json};
 
 use crate::domain::ErrorClass;
+use crate::error_text::error_chain;
 use crate::providers::ProviderError;
 
 /// Limits of article fetching.
@@ -138,7 +139,7 @@ impl Extractor {
                 };
                 fail(
                     class,
-                    format!("fetching the page failed: {}", source_chain(&e)),
+                    format!("fetching the page failed: {}", error_chain(&e)),
                 )
             })?;
         let status = response.status();
@@ -200,17 +201,6 @@ fn non_empty(s: String) -> Value {
     } else {
         Value::String(s)
     }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Resolves names with the system resolver and refuses non-public answers.

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ai_integration_service::error_text::error_chain;
 use chrono::{DateTime, Utc};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
@@ -433,18 +434,6 @@ async fn hold_sse(
 fn fail(stats: &ConnStats, opened: oneshot::Sender<Result<Duration, String>>, reason: String) {
     stats.end(reason.clone());
     let _ = opened.send(Err(reason));
-}
-
-/// An error with its sources: they say what actually went wrong (refused, reset, EMFILE).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.

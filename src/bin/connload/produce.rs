@@ -14,7 +14,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::client::{clip, error_chain};
+use super::client::clip;
+use ai_integration_service::error_text::error_chain;
 
 /// What to submit.
 pub struct Plan {
