@@ -38,6 +38,9 @@ const QUEUE_SYNC_INTERVAL: Duration = Duration::from_millis(500);
 /// How often the adaptive pool samples CPU and memory.
 const ADAPTIVE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often the embedded store checkpoints its WAL (a few MB at 1,000 tasks/s).
+const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How often the hub checks the database for live events lost on the bus.
 const HUB_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -83,6 +86,11 @@ async fn connect(
                     .await
                     .context("opening SQLite")?
                     .with_publisher(bus.clone()),
+            );
+            background.spawn(
+                store
+                    .checkpointer(SQLITE_CHECKPOINT_INTERVAL)
+                    .run(shutdown.child_token()),
             );
             let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
             Backends {

@@ -27,7 +27,9 @@
 //! The token is minted for a fresh user `loadgen-<random>` (from `--jwt-secret`, `JWT_SECRET`,
 //! or `$DATA_DIR/jwt_secret` / `./data/jwt_secret` of an embedded-mode server), so a run's tasks
 //! are isolated from everyone else's. With `--token`, tasks of that token's user that this run
-//! did not submit are ignored.
+//! did not submit are ignored. With `--users U`, submit call `j` goes out as fresh user
+//! `loadgen-<random>-<j % U>` (traffic from many users, as a shared service sees it), and the
+//! completion and read phases use a minted admin token, which sees every user's tasks.
 //!
 //! Failures are counted by kind, never panicked on. The exit status is 0 for a clean run, 1 when
 //! any call failed or the completion wait timed out, 2 for bad arguments or setup.
@@ -117,6 +119,9 @@ struct Args {
     /// HS256 secret to mint a token for a fresh user `loadgen-<random>`.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// Users to spread submit calls over, round-robin (needs the secret, not `--token`).
+    #[arg(long, default_value_t = 1, conflicts_with = "token")]
+    users: usize,
     /// Longest wait for all tasks to complete, e.g. 120s or 5m.
     #[arg(long, default_value = "120s", value_parser = parse_timeout)]
     timeout: Duration,
@@ -173,8 +178,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.rate.is_finite() || args.rate < 0.0 {
         bail!("--rate must be a non-negative number");
     }
-    let (token, user) = resolve_token(&args)?;
-    let api = Api::connect(&args, &token).await?;
+    if args.users == 0 {
+        bail!("--users must be at least 1");
+    }
+    let credentials = resolve_credentials(&args)?;
+    let user = credentials.user.clone();
+    let api = Api::connect(&args, &credentials).await?;
     let mut errors = ErrorTally::default();
 
     // Phase 1: submit.
@@ -200,6 +209,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         protocol: args.protocol,
         url: args.url.clone(),
         user,
+        users: args.users,
         mode: if args.rate > 0.0 {
             "open-loop"
         } else {
@@ -266,22 +276,53 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 // Authentication
 // ---------------------------------------------------------------------------------------------
 
-/// The bearer token to send and, when minted here, the user it names.
-fn resolve_token(args: &Args) -> anyhow::Result<(String, Option<String>)> {
+/// The bearer tokens a run sends.
+struct Credentials {
+    /// One per user; submit call `j` uses `submit[j % len]`.
+    submit: Vec<String>,
+    /// For listing and reading the run's tasks: the one user's token, or an admin's.
+    read: String,
+    /// The minted user (the first of them, with `--users`).
+    user: Option<String>,
+}
+
+/// The tokens to send: `--token` as is, or minted for fresh users from the secret.
+fn resolve_credentials(args: &Args) -> anyhow::Result<Credentials> {
     if let Some(t) = &args.token {
-        return Ok((t.trim().to_owned(), None));
+        let t = t.trim().to_owned();
+        return Ok(Credentials {
+            submit: vec![t.clone()],
+            read: t,
+            user: None,
+        });
     }
     let secret = match &args.jwt_secret {
         Some(s) if !s.trim().is_empty() => s.trim().to_owned(),
         _ => read_embedded_secret()?,
     };
+    let keys = JwtKeys::new(&Secret::new(secret));
+    let mint = |name: &str, role: Role| -> anyhow::Result<String> {
+        let id = UserId::parse(name).context("user id")?;
+        keys.issue(&id, role, TOKEN_TTL).context("minting a token")
+    };
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let user = format!("loadgen-{}", &suffix[..12]);
-    let user_id = UserId::parse(&user).context("user id")?;
-    let token = JwtKeys::new(&Secret::new(secret))
-        .issue(&user_id, Role::User, TOKEN_TTL)
-        .context("minting a token")?;
-    Ok((token, Some(user)))
+    let base = format!("loadgen-{}", &suffix[..12]);
+    if args.users == 1 {
+        let token = mint(&base, Role::User)?;
+        return Ok(Credentials {
+            submit: vec![token.clone()],
+            read: token,
+            user: Some(base),
+        });
+    }
+    let submit = (0..args.users)
+        .map(|i| mint(&format!("{base}-{i}"), Role::User))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Credentials {
+        submit,
+        read: mint(&format!("{base}-admin"), Role::Admin)?,
+        user: Some(format!("{base}-0")),
+    })
 }
 
 /// The secret an embedded-mode server generated: `$DATA_DIR/jwt_secret`, else
@@ -324,14 +365,20 @@ enum Api {
 struct GrpcApi {
     channels: Vec<Channel>,
     next: AtomicUsize,
-    auth: MetadataValue<tonic::metadata::Ascii>,
+    /// `authorization` values: one per submitting user.
+    submit_auth: Vec<MetadataValue<tonic::metadata::Ascii>>,
+    /// `authorization` for lists and reads.
+    read_auth: MetadataValue<tonic::metadata::Ascii>,
 }
 
 /// HTTP: one pooled client.
 struct HttpApi {
     client: reqwest::Client,
     base: String,
-    auth: String,
+    /// `Authorization` values: one per submitting user.
+    submit_auth: Vec<String>,
+    /// `Authorization` for lists and reads.
+    read_auth: String,
 }
 
 /// One task as the list and submit calls return it: just what the load generator needs.
@@ -483,12 +530,20 @@ fn encode_query(raw: &str) -> String {
 
 impl Api {
     /// Connects to the service over the chosen protocol.
-    async fn connect(args: &Args, token: &str) -> anyhow::Result<Self> {
+    async fn connect(args: &Args, credentials: &Credentials) -> anyhow::Result<Self> {
         let base = args.url.trim_end_matches('/').to_owned();
         match args.protocol {
             Protocol::Grpc => {
-                let auth = MetadataValue::try_from(format!("Bearer {token}"))
-                    .context("token is not valid gRPC metadata")?;
+                let metadata = |token: &str| {
+                    MetadataValue::try_from(format!("Bearer {token}"))
+                        .context("token is not valid gRPC metadata")
+                };
+                let submit_auth = credentials
+                    .submit
+                    .iter()
+                    .map(|t| metadata(t))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let read_auth = metadata(&credentials.read)?;
                 let endpoint = Endpoint::from_shared(base.clone())
                     .with_context(|| format!("bad --url {base:?}"))?
                     .tcp_nodelay(true)
@@ -506,7 +561,8 @@ impl Api {
                 Ok(Self::Grpc(Arc::new(GrpcApi {
                     channels,
                     next: AtomicUsize::new(0),
-                    auth,
+                    submit_auth,
+                    read_auth,
                 })))
             }
             Protocol::Http => {
@@ -520,15 +576,22 @@ impl Api {
                 Ok(Self::Http(Arc::new(HttpApi {
                     client,
                     base,
-                    auth: format!("Bearer {token}"),
+                    submit_auth: credentials
+                        .submit
+                        .iter()
+                        .map(|t| format!("Bearer {t}"))
+                        .collect(),
+                    read_auth: format!("Bearer {}", credentials.read),
                 })))
             }
         }
     }
 
-    /// Submits echo tasks `first..first + count` in one call and returns their ids in order.
+    /// Submits echo tasks `first..first + count` in one call as submitting user `user` and
+    /// returns their ids in order.
     async fn submit(
         &self,
+        user: usize,
         first: usize,
         count: usize,
         batched: bool,
@@ -547,7 +610,7 @@ impl Api {
                     };
                     let resp = g
                         .client()
-                        .submit_tasks(g.request(req))
+                        .submit_tasks(g.request_as(g.submit_auth(user), req))
                         .await
                         .map_err(|s| CallError::grpc(&s))?;
                     resp.into_inner()
@@ -558,7 +621,7 @@ impl Api {
                 } else {
                     let resp = g
                         .client()
-                        .submit_task(g.request(one(first)))
+                        .submit_task(g.request_as(g.submit_auth(user), one(first)))
                         .await
                         .map_err(|s| CallError::grpc(&s))?;
                     vec![resp.into_inner().task_id]
@@ -570,10 +633,14 @@ impl Api {
                 if batched {
                     let body =
                         json!({ "tasks": (first..first + count).map(one).collect::<Vec<_>>() });
-                    let resp: HttpTasks = h.send_json("/api/v1/tasks/batch", &body).await?;
+                    let resp: HttpTasks = h
+                        .send_json(h.submit_auth(user), "/api/v1/tasks/batch", &body)
+                        .await?;
                     resp.tasks.into_iter().map(|t| t.task_id).collect()
                 } else {
-                    let resp: HttpTask = h.send_json("/api/v1/tasks", &one(first)).await?;
+                    let resp: HttpTask = h
+                        .send_json(h.submit_auth(user), "/api/v1/tasks", &one(first))
+                        .await?;
                     vec![resp.task_id]
                 }
             }
@@ -664,26 +731,45 @@ impl GrpcApi {
         TaskServiceClient::new(self.channels[i].clone()).max_decoding_message_size(64 << 20)
     }
 
-    /// `message` with the bearer token attached.
+    /// The `authorization` value of submitting user `user`.
+    fn submit_auth(&self, user: usize) -> &MetadataValue<tonic::metadata::Ascii> {
+        &self.submit_auth[user % self.submit_auth.len()]
+    }
+
+    /// `message` with the read token attached.
     fn request<T>(&self, message: T) -> tonic::Request<T> {
+        self.request_as(&self.read_auth, message)
+    }
+
+    /// `message` with `auth` attached.
+    fn request_as<T>(
+        &self,
+        auth: &MetadataValue<tonic::metadata::Ascii>,
+        message: T,
+    ) -> tonic::Request<T> {
         let mut req = tonic::Request::new(message);
-        req.metadata_mut()
-            .insert("authorization", self.auth.clone());
+        req.metadata_mut().insert("authorization", auth.clone());
         req
     }
 }
 
 impl HttpApi {
-    /// POSTs a JSON body and decodes a 2xx JSON answer.
+    /// The `Authorization` value of submitting user `user`.
+    fn submit_auth(&self, user: usize) -> &str {
+        &self.submit_auth[user % self.submit_auth.len()]
+    }
+
+    /// POSTs a JSON body with `auth` and decodes a 2xx JSON answer.
     async fn send_json<T: serde::de::DeserializeOwned>(
         &self,
+        auth: &str,
         path: &str,
         body: &serde_json::Value,
     ) -> Result<T, CallError> {
         let req = self
             .client
             .post(format!("{}{path}", self.base))
-            .header(reqwest::header::AUTHORIZATION, &self.auth)
+            .header(reqwest::header::AUTHORIZATION, auth)
             .json(body);
         Self::decode(req.send().await).await
     }
@@ -693,7 +779,7 @@ impl HttpApi {
         let req = self
             .client
             .get(format!("{}{path}", self.base))
-            .header(reqwest::header::AUTHORIZATION, &self.auth);
+            .header(reqwest::header::AUTHORIZATION, &self.read_auth);
         Self::decode(req.send().await).await
     }
 
@@ -900,7 +986,7 @@ async fn submit_phase(api: &Api, args: &Args) -> anyhow::Result<SubmitPhase> {
         let first = j * b;
         let count = b.min(n - first);
         let work = work.clone();
-        async move { api.submit(first, count, batched, &work).await }
+        async move { api.submit(j, first, count, batched, &work).await }
     })
     .await?;
     let end = Utc::now();
@@ -1202,9 +1288,11 @@ struct Report {
     label: Option<String>,
     protocol: Protocol,
     url: String,
-    /// The minted user, if the token was minted here.
+    /// The minted user, if the token was minted here (the first, with several).
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<String>,
+    /// Users the submit calls were spread over.
+    users: usize,
     /// `closed-loop` (as fast as possible) or `open-loop` (at `target_rate`).
     mode: &'static str,
     tasks: usize,
@@ -1247,7 +1335,7 @@ impl Report {
             |v: Option<f64>, unit: &str| v.map_or("n/a".to_owned(), |v| format!("{v:.2} {unit}"));
         writeln!(
             out,
-            "loadgen{}: {} {} | n={} | {} | concurrency={} | batch={} | delay_ms={}{}",
+            "loadgen{}: {} {} | n={} | {} | concurrency={} | batch={} | users={} | delay_ms={}{}",
             self.label
                 .as_deref()
                 .map(|l| format!(" [{l}]"))
@@ -1265,6 +1353,7 @@ impl Report {
             },
             self.concurrency,
             self.batch,
+            self.users,
             self.delay_ms,
             self.connections
                 .map(|c| format!(" | connections={c}"))

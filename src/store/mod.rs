@@ -14,6 +14,7 @@ pub(crate) mod queues;
 mod row;
 mod sql;
 mod sqlite;
+mod sqlite_checkpoint;
 mod usage;
 
 use async_trait::async_trait;
@@ -47,6 +48,7 @@ pub use notifications::{EventBounds, NotificationSession, NotificationStore, Tra
 pub use postgres::PgTaskStore;
 pub use queues::{QueueRecord, QueueStore};
 pub use sqlite::SqliteTaskStore;
+pub use sqlite_checkpoint::{CheckpointPass, Checkpointer};
 pub use usage::{ProviderStats, Reservation, Spend, UsageStore, UsageSummary};
 
 /// The outcome of inserting one task.

@@ -11,6 +11,7 @@ use sqlx::sqlite::{
 use super::notify_sql::impl_notification_store;
 use super::queue_sql::impl_queue_store;
 use super::sql::impl_task_store;
+use super::sqlite_checkpoint::Checkpointer;
 use super::{AfterCommit, StoreError};
 use crate::bus::EventPublisher;
 use crate::domain::StoredEvent;
@@ -23,6 +24,8 @@ pub struct SqliteTaskStore {
     /// The one writer connection. SQLite allows one write transaction at a time; queueing
     /// writers here, in order, avoids `SQLITE_BUSY` and the busy handler's sleeps.
     pub(super) writer: SqlitePool,
+    /// The checkpointer's connection.
+    checkpoints: SqlitePool,
     /// Receives each transaction's events after it commits.
     publisher: AfterCommit,
 }
@@ -53,19 +56,34 @@ impl SqliteTaskStore {
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
+            // The connection is in this process: a ping before each transaction would only
+            // cost two thread switches.
+            .test_before_acquire(false)
+            // Checkpoints run on their own connection (see `Checkpointer`), not inside commits.
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await?;
+        let checkpoints = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .connect_lazy_with(options);
         Ok(Self {
             pool,
             writer,
+            checkpoints,
             publisher: AfterCommit::default(),
         })
+    }
+
+    /// The loop that checkpoints this store's WAL every `interval`; its writer leaves that to
+    /// it. Run it wherever the store lives longer than a moment.
+    pub fn checkpointer(&self, interval: Duration) -> Checkpointer {
+        Checkpointer::new(self.checkpoints.clone(), interval)
     }
 
     /// Hands every committed event to `publisher`.
