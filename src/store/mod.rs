@@ -15,6 +15,7 @@ mod row;
 mod sql;
 mod sqlite;
 mod sqlite_checkpoint;
+mod sqlite_writer;
 mod usage;
 
 use async_trait::async_trait;

@@ -82,24 +82,30 @@ pub struct CompleteRow {
 /// and a `writer` field for transactions that write) on database `$db`.
 ///
 /// The hot paths (`insert_tasks`, `claim`, `finish`) call `insert_tasks_impl`, `claim_impl` and
-/// `finish_impl`, which each store defines: SQLite forwards to the portable `generic_*` versions
-/// here; PostgreSQL replaces them with single statements (one round trip each).
+/// `finish_impl`, which each store defines from the portable parts here (`*_in_tx`: the
+/// statements of one write inside a transaction, returning the events it owes): SQLite runs
+/// many of them in one transaction; PostgreSQL replaces insert and claim with single
+/// statements (one round trip each).
 macro_rules! impl_task_store {
     ($store:ty, $db:ty, $error_class:literal) => {
         impl $store {
-            // PostgreSQL replaces these two with single statements; SQLite uses them.
+            // PostgreSQL replaces this with a single statement; SQLite uses it.
+            /// Inserts `tasks` (skipping any whose id or idempotency key is already stored) and
+            /// returns each task as stored, plus the `TaskCreated` events to write.
             #[allow(dead_code)]
-            pub(crate) async fn generic_insert_tasks(
-                &self,
+            pub(crate) async fn insert_tasks_in_tx(
+                tx: &mut <$db as sqlx::Database>::Connection,
                 tasks: Vec<$crate::domain::Task>,
-            ) -> Result<Vec<$crate::store::Inserted>, $crate::store::StoreError> {
+            ) -> Result<
+                (Vec<$crate::store::Inserted>, Vec<$crate::store::sql::NewEvent>),
+                $crate::store::StoreError,
+            > {
                 use std::collections::HashSet;
                 if tasks.is_empty() {
-                    return Ok(Vec::new());
+                    return Ok((Vec::new(), Vec::new()));
                 }
                 let tasks: Vec<$crate::domain::Task> =
                     tasks.into_iter().map($crate::store::sql::at_micros).collect();
-                let mut tx = self.writer.begin().await?;
                 let mut inserted: HashSet<uuid::Uuid> = HashSet::with_capacity(tasks.len());
                 for chunk in tasks.chunks($crate::store::sql::INSERT_CHUNK) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -140,7 +146,6 @@ macro_rules! impl_task_store {
                     .filter(|t| inserted.contains(&t.id.as_uuid()))
                     .map($crate::store::sql::NewEvent::created)
                     .collect();
-                let stored = Self::insert_events(&mut tx, events).await?;
 
                 let mut out = Vec::with_capacity(tasks.len());
                 for task in tasks {
@@ -170,23 +175,23 @@ macro_rules! impl_task_store {
                     })?;
                     out.push($crate::store::Inserted { task: row.try_into()?, created: false });
                 }
-                tx.commit().await?;
-                self.publisher.publish(stored);
-                Ok(out)
+                Ok((out, events))
             }
 
+            // PostgreSQL replaces this with a single statement; SQLite uses it.
+            /// Claims those of `ids` still pending for `worker` and returns them, plus the
+            /// `TaskStarted` events to write.
             #[allow(dead_code)]
-            pub(crate) async fn generic_claim(
-                &self,
+            pub(crate) async fn claim_in_tx(
+                tx: &mut <$db as sqlx::Database>::Connection,
                 ids: &[$crate::domain::TaskId],
                 worker: &$crate::domain::WorkerId,
                 lease_until: chrono::DateTime<chrono::Utc>,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut tx = self.writer.begin().await?;
+            ) -> Result<
+                (Vec<$crate::domain::Task>, Vec<$crate::store::sql::NewEvent>),
+                $crate::store::StoreError,
+            > {
                 let mut claimed = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks($crate::store::sql::IN_CHUNK) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -220,19 +225,34 @@ macro_rules! impl_task_store {
                         at: now,
                     })
                     .collect();
-                let stored = Self::insert_events(&mut tx, events).await?;
-                tx.commit().await?;
-                self.publisher.publish(stored);
-                Ok(claimed)
+                Ok((claimed, events))
             }
 
+            /// Applies the outcomes in one transaction; each is applied only if its worker
+            /// still holds the task.
+            // PostgreSQL's finish; SQLite commits outcomes in its write loop.
+            #[allow(dead_code)]
             pub(crate) async fn generic_finish(
                 &self,
                 finishes: &[$crate::store::Finish],
             ) -> Result<Vec<bool>, $crate::store::StoreError> {
+                let mut tx = self.writer.begin().await?;
+                let (applied, events) = Self::finish_in_tx(&mut tx, finishes).await?;
+                let stored = Self::insert_events(&mut tx, events).await?;
+                tx.commit().await?;
+                self.publisher.publish(stored);
+                Ok(applied)
+            }
+
+            /// Applies the outcomes whose worker still holds the task; returns which applied,
+            /// plus the events to write.
+            pub(crate) async fn finish_in_tx(
+                tx: &mut <$db as sqlx::Database>::Connection,
+                finishes: &[$crate::store::Finish],
+            ) -> Result<(Vec<bool>, Vec<$crate::store::sql::NewEvent>), $crate::store::StoreError>
+            {
                 use $crate::domain::TaskEventType as E;
                 use $crate::store::Outcome;
-                let mut tx = self.writer.begin().await?;
                 // Completions, the common case, go in one statement.
                 let completions: Vec<$crate::store::sql::CompleteRow> = finishes
                     .iter()
@@ -250,7 +270,7 @@ macro_rules! impl_task_store {
                     })
                     .collect();
                 let completed: std::collections::HashMap<uuid::Uuid, String> =
-                    Self::complete_rows(&mut tx, completions).await?.into_iter().collect();
+                    Self::complete_rows(&mut *tx, completions).await?.into_iter().collect();
                 let mut applied = Vec::with_capacity(finishes.len());
                 let mut events = Vec::with_capacity(finishes.len());
                 for f in finishes {
@@ -328,10 +348,7 @@ macro_rules! impl_task_store {
                         });
                     }
                 }
-                let stored = Self::insert_events(&mut tx, events).await?;
-                tx.commit().await?;
-                self.publisher.publish(stored);
-                Ok(applied)
+                Ok((applied, events))
             }
 
             /// Appends `id1, id2, ...` as bound parameters, for an `IN (...)` list.

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -12,6 +13,7 @@ use super::notify_sql::impl_notification_store;
 use super::queue_sql::impl_queue_store;
 use super::sql::impl_task_store;
 use super::sqlite_checkpoint::Checkpointer;
+use super::sqlite_writer::{Write, WriteQueue, Written};
 use super::{AfterCommit, StoreError};
 use crate::bus::EventPublisher;
 use crate::domain::StoredEvent;
@@ -26,6 +28,9 @@ pub struct SqliteTaskStore {
     pub(super) writer: SqlitePool,
     /// The checkpointer's connection.
     checkpoints: SqlitePool,
+    /// The loop that commits submits, claims and outcomes together, started by the first of
+    /// them (so that it publishes to the publisher set by then).
+    writes: Arc<OnceLock<WriteQueue>>,
     /// Receives each transaction's events after it commits.
     publisher: AfterCommit,
 }
@@ -76,6 +81,7 @@ impl SqliteTaskStore {
             pool,
             writer,
             checkpoints,
+            writes: Arc::default(),
             publisher: AfterCommit::default(),
         })
     }
@@ -87,9 +93,18 @@ impl SqliteTaskStore {
     }
 
     /// Hands every committed event to `publisher`.
-    pub fn with_publisher(mut self, publisher: std::sync::Arc<dyn EventPublisher>) -> Self {
+    pub fn with_publisher(mut self, publisher: Arc<dyn EventPublisher>) -> Self {
         self.publisher = AfterCommit(Some(publisher));
+        self.writes = Arc::default();
         self
+    }
+
+    /// Queues `write` for the write loop and waits for its transaction.
+    async fn write(&self, write: Write) -> Result<Written, StoreError> {
+        self.writes
+            .get_or_init(|| WriteQueue::spawn(self.writer.clone(), self.publisher.clone()))
+            .write(write)
+            .await
     }
 }
 
@@ -106,7 +121,7 @@ impl SqliteTaskStore {
     /// Inserts events, numbering each user's from their counter row. The single writer
     /// connection already serialises every transaction, so numbering needs no more than the
     /// counter update in the same transaction.
-    async fn insert_events(
+    pub(super) async fn insert_events(
         conn: &mut sqlx::SqliteConnection,
         events: Vec<super::sql::NewEvent>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
@@ -206,7 +221,15 @@ impl SqliteTaskStore {
         &self,
         tasks: Vec<crate::domain::Task>,
     ) -> Result<Vec<super::Inserted>, StoreError> {
-        self.generic_insert_tasks(tasks).await
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.write(Write::Insert(tasks)).await? {
+            Written::Inserted(inserted) => Ok(inserted),
+            _ => Err(StoreError::Corrupt(
+                "write loop answered the wrong write".into(),
+            )),
+        }
     }
 
     async fn claim_impl(
@@ -216,10 +239,32 @@ impl SqliteTaskStore {
         lease_until: chrono::DateTime<chrono::Utc>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<crate::domain::Task>, StoreError> {
-        self.generic_claim(ids, worker, lease_until, now).await
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let claim = Write::Claim {
+            ids: ids.to_vec(),
+            worker: worker.clone(),
+            lease_until,
+            now,
+        };
+        match self.write(claim).await? {
+            Written::Claimed(tasks) => Ok(tasks),
+            _ => Err(StoreError::Corrupt(
+                "write loop answered the wrong write".into(),
+            )),
+        }
     }
 
     async fn finish_impl(&self, finishes: &[super::Finish]) -> Result<Vec<bool>, StoreError> {
-        self.generic_finish(finishes).await
+        if finishes.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.write(Write::Finish(finishes.to_vec())).await? {
+            Written::Finished(applied) => Ok(applied),
+            _ => Err(StoreError::Corrupt(
+                "write loop answered the wrong write".into(),
+            )),
+        }
     }
 }
