@@ -125,37 +125,87 @@ impl SqliteTaskStore {
         conn: &mut sqlx::SqliteConnection,
         events: Vec<super::sql::NewEvent>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        Self::insert_events_then(conn, events, "").await
+    }
+
+    /// [`insert_events`](Self::insert_events), then the statement `tail` (e.g. `COMMIT`), all
+    /// in one trip to the connection's thread: the counters are bumped first and each event's
+    /// id is read from its counter in SQL (`last_id` minus the events of its user after it),
+    /// so nothing waits for the counters to come back.
+    pub(super) async fn insert_events_then(
+        conn: &mut sqlx::SqliteConnection,
+        events: Vec<super::sql::NewEvent>,
+        tail: &'static str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         use std::collections::BTreeMap;
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
         let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
         for e in &events {
             *counts.entry(e.user_id.as_str()).or_default() += 1;
         }
-        // Per user, the first id of this batch.
-        let mut next: BTreeMap<String, i64> = BTreeMap::new();
+        // How many of its user's events follow each event in this batch.
+        let mut seen: BTreeMap<&str, i64> = BTreeMap::new();
+        let after: Vec<i64> = events
+            .iter()
+            .map(|e| {
+                let k = seen.entry(e.user_id.as_str()).or_default();
+                *k += 1;
+                counts[e.user_id.as_str()] - *k
+            })
+            .collect();
         let counts: Vec<(&str, i64)> = counts.into_iter().collect();
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
         for chunk in counts.chunks(super::sql::IN_CHUNK) {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO user_event_counters (user_id, last_id) ",
-            );
+            qb.push("INSERT INTO user_event_counters (user_id, last_id) ");
             qb.push_values(chunk, |mut b, (user, n)| {
                 b.push_bind(*user).push_bind(*n);
             });
             qb.push(
                 " ON CONFLICT (user_id) DO UPDATE SET last_id = last_id + excluded.last_id \
-                 RETURNING user_id, last_id",
+                 RETURNING user_id, last_id; ",
             );
-            let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *conn).await?;
-            for (user, last) in rows {
-                let n = chunk
+        }
+        // 7 binds a row: well under SQLite's per-statement variable limit.
+        let rows: Vec<(&super::sql::NewEvent, i64)> = events.iter().zip(after).collect();
+        for chunk in rows.chunks(super::sql::INSERT_CHUNK) {
+            qb.push(
+                "INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, \
+                 created_at) VALUES ",
+            );
+            for (i, (e, after)) in chunk.iter().enumerate() {
+                qb.push(if i == 0 { "(" } else { ", (" })
+                    .push_bind(e.task_id.as_uuid())
+                    .push(", ")
+                    .push_bind(e.user_id.as_str().to_owned())
+                    .push(", (SELECT last_id FROM user_event_counters WHERE user_id = ")
+                    .push_bind(e.user_id.as_str().to_owned())
+                    .push(") - ")
+                    .push_bind(*after)
+                    .push(", ")
+                    .push_bind(e.kind.as_str())
+                    .push(", ")
+                    .push_bind(sqlx::types::Json(e.data.clone()))
+                    .push(", ")
+                    .push_bind(chrono::SubsecRound::trunc_subsecs(e.at, 6))
+                    .push(")");
+            }
+            qb.push("; ");
+        }
+        qb.push(tail);
+        if events.is_empty() && tail.is_empty() {
+            return Ok(Vec::new());
+        }
+        let last: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+        // Per user, the first id of this batch.
+        let mut next: BTreeMap<String, i64> = last
+            .into_iter()
+            .map(|(user, last)| {
+                let n = counts
                     .iter()
                     .find(|(u, _)| *u == user)
                     .map_or(0, |(_, n)| *n);
-                next.insert(user, last - n + 1);
-            }
-        }
+                (user, last - n + 1)
+            })
+            .collect();
         let mut stored = Vec::with_capacity(events.len());
         for e in events {
             let slot = next
@@ -164,22 +214,6 @@ impl SqliteTaskStore {
             let id = u64::try_from(*slot).unwrap_or(0);
             *slot += 1;
             stored.push(e.stored(id));
-        }
-        // 7 binds a row: well under SQLite's variable limit.
-        for chunk in stored.chunks(super::sql::INSERT_CHUNK) {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, \
-                 created_at) ",
-            );
-            qb.push_values(chunk, |mut b, e| {
-                b.push_bind(e.event.task_id.as_uuid())
-                    .push_bind(e.event.user_id.as_str().to_owned())
-                    .push_bind(i64::try_from(e.id).unwrap_or(i64::MAX))
-                    .push_bind(e.event.kind.as_str())
-                    .push_bind(sqlx::types::Json(e.event.data.clone()))
-                    .push_bind(e.event.created_at);
-            });
-            qb.build().execute(&mut *conn).await?;
         }
         Ok(stored)
     }

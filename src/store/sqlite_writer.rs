@@ -130,7 +130,29 @@ async fn transaction(
     publisher: &AfterCommit,
     writes: Vec<Write>,
 ) -> Result<Vec<Written>, StoreError> {
-    let mut tx = writer.begin().await?;
+    let mut conn = writer.acquire().await?;
+    // BEGIN and COMMIT by hand: the COMMIT goes in the same trip as the events.
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let result = statements(&mut conn, writes).await;
+    match result {
+        Ok((written, stored)) => {
+            publisher.publish(stored);
+            Ok(written)
+        }
+        Err(e) => {
+            // Fails harmlessly when the failed statement was the COMMIT of a transaction
+            // SQLite already ended.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
+}
+
+/// The statements of [`transaction`] after its `BEGIN`, ending with its `COMMIT`.
+async fn statements(
+    tx: &mut sqlx::SqliteConnection,
+    writes: Vec<Write>,
+) -> Result<(Vec<Written>, Vec<crate::domain::StoredEvent>), StoreError> {
     let mut parts = Vec::with_capacity(writes.len());
     let (mut tasks, mut finishes, mut events) = (Vec::new(), Vec::new(), Vec::new());
     for write in writes {
@@ -146,7 +168,7 @@ async fn transaction(
                 now,
             } => {
                 let (claimed, started) =
-                    SqliteTaskStore::claim_in_tx(&mut tx, &ids, &worker, lease_until, now).await?;
+                    SqliteTaskStore::claim_in_tx(tx, &ids, &worker, lease_until, now).await?;
                 events.extend(started);
                 parts.push(Part::Claimed(claimed));
             }
@@ -156,23 +178,22 @@ async fn transaction(
             }
         }
     }
-    let (inserted, created) = SqliteTaskStore::insert_tasks_in_tx(&mut tx, tasks).await?;
+    let (inserted, created) = SqliteTaskStore::insert_tasks_in_tx(tx, tasks).await?;
     events.extend(created);
-    let (applied, ended) = SqliteTaskStore::finish_in_tx(&mut tx, &finishes).await?;
+    let (applied, ended) = SqliteTaskStore::finish_in_tx(tx, &finishes).await?;
     events.extend(ended);
-    let stored = SqliteTaskStore::insert_events(&mut tx, events).await?;
-    tx.commit().await?;
-    publisher.publish(stored);
+    let stored = SqliteTaskStore::insert_events_then(tx, events, "COMMIT").await?;
 
     let (mut inserted, mut applied) = (inserted.into_iter(), applied.into_iter());
-    Ok(parts
+    let written = parts
         .into_iter()
         .map(|part| match part {
             Part::Inserted(n) => Written::Inserted(inserted.by_ref().take(n).collect()),
             Part::Claimed(tasks) => Written::Claimed(tasks),
             Part::Finished(n) => Written::Finished(applied.by_ref().take(n).collect()),
         })
-        .collect())
+        .collect();
+    Ok((written, stored))
 }
 
 #[cfg(test)]
