@@ -67,7 +67,11 @@ struct Backends {
     queue: Arc<dyn TaskQueue>,
     /// Rate limits, shared by every instance in clustered mode.
     limiter: Arc<dyn RateLimiter>,
-    /// Concurrent write transactions: SQLite has a single writer.
+    /// Group-commit loops for submits and for outcomes (transactions of each in flight at
+    /// once). One in both modes: SQLite has a single writer, and on PostgreSQL one loop puts
+    /// more rows in each commit, where four loops' commits competed for the WAL flush and the
+    /// CPU (at 1,000 submits/s from 100 users, submit p99 5.5-5.9 ms against 11.5-12.9 ms;
+    /// batched throughput 9,270 against 7,511 tasks/s).
     write_loops: usize,
     /// What the AI side runs on.
     ai: ai::AiBackends,
@@ -146,7 +150,7 @@ async fn connect(
                         .context("connecting to Redis")?,
                 ),
                 limiter: limiter.clone(),
-                write_loops: 4,
+                write_loops: 1,
                 ai: ai::AiBackends {
                     usage: store,
                     breakers: Arc::new(RedisBreakers::new(
