@@ -131,6 +131,8 @@ impl PgTaskStore {
     async fn complete_rows(
         conn: &mut sqlx::PgConnection,
         rows: Vec<super::sql::CompleteRow>,
+        // PostgreSQL's transactions are opened by sqlx: there is never anything to lead with.
+        _lead: &mut super::sql::Lead,
     ) -> Result<Vec<(uuid::Uuid, String)>, StoreError> {
         if rows.is_empty() {
             return Ok(Vec::new());

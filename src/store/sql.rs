@@ -69,6 +69,29 @@ pub fn at_micros(mut t: Task) -> Task {
     t
 }
 
+/// The statement that opens a write transaction, sent with the transaction's first statement:
+/// one trip to SQLite's connection thread instead of two. Empty once taken, and for
+/// transactions that sqlx opened itself.
+pub struct Lead(&'static str);
+
+impl Lead {
+    /// Nothing to open: the transaction is already open.
+    pub fn none() -> Self {
+        Self("")
+    }
+
+    /// Opens a SQLite write transaction (taking the write lock at once).
+    pub fn begin_immediate() -> Self {
+        Self("BEGIN IMMEDIATE; ")
+    }
+
+    /// The SQL to put before the next statement: the opening statement the first time, then
+    /// nothing.
+    pub fn take(&mut self) -> &'static str {
+        std::mem::take(&mut self.0)
+    }
+}
+
 /// A completion to write: `processing -> completed` if `worker_id` still holds the task.
 pub struct CompleteRow {
     pub id: uuid::Uuid,
@@ -96,6 +119,7 @@ macro_rules! impl_task_store {
             pub(crate) async fn insert_tasks_in_tx(
                 tx: &mut <$db as sqlx::Database>::Connection,
                 tasks: Vec<$crate::domain::Task>,
+                lead: &mut $crate::store::sql::Lead,
             ) -> Result<
                 (Vec<$crate::store::Inserted>, Vec<$crate::store::sql::NewEvent>),
                 $crate::store::StoreError,
@@ -108,7 +132,8 @@ macro_rules! impl_task_store {
                     tasks.into_iter().map($crate::store::sql::at_micros).collect();
                 let mut inserted: HashSet<uuid::Uuid> = HashSet::with_capacity(tasks.len());
                 for chunk in tasks.chunks($crate::store::sql::INSERT_CHUNK) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(lead.take());
+                    qb.push(
                         "INSERT INTO tasks (id, user_id, task_type, status, priority, payload, \
                          progress, retry_count, max_retries, idempotency_key, \
                          related_entity_type, related_entity_id, timeout_ms, run_after, \
@@ -188,13 +213,15 @@ macro_rules! impl_task_store {
                 worker: &$crate::domain::WorkerId,
                 lease_until: chrono::DateTime<chrono::Utc>,
                 now: chrono::DateTime<chrono::Utc>,
+                lead: &mut $crate::store::sql::Lead,
             ) -> Result<
                 (Vec<$crate::domain::Task>, Vec<$crate::store::sql::NewEvent>),
                 $crate::store::StoreError,
             > {
                 let mut claimed = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks($crate::store::sql::IN_CHUNK) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(lead.take());
+                    qb.push(
                         "UPDATE tasks SET status = 'processing', attempts = attempts + 1, worker_id = ",
                     );
                     qb.push_bind(worker.as_str().to_owned())
@@ -237,7 +264,8 @@ macro_rules! impl_task_store {
                 finishes: &[$crate::store::Finish],
             ) -> Result<Vec<bool>, $crate::store::StoreError> {
                 let mut tx = self.writer.begin().await?;
-                let (applied, events) = Self::finish_in_tx(&mut tx, finishes).await?;
+                let mut lead = $crate::store::sql::Lead::none();
+                let (applied, events) = Self::finish_in_tx(&mut tx, finishes, &mut lead).await?;
                 let stored = Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
                 self.publisher.publish(stored);
@@ -249,6 +277,7 @@ macro_rules! impl_task_store {
             pub(crate) async fn finish_in_tx(
                 tx: &mut <$db as sqlx::Database>::Connection,
                 finishes: &[$crate::store::Finish],
+                lead: &mut $crate::store::sql::Lead,
             ) -> Result<(Vec<bool>, Vec<$crate::store::sql::NewEvent>), $crate::store::StoreError>
             {
                 use $crate::domain::TaskEventType as E;
@@ -270,7 +299,7 @@ macro_rules! impl_task_store {
                     })
                     .collect();
                 let completed: std::collections::HashMap<uuid::Uuid, String> =
-                    Self::complete_rows(&mut *tx, completions).await?.into_iter().collect();
+                    Self::complete_rows(&mut *tx, completions, lead).await?.into_iter().collect();
                 let mut applied = Vec::with_capacity(finishes.len());
                 let mut events = Vec::with_capacity(finishes.len());
                 for f in finishes {
@@ -295,7 +324,8 @@ macro_rules! impl_task_store {
                     let (mut qb, kind, data) = match &f.outcome {
                         Outcome::Completed { .. } => continue,
                         Outcome::Retry { error, run_after } => {
-                            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                            let mut qb = sqlx::QueryBuilder::<$db>::new(lead.take());
+                            qb.push(
                                 "UPDATE tasks SET status = 'pending', \
                                  retry_count = retry_count + 1, error = ",
                             );
@@ -309,9 +339,8 @@ macro_rules! impl_task_store {
                             }))
                         }
                         Outcome::Failed { error } => {
-                            let mut qb = sqlx::QueryBuilder::<$db>::new(
-                                "UPDATE tasks SET status = 'failed', error = ",
-                            );
+                            let mut qb = sqlx::QueryBuilder::<$db>::new(lead.take());
+                            qb.push("UPDATE tasks SET status = 'failed', error = ");
                             qb.push_bind(sqlx::types::Json(serde_json::json!(error)))
                                 .push(", provider = ")
                                 .push_bind(error.provider.clone())

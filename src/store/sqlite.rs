@@ -125,16 +125,17 @@ impl SqliteTaskStore {
         conn: &mut sqlx::SqliteConnection,
         events: Vec<super::sql::NewEvent>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        Self::insert_events_then(conn, events, "").await
+        Self::insert_events_then(conn, events, &mut super::sql::Lead::none(), "").await
     }
 
-    /// [`insert_events`](Self::insert_events), then the statement `tail` (e.g. `COMMIT`), all
-    /// in one trip to the connection's thread: the counters are bumped first and each event's
+    /// [`insert_events`](Self::insert_events) after what `lead` still has to open, then the
+    /// statement `tail` (e.g. `COMMIT`), all in one trip to the connection's thread: the counters are bumped first and each event's
     /// id is read from its counter in SQL (`last_id` minus the events of its user after it),
     /// so nothing waits for the counters to come back.
     pub(super) async fn insert_events_then(
         conn: &mut sqlx::SqliteConnection,
         events: Vec<super::sql::NewEvent>,
+        lead: &mut super::sql::Lead,
         tail: &'static str,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         use std::collections::BTreeMap;
@@ -153,7 +154,8 @@ impl SqliteTaskStore {
             })
             .collect();
         let counts: Vec<(&str, i64)> = counts.into_iter().collect();
-        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+        let opening = lead.take();
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(opening);
         for chunk in counts.chunks(super::sql::IN_CHUNK) {
             qb.push("INSERT INTO user_event_counters (user_id, last_id) ");
             qb.push_values(chunk, |mut b, (user, n)| {
@@ -191,7 +193,7 @@ impl SqliteTaskStore {
             qb.push("; ");
         }
         qb.push(tail);
-        if events.is_empty() && tail.is_empty() {
+        if events.is_empty() && tail.is_empty() && opening.is_empty() {
             return Ok(Vec::new());
         }
         let last: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *conn).await?;
@@ -223,11 +225,13 @@ impl SqliteTaskStore {
     async fn complete_rows(
         conn: &mut sqlx::SqliteConnection,
         rows: Vec<super::sql::CompleteRow>,
+        lead: &mut super::sql::Lead,
     ) -> Result<Vec<(uuid::Uuid, String)>, StoreError> {
         let mut applied = Vec::with_capacity(rows.len());
         // 5 binds a row: well under SQLite's 32,766-variable limit.
         for chunk in rows.chunks(super::sql::IN_CHUNK) {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(lead.take());
+            qb.push(
                 "UPDATE tasks SET status = 'completed', progress = 100, result = v.column3, \
                  provider = v.column4, completed_at = v.column5, updated_at = v.column5, \
                  worker_id = NULL, lease_expires_at = NULL FROM (",

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
+use super::sql::Lead;
 use super::{AfterCommit, Finish, Inserted, SqliteTaskStore, StoreError};
 use crate::domain::{Task, TaskId, WorkerId};
 
@@ -131,8 +132,8 @@ async fn transaction(
     writes: Vec<Write>,
 ) -> Result<Vec<Written>, StoreError> {
     let mut conn = writer.acquire().await?;
-    // BEGIN and COMMIT by hand: the COMMIT goes in the same trip as the events.
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    // BEGIN and COMMIT by hand: the BEGIN goes in the same trip as the first statement, the
+    // COMMIT in the same trip as the events.
     let result = statements(&mut conn, writes).await;
     match result {
         Ok((written, stored)) => {
@@ -148,11 +149,12 @@ async fn transaction(
     }
 }
 
-/// The statements of [`transaction`] after its `BEGIN`, ending with its `COMMIT`.
+/// The statements of [`transaction`], from its `BEGIN` to its `COMMIT`.
 async fn statements(
     tx: &mut sqlx::SqliteConnection,
     writes: Vec<Write>,
 ) -> Result<(Vec<Written>, Vec<crate::domain::StoredEvent>), StoreError> {
+    let mut lead = Lead::begin_immediate();
     let mut parts = Vec::with_capacity(writes.len());
     let (mut tasks, mut finishes, mut events) = (Vec::new(), Vec::new(), Vec::new());
     for write in writes {
@@ -168,7 +170,8 @@ async fn statements(
                 now,
             } => {
                 let (claimed, started) =
-                    SqliteTaskStore::claim_in_tx(tx, &ids, &worker, lease_until, now).await?;
+                    SqliteTaskStore::claim_in_tx(tx, &ids, &worker, lease_until, now, &mut lead)
+                        .await?;
                 events.extend(started);
                 parts.push(Part::Claimed(claimed));
             }
@@ -178,11 +181,11 @@ async fn statements(
             }
         }
     }
-    let (inserted, created) = SqliteTaskStore::insert_tasks_in_tx(tx, tasks).await?;
+    let (inserted, created) = SqliteTaskStore::insert_tasks_in_tx(tx, tasks, &mut lead).await?;
     events.extend(created);
-    let (applied, ended) = SqliteTaskStore::finish_in_tx(tx, &finishes).await?;
+    let (applied, ended) = SqliteTaskStore::finish_in_tx(tx, &finishes, &mut lead).await?;
     events.extend(ended);
-    let stored = SqliteTaskStore::insert_events_then(tx, events, "COMMIT").await?;
+    let stored = SqliteTaskStore::insert_events_then(tx, events, &mut lead, "COMMIT").await?;
 
     let (mut inserted, mut applied) = (inserted.into_iter(), applied.into_iter());
     let written = parts
