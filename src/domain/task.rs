@@ -219,6 +219,18 @@ pub struct Task {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+#[cfg(test)]
+impl Task {
+    /// A fresh pending `echo` task of `user` with an empty payload (2 retries, 300 s), for
+    /// tests.
+    pub(crate) fn echo_for_test(user: &str) -> Self {
+        let user = UserId::parse(user).expect("test user id");
+        let new = NewTask::parse(user, "echo", serde_json::json!({}), None, None, None)
+            .expect("an echo task");
+        Self::create(new, 2, Duration::from_secs(300), Utc::now())
+    }
+}
+
 impl Task {
     /// A fresh pending task from a validated request. `timeout` applies unless the request
     /// set its own.
@@ -353,12 +365,7 @@ mod tests {
     }
 
     fn task() -> Task {
-        Task::create(
-            new_task(json!({})).unwrap(),
-            2,
-            Duration::from_secs(300),
-            Utc::now(),
-        )
+        Task::echo_for_test("u1")
     }
 
     #[test]

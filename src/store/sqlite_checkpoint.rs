@@ -83,25 +83,10 @@ impl Checkpointer {
 mod tests {
     use std::time::Duration;
 
-    use chrono::Utc;
-    use serde_json::json;
     use tokio_util::sync::CancellationToken;
 
-    use crate::domain::{NewTask, Task, UserId};
+    use crate::domain::{Task, UserId};
     use crate::store::{SqliteTaskStore, TaskStore};
-
-    fn echo() -> Task {
-        let new = NewTask::parse(
-            UserId::parse("u1").unwrap(),
-            "echo",
-            json!({}),
-            None,
-            None,
-            None,
-        )
-        .unwrap();
-        Task::create(new, 2, Duration::from_secs(300), Utc::now())
-    }
 
     fn wal_bytes(dir: &std::path::Path) -> u64 {
         std::fs::metadata(dir.join("tasks.db-wal")).map_or(0, |m| m.len())
@@ -114,7 +99,7 @@ mod tests {
         // Far past the 1,000 pages at which SQLite would checkpoint inside a commit.
         for _ in 0..300 {
             store
-                .insert_tasks((0..20).map(|_| echo()).collect())
+                .insert_tasks((0..20).map(|_| Task::echo_for_test("u1")).collect())
                 .await
                 .unwrap();
         }
@@ -132,7 +117,7 @@ mod tests {
         let before = wal_bytes(dir.path());
         for _ in 0..300 {
             store
-                .insert_tasks((0..20).map(|_| echo()).collect())
+                .insert_tasks((0..20).map(|_| Task::echo_for_test("u1")).collect())
                 .await
                 .unwrap();
             tokio::time::sleep(Duration::from_millis(1)).await;

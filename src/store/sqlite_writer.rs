@@ -4,22 +4,21 @@
 //! SQLite has one writer, so every write transaction waits for the one before it, and most of a
 //! small transaction's cost is fixed: `BEGIN`, `COMMIT` and a trip to the connection's thread
 //! for every statement. At 1,000 tasks/s the submits, claims and completions, each committed on
-//! its own, kept the writer about 70 % busy and submits queued behind it. Here one loop takes
+//! its own, kept the writer about 90 % busy and submits queued behind it. Here one loop takes
 //! every write waiting when the writer frees up and commits them together: one transaction, one
 //! statement per kind of write and one for all their events.
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqlitePool;
-use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 
 use super::sql::Lead;
 use super::{AfterCommit, Finish, Inserted, SqliteTaskStore, StoreError};
+use crate::batch::{BatchError, Batcher};
 use crate::domain::{Task, TaskId, WorkerId};
 
-/// Writes waiting for the loop; callers wait when it is full.
-const QUEUE_DEPTH: usize = 1024;
-/// Most rows (tasks, claim ids, outcomes) in one transaction.
-const MAX_ROWS: usize = 2000;
+/// Most writes in one transaction.
+const MAX_WRITES: usize = 256;
 
 /// One caller's write.
 #[derive(Clone)]
@@ -34,16 +33,6 @@ pub(super) enum Write {
     Finish(Vec<Finish>),
 }
 
-impl Write {
-    fn rows(&self) -> usize {
-        match self {
-            Self::Insert(tasks) => tasks.len(),
-            Self::Claim { ids, .. } => ids.len(),
-            Self::Finish(finishes) => finishes.len(),
-        }
-    }
-}
-
 /// What a [`Write`] returned.
 pub(super) enum Written {
     Inserted(Vec<Inserted>),
@@ -51,69 +40,34 @@ pub(super) enum Written {
     Finished(Vec<bool>),
 }
 
-type Reply = oneshot::Sender<Result<Written, StoreError>>;
-
-/// Hands writes to the loop. The loop ends once every clone is gone and it has written what
-/// it was given.
+/// Hands writes to the loop: a [`Batcher`] with one loop, whose batch is one transaction (if
+/// it fails, the batcher retries each write alone, so one caller's bad write cannot fail
+/// another's). The loop ends once every clone is gone and it has written what it was given.
 #[derive(Clone)]
-pub(super) struct WriteQueue(mpsc::Sender<(Write, Reply)>);
+pub(super) struct WriteQueue(Batcher<Write, Written, StoreError>);
 
 impl WriteQueue {
     /// Starts the loop on `writer`; it hands each transaction's events to `publisher`.
     pub(super) fn spawn(writer: SqlitePool, publisher: AfterCommit) -> Self {
-        let (tx, mut rx) = mpsc::channel::<(Write, Reply)>(QUEUE_DEPTH);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut rows = first.0.rows();
-                let mut batch = vec![first];
-                while rows < MAX_ROWS {
-                    match rx.try_recv() {
-                        Ok(next) => {
-                            rows += next.0.rows();
-                            batch.push(next);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let (writes, started) = (batch.len(), std::time::Instant::now());
-                write_batch(&writer, &publisher, batch).await;
-                tracing::debug!(
-                    writes,
-                    rows,
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    "SQLite write transaction"
-                );
-            }
+        // The loop's lifetime is the store's, not the service's: nothing waits on this tracker.
+        let batcher = Batcher::spawn(&TaskTracker::new(), 1, MAX_WRITES, move |writes| {
+            let (writer, publisher) = (writer.clone(), publisher.clone());
+            async move { transaction(&writer, &publisher, writes).await }
         });
-        Self(tx)
+        Self(batcher)
     }
 
     /// Writes `write` (with whatever else is waiting) and returns its result.
     pub(super) async fn write(&self, write: Write) -> Result<Written, StoreError> {
-        let closed = || StoreError::Unavailable(sqlx::Error::PoolClosed);
-        let (reply, answer) = oneshot::channel();
-        self.0.send((write, reply)).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
-    }
-}
-
-/// Commits `batch` in one transaction and answers every caller. If that fails, each write is
-/// tried on its own, so one caller's bad write cannot fail another's.
-async fn write_batch(writer: &SqlitePool, publisher: &AfterCommit, batch: Vec<(Write, Reply)>) {
-    if batch.len() > 1 {
-        let writes = batch.iter().map(|(w, _)| w.clone()).collect();
-        if let Ok(written) = transaction(writer, publisher, writes).await {
-            for ((_, reply), result) in batch.into_iter().zip(written) {
-                let _ = reply.send(Ok(result));
-            }
-            return;
+        match self.0.call((), vec![write]).await {
+            Ok(mut written) => written
+                .pop()
+                .ok_or_else(|| StoreError::Corrupt("write loop returned no answer".into())),
+            // Each failed write has its own error: the Arc has no other owner.
+            Err(BatchError::Failed(e)) => Err(std::sync::Arc::try_unwrap(e)
+                .unwrap_or_else(|e| StoreError::Corrupt(e.to_string()))),
+            Err(BatchError::Closed) => Err(StoreError::Unavailable(sqlx::Error::PoolClosed)),
         }
-    }
-    for (write, reply) in batch {
-        let result = transaction(writer, publisher, vec![write])
-            .await
-            .map(|mut w| w.remove(0));
-        let _ = reply.send(result);
     }
 }
 
@@ -201,18 +155,11 @@ async fn statements(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use chrono::Utc;
     use serde_json::json;
 
-    use crate::domain::{NewTask, Task, TaskEventType, UserId, WorkerId};
+    use crate::domain::{Task, TaskEventType, UserId, WorkerId};
     use crate::store::{Finish, NotificationStore, Outcome, SqliteTaskStore, TaskStore};
-
-    fn echo(user: &UserId) -> Task {
-        let new = NewTask::parse(user.clone(), "echo", json!({}), None, None, None).unwrap();
-        Task::create(new, 2, Duration::from_secs(300), Utc::now())
-    }
 
     /// Many callers at once: their writes share transactions, every one gets its own answer,
     /// and the user's events are numbered without gaps or repeats.
@@ -225,7 +172,7 @@ mod tests {
         const N: usize = 200;
 
         let submits = (0..N).map(|_| {
-            let (store, task) = (store.clone(), echo(&user));
+            let (store, task) = (store.clone(), Task::echo_for_test("u1"));
             tokio::spawn(async move { store.insert_tasks(vec![task]).await })
         });
         let mut ids = Vec::new();
