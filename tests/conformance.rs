@@ -2194,6 +2194,80 @@ mod paging_with_sub_microsecond_timestamps {
     }
 }
 
+/// PostgreSQL's submits and outcomes commit without waiting for the WAL flush and then wait for
+/// a flush barrier that begins after their commit (store/wal_flush.rs): a synchronous commit of
+/// a `wal_flush_marks` row. So calls one after another each wait for a barrier of their own,
+/// while concurrent calls may share one.
+mod postgres_writes_wait_for_a_wal_flush {
+    use super::*;
+    use ai_integration_service::store::PgTaskStore;
+
+    async fn flushes(pool: &sqlx::PgPool) -> i64 {
+        sqlx::query_scalar("SELECT COALESCE(SUM(flushes), 0)::bigint FROM wal_flush_marks")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    async fn body(store: PgTaskStore) {
+        let pool = store.pool().clone();
+        let store: Arc<dyn TaskStore> = Arc::new(store);
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let before = flushes(&pool).await;
+            let t = task("alice", base() + ms(i));
+            insert(&store, vec![t.clone()]).await;
+            assert!(flushes(&pool).await > before, "submit {i} returned without a flush");
+            tasks.push(t);
+        }
+        let w = worker("w-1");
+        let at = now();
+        store
+            .claim(&ids(&tasks), &w, at + TimeDelta::minutes(1), at)
+            .await
+            .unwrap();
+        for (i, t) in tasks.iter().enumerate() {
+            let before = flushes(&pool).await;
+            let outcome = if i % 2 == 0 {
+                completed(json!({"i": i}), "echo")
+            } else {
+                Outcome::Failed {
+                    error: retryable("no", None),
+                }
+            };
+            let applied = store.finish(&[finish(t.id, &w, outcome, at)]).await.unwrap();
+            assert_eq!(applied, vec![true]);
+            assert!(flushes(&pool).await > before, "outcome {i} returned without a flush");
+        }
+
+        // Concurrent submits all return, after at least one flush and never more than one each.
+        let before = flushes(&pool).await;
+        let calls: Vec<_> = (0..50)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { insert(&store, vec![task("bob", base() + ms(i))]).await })
+            })
+            .collect();
+        for c in calls {
+            c.await.unwrap();
+        }
+        let used = flushes(&pool).await - before;
+        assert!((1..=50).contains(&used), "{used} flushes for 50 concurrent submits");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        let Some(url) = crate::support::pg_url().await else {
+            return;
+        };
+        let store = PgTaskStore::connect(&url, crate::support::PG_TEST_POOL_SIZE)
+            .await
+            .unwrap();
+        crate::support::run_then_cleanup(body(store), crate::support::drop_pg_database(&url))
+            .await;
+    }
+}
+
 /// Several concurrent blocking pops on one queue each wait at most `wait`, and none fails.
 async fn concurrent_blocking_pops_honour_wait(queue: Arc<dyn TaskQueue>) {
     let start = Instant::now();

@@ -17,6 +17,7 @@ mod sqlite;
 mod sqlite_checkpoint;
 mod sqlite_writer;
 mod usage;
+mod wal_flush;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -2,14 +2,41 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use futures::future::BoxFuture;
+use sqlx::Connection;
+use sqlx::pool::PoolConnectionMetadata;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use super::notify_sql::impl_notification_store;
 use super::queue_sql::impl_queue_store;
 use super::sql::impl_task_store;
+use super::wal_flush::WalFlush;
 use super::{AfterCommit, StoreError};
 use crate::bus::EventPublisher;
 use crate::domain::StoredEvent;
+
+/// Connections of the asynchronous-commit pool.
+const FAST_CONNECTIONS: u32 = 4;
+/// Rows of `wal_flush_marks` that instances choose from.
+const FLUSH_SLOTS: i32 = 1024;
+
+/// A pooled connection idle this long is pinged before use.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
+
+/// Pings a pooled connection before use only if it sat idle for [`IDLE_PING_AFTER`]. A ping on
+/// every acquire is a round trip (and a PostgreSQL wakeup) per query under load, when
+/// connections are never idle; a connection that a database restart broke has usually been.
+fn ping_if_idle(
+    conn: &mut PgConnection,
+    meta: PoolConnectionMetadata,
+) -> BoxFuture<'_, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        if meta.idle_for >= IDLE_PING_AFTER {
+            conn.ping().await?;
+        }
+        Ok(true)
+    })
+}
 
 /// Tasks in PostgreSQL.
 #[derive(Clone)]
@@ -18,6 +45,12 @@ pub struct PgTaskStore {
     pub(super) pool: PgPool,
     /// The same pool: PostgreSQL runs concurrent writers itself.
     pub(super) writer: PgPool,
+    /// Connections that commit without waiting for the WAL flush, for the hot paths (submit,
+    /// claim, outcome): they hold a user's event counter row only while they run. A write
+    /// that must be durable before anyone hears of it waits for [`Self::flush`] after.
+    pub(super) fast: PgPool,
+    /// Waits for the WAL flush after a commit on [`Self::fast`].
+    pub(super) flush: WalFlush,
     /// Receives each transaction's events after it commits.
     pub(super) publisher: AfterCommit,
 }
@@ -31,12 +64,27 @@ impl PgTaskStore {
             .max_connections(max_connections)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .test_before_acquire(false)
+            .before_acquire(ping_if_idle)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        // One connection each for the submit, claim and outcome loops, plus one to spare.
+        let fast = PgPoolOptions::new()
+            .max_connections(FAST_CONNECTIONS.min(max_connections.max(1)))
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .test_before_acquire(false)
+            .before_acquire(ping_if_idle)
+            .connect_with(options.options([("synchronous_commit", "off")]))
+            .await?;
+        // Instances pick their barrier row at random: two rarely share one.
+        let slot = rand::random_range(0..FLUSH_SLOTS);
         Ok(Self {
             writer: pool.clone(),
+            flush: WalFlush::spawn(pool.clone(), slot),
             pool,
+            fast,
             publisher: AfterCommit::default(),
         })
     }
@@ -62,7 +110,7 @@ impl PgTaskStore {
     /// Inserts events in one statement, numbering each user's from their counter row (bumped
     /// by the user's count in the same statement, users in sorted order so concurrent
     /// transactions lock counters in the same order). Returns them with their ids.
-    async fn insert_events(
+    pub(super) async fn insert_events(
         conn: &mut sqlx::PgConnection,
         events: Vec<super::sql::NewEvent>,
     ) -> Result<Vec<StoredEvent>, StoreError> {

@@ -1,6 +1,9 @@
 //! PostgreSQL's hot paths: submit and claim as single statements (a data-modifying CTE writes
 //! the rows and their events together, autocommitted, in one round trip, with the batch passed
-//! as arrays); completions as one `UNNEST` update in the shared transaction path.
+//! as arrays); completions as one `UNNEST` update and one events statement. All three commit
+//! on the asynchronous-commit pool, so a user's event counter row is locked only while they
+//! run; submits and outcomes then wait for a WAL flush barrier before anyone hears of them
+//! (see `wal_flush.rs`).
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -8,8 +11,8 @@ use uuid::Uuid;
 
 use super::row::{TASK_COLUMNS, TaskRow, timeout_ms};
 use super::sql::{NewEvent, at_micros};
-use super::{Finish, Inserted, PgTaskStore, StoreError};
-use crate::domain::{StoredEvent, Task, TaskEventType, TaskId, WorkerId};
+use super::{Finish, Inserted, Outcome, PgTaskStore, StoreError};
+use crate::domain::{StoredEvent, Task, TaskEventType, TaskId, UserId, WorkerId};
 
 /// A claimed task and the per-user id of its `TaskStarted` event.
 #[derive(sqlx::FromRow)]
@@ -112,8 +115,10 @@ impl PgTaskStore {
         .bind(timeouts)
         .bind(ats)
         .bind(queues)
-        .fetch_all(&self.writer)
+        .fetch_all(&self.fast)
         .await?;
+        // Durable before the caller, the queue or a subscriber hears of it.
+        self.flush.wait().await?;
         let inserted: std::collections::HashMap<Uuid, i64> = created.into_iter().collect();
         let mut stored: Vec<StoredEvent> = tasks
             .iter()
@@ -169,12 +174,8 @@ impl PgTaskStore {
         let ids: Vec<Uuid> = ids.iter().map(TaskId::as_uuid).collect();
         // A claim need not wait for its WAL flush: if PostgreSQL crashes before the flush, the
         // claim is lost, the task is pending again and runs again (at least once), while the
-        // worker's outcome no longer applies (its compare-and-set expects `processing`). That
-        // saves one fsync per claim; submits and outcomes stay synchronous.
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
+        // worker's outcome no longer applies (its compare-and-set expects `processing`). So it
+        // is one autocommitted statement on the asynchronous-commit pool, with no barrier.
         let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH claimed AS ( \
                UPDATE tasks SET status = 'processing', attempts = attempts + 1, worker_id = $1, \
@@ -203,9 +204,8 @@ impl PgTaskStore {
         .bind(lease_until)
         .bind(now)
         .bind(ids)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.fast)
         .await?;
-        tx.commit().await?;
         let mut tasks = Vec::with_capacity(rows.len());
         let mut stored = Vec::with_capacity(rows.len());
         for row in rows {
@@ -230,7 +230,116 @@ impl PgTaskStore {
     }
 
     pub(super) async fn finish_impl(&self, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
-        // Completions go through one UNNEST update inside the shared transaction path.
-        self.generic_finish(finishes).await
+        let all_completed = finishes
+            .iter()
+            .all(|f| matches!(f.outcome, Outcome::Completed { .. }));
+        let stored = if all_completed {
+            // The common case, one statement: no transaction held open across round trips.
+            self.complete_in_one_statement(finishes).await?
+        } else {
+            let mut tx = self.fast.begin().await?;
+            let (applied, events) =
+                Self::finish_in_tx(&mut tx, finishes, &mut super::sql::Lead::none()).await?;
+            // The events last: the user's counter row is locked from here to the commit.
+            let stored = Self::insert_events(&mut tx, events).await?;
+            tx.commit().await?;
+            (applied, stored)
+        };
+        // A retry is pushed to the queue and an outcome announced only once it is durable.
+        self.flush.wait().await?;
+        let (applied, stored) = stored;
+        self.publisher.publish(stored);
+        Ok(applied)
+    }
+
+    /// Completes `finishes` (all `Completed`) whose worker still holds the task, with their
+    /// `TaskCompleted` events, in one autocommitted statement. Returns which applied and the
+    /// events.
+    async fn complete_in_one_statement(
+        &self,
+        finishes: &[Finish],
+    ) -> Result<(Vec<bool>, Vec<StoredEvent>), StoreError> {
+        let n = finishes.len();
+        let (mut ids, mut workers, mut results, mut providers, mut ats) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for f in finishes {
+            let Outcome::Completed { result, provider } = &f.outcome else {
+                return Err(StoreError::Corrupt(
+                    "a non-completion among completions".into(),
+                ));
+            };
+            ids.push(f.task_id.as_uuid());
+            workers.push(f.worker_id.as_str());
+            results.push(Json(result));
+            providers.push(provider.as_deref());
+            ats.push(f.at);
+        }
+        // Events are numbered per user in input order, as `insert_events` does.
+        let done: Vec<(i64, String, i64)> = sqlx::query_as(
+            "WITH input AS ( \
+               SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], \
+                 $5::timestamptz[]) WITH ORDINALITY AS u(id, worker_id, result, provider, at, ord) \
+             ), done AS ( \
+               UPDATE tasks t SET status = 'completed', progress = 100, result = i.result, \
+                 provider = i.provider, completed_at = i.at, updated_at = i.at, \
+                 worker_id = NULL, lease_expires_at = NULL \
+               FROM input i \
+               WHERE t.id = i.id AND t.status = 'processing' AND t.worker_id = i.worker_id \
+               RETURNING t.id, t.user_id, i.provider, i.at, i.ord \
+             ), counts AS ( \
+               SELECT user_id, COUNT(*) AS n FROM done GROUP BY user_id \
+             ), bumped AS ( \
+               INSERT INTO user_event_counters AS c (user_id, last_id) \
+               SELECT user_id, n FROM counts ORDER BY user_id \
+               ON CONFLICT (user_id) DO UPDATE SET last_id = c.last_id + excluded.last_id \
+               RETURNING user_id, last_id \
+             ), numbered AS ( \
+               SELECT d.*, b.last_id - k.n \
+                 + ROW_NUMBER() OVER (PARTITION BY d.user_id ORDER BY d.ord) AS user_seq \
+               FROM done d JOIN counts k USING (user_id) JOIN bumped b USING (user_id) \
+             ), events AS ( \
+               INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, created_at) \
+               SELECT id, user_id, user_seq, 'TaskCompleted', jsonb_build_object('status', \
+                 'completed', 'provider', provider), at FROM numbered \
+             ) \
+             SELECT ord, user_id, user_seq FROM numbered",
+        )
+        .bind(ids)
+        .bind(workers)
+        .bind(results)
+        .bind(providers)
+        .bind(ats)
+        .fetch_all(&self.fast)
+        .await?;
+        let mut applied = vec![false; n];
+        let mut stored = Vec::with_capacity(done.len());
+        for (ord, user, seq) in done {
+            let i = usize::try_from(ord - 1)
+                .ok()
+                .filter(|&i| i < n)
+                .ok_or_else(|| StoreError::Corrupt(format!("completion {ord} out of range")))?;
+            let f = &finishes[i];
+            applied[i] = true;
+            let Outcome::Completed { provider, .. } = &f.outcome else {
+                continue;
+            };
+            let user_id = UserId::parse(&user)
+                .map_err(|_| StoreError::Corrupt(format!("user_id {user:?}")))?;
+            let event = NewEvent {
+                task_id: f.task_id,
+                user_id,
+                kind: TaskEventType::TaskCompleted,
+                data: serde_json::json!({"status": "completed", "provider": provider}),
+                at: f.at,
+            };
+            stored.push(event.stored(u64::try_from(seq).unwrap_or(0)));
+        }
+        stored.sort_by_key(|e| e.id);
+        Ok((applied, stored))
     }
 }

@@ -255,23 +255,6 @@ macro_rules! impl_task_store {
                 Ok((claimed, events))
             }
 
-            /// Applies the outcomes in one transaction; each is applied only if its worker
-            /// still holds the task.
-            // PostgreSQL's finish; SQLite commits outcomes in its write loop.
-            #[allow(dead_code)]
-            pub(crate) async fn generic_finish(
-                &self,
-                finishes: &[$crate::store::Finish],
-            ) -> Result<Vec<bool>, $crate::store::StoreError> {
-                let mut tx = self.writer.begin().await?;
-                let mut lead = $crate::store::sql::Lead::none();
-                let (applied, events) = Self::finish_in_tx(&mut tx, finishes, &mut lead).await?;
-                let stored = Self::insert_events(&mut tx, events).await?;
-                tx.commit().await?;
-                self.publisher.publish(stored);
-                Ok(applied)
-            }
-
             /// Applies the outcomes whose worker still holds the task; returns which applied,
             /// plus the events to write.
             pub(crate) async fn finish_in_tx(
