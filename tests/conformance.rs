@@ -2217,7 +2217,10 @@ mod postgres_writes_wait_for_a_wal_flush {
             let before = flushes(&pool).await;
             let t = task("alice", base() + ms(i));
             insert(&store, vec![t.clone()]).await;
-            assert!(flushes(&pool).await > before, "submit {i} returned without a flush");
+            assert!(
+                flushes(&pool).await > before,
+                "submit {i} returned without a flush"
+            );
             tasks.push(t);
         }
         let w = worker("w-1");
@@ -2235,9 +2238,15 @@ mod postgres_writes_wait_for_a_wal_flush {
                     error: retryable("no", None),
                 }
             };
-            let applied = store.finish(&[finish(t.id, &w, outcome, at)]).await.unwrap();
+            let applied = store
+                .finish(&[finish(t.id, &w, outcome, at)])
+                .await
+                .unwrap();
             assert_eq!(applied, vec![true]);
-            assert!(flushes(&pool).await > before, "outcome {i} returned without a flush");
+            assert!(
+                flushes(&pool).await > before,
+                "outcome {i} returned without a flush"
+            );
         }
 
         // Concurrent submits all return, after at least one flush and never more than one each.
@@ -2252,7 +2261,10 @@ mod postgres_writes_wait_for_a_wal_flush {
             c.await.unwrap();
         }
         let used = flushes(&pool).await - before;
-        assert!((1..=50).contains(&used), "{used} flushes for 50 concurrent submits");
+        assert!(
+            (1..=50).contains(&used),
+            "{used} flushes for 50 concurrent submits"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -2263,8 +2275,7 @@ mod postgres_writes_wait_for_a_wal_flush {
         let store = PgTaskStore::connect(&url, crate::support::PG_TEST_POOL_SIZE)
             .await
             .unwrap();
-        crate::support::run_then_cleanup(body(store), crate::support::drop_pg_database(&url))
-            .await;
+        crate::support::run_then_cleanup(body(store), crate::support::drop_pg_database(&url)).await;
     }
 }
 

@@ -6,6 +6,14 @@
 //! took 4-7 ms that way, against 0.3 ms for the rest). The writer therefore runs with
 //! `wal_autocheckpoint = 0` and this loop checkpoints from its own connection instead:
 //! `PASSIVE` checkpoints run beside the writer and never block it.
+//!
+//! A passive checkpoint copies the WAL into the database but does not make the writer start
+//! the WAL over: that happens only when a write transaction begins while the WAL is wholly
+//! copied and no reader or checkpoint is in it, which a busy writer may never find (the WAL
+//! then grows without end). So once the WAL passes [`WAL_RESTART_PAGES`], a pass runs a
+//! `RESTART` checkpoint: it waits for the writer's current transaction, copies the few frames
+//! the passive passes left, and has the next writer start from the WAL's beginning. Writers
+//! wait for it, briefly, every few tens of MiB written.
 
 use std::time::Duration;
 
@@ -14,9 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
 
-/// WAL size (in 4 KiB pages, 256 MiB) past which a checkpoint that cannot finish is worth a
-/// warning: a reader that never ends keeps the WAL from being reused.
-const WAL_WARN_PAGES: i64 = 65_536;
+/// WAL size (in 4 KiB pages, 64 MiB) past which a pass restarts the WAL.
+const WAL_RESTART_PAGES: i64 = 16_384;
 
 /// What one checkpoint pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,19 +39,34 @@ pub struct Checkpointer {
     /// A read-write connection of its own (the store's readers are read-only).
     pool: SqlitePool,
     interval: Duration,
+    /// WAL pages past which a pass restarts the WAL.
+    restart_pages: i64,
 }
 
 impl Checkpointer {
     pub(super) fn new(pool: SqlitePool, interval: Duration) -> Self {
-        Self { pool, interval }
+        Self {
+            pool,
+            interval,
+            restart_pages: WAL_RESTART_PAGES,
+        }
     }
 
     /// One `PASSIVE` checkpoint: copies what no reader still needs, waits for no one.
     pub async fn checkpoint(&self) -> Result<CheckpointPass, StoreError> {
+        self.run_checkpoint("PRAGMA wal_checkpoint(PASSIVE)").await
+    }
+
+    /// One `RESTART` checkpoint: waits (up to the busy timeout) for the writer and for readers
+    /// of older snapshots, copies everything, and makes the next writer reuse the WAL from
+    /// its beginning.
+    pub async fn restart(&self) -> Result<CheckpointPass, StoreError> {
+        self.run_checkpoint("PRAGMA wal_checkpoint(RESTART)").await
+    }
+
+    async fn run_checkpoint(&self, pragma: &'static str) -> Result<CheckpointPass, StoreError> {
         let (_busy, wal_frames, checkpointed): (i64, i64, i64) =
-            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-                .fetch_one(&self.pool)
-                .await?;
+            sqlx::query_as(pragma).fetch_one(&self.pool).await?;
         Ok(CheckpointPass {
             wal_frames,
             checkpointed,
@@ -65,8 +87,13 @@ impl Checkpointer {
     }
 
     async fn pass(&self) {
-        match self.checkpoint().await {
-            Ok(p) if p.wal_frames > WAL_WARN_PAGES && p.checkpointed < p.wal_frames => {
+        let passive = self.checkpoint().await;
+        let result = match passive {
+            Ok(p) if p.wal_frames > self.restart_pages => self.restart().await,
+            other => other,
+        };
+        match result {
+            Ok(p) if p.wal_frames > self.restart_pages && p.checkpointed < p.wal_frames => {
                 tracing::warn!(
                     wal_frames = p.wal_frames,
                     checkpointed = p.checkpointed,
@@ -85,6 +112,7 @@ mod tests {
 
     use tokio_util::sync::CancellationToken;
 
+    use super::Checkpointer;
     use crate::domain::{Task, UserId};
     use crate::store::{SqliteTaskStore, TaskStore};
 
@@ -111,8 +139,13 @@ mod tests {
         );
         assert_eq!(pass.checkpointed, pass.wal_frames, "{pass:?}");
 
-        // The WAL is reused once checkpointed, so under the loop it stops growing.
+        // Under the loop, which restarts the WAL once it is larger than the limit, the WAL is
+        // reused and stops growing. (A test-sized limit: the WAL above is ~10,000 pages.)
         let shutdown = CancellationToken::new();
+        let checkpointer = Checkpointer {
+            restart_pages: 2_000,
+            ..checkpointer
+        };
         let running = tokio::spawn(checkpointer.run(shutdown.clone()));
         let before = wal_bytes(dir.path());
         for _ in 0..300 {
