@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub struct SqliteTaskStore {
     writes: Arc<OnceLock<WriteQueue>>,
     /// Receives each transaction's events after it commits.
     publisher: AfterCommit,
+    /// Raised by the checkpointer when the WAL should start over; the write loop answers it.
+    wal_full: Arc<AtomicBool>,
 }
 
 impl SqliteTaskStore {
@@ -83,13 +86,14 @@ impl SqliteTaskStore {
             checkpoints,
             writes: Arc::default(),
             publisher: AfterCommit::default(),
+            wal_full: Arc::default(),
         })
     }
 
     /// The loop that checkpoints this store's WAL every `interval`; its writer leaves that to
     /// it. Run it wherever the store lives longer than a moment.
     pub fn checkpointer(&self, interval: Duration) -> Checkpointer {
-        Checkpointer::new(self.checkpoints.clone(), interval)
+        Checkpointer::new(self.checkpoints.clone(), interval, self.wal_full.clone())
     }
 
     /// Hands every committed event to `publisher`.
@@ -102,7 +106,13 @@ impl SqliteTaskStore {
     /// Queues `write` for the write loop and waits for its transaction.
     async fn write(&self, write: Write) -> Result<Written, StoreError> {
         self.writes
-            .get_or_init(|| WriteQueue::spawn(self.writer.clone(), self.publisher.clone()))
+            .get_or_init(|| {
+                WriteQueue::spawn(
+                    self.writer.clone(),
+                    self.publisher.clone(),
+                    self.wal_full.clone(),
+                )
+            })
             .write(write)
             .await
     }

@@ -8,11 +8,15 @@
 //! every write waiting when the writer frees up and commits them together: one transaction, one
 //! statement per kind of write and one for all their events.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqlitePool;
 use tokio_util::task::TaskTracker;
 
 use super::sql::Lead;
+use super::sqlite_checkpoint::run_passive;
 use super::{AfterCommit, Finish, Inserted, SqliteTaskStore, StoreError};
 use crate::batch::{BatchError, Batcher};
 use crate::domain::{Task, TaskId, WorkerId};
@@ -48,11 +52,36 @@ pub(super) struct WriteQueue(Batcher<Write, Written, StoreError>);
 
 impl WriteQueue {
     /// Starts the loop on `writer`; it hands each transaction's events to `publisher`.
-    pub(super) fn spawn(writer: SqlitePool, publisher: AfterCommit) -> Self {
+    /// Before a transaction, when `wal_full` is raised, the loop checkpoints once itself (see
+    /// `sqlite_checkpoint.rs`).
+    pub(super) fn spawn(
+        writer: SqlitePool,
+        publisher: AfterCommit,
+        wal_full: Arc<AtomicBool>,
+    ) -> Self {
         // The loop's lifetime is the store's, not the service's: nothing waits on this tracker.
         let batcher = Batcher::spawn(&TaskTracker::new(), 1, MAX_WRITES, move |writes| {
-            let (writer, publisher) = (writer.clone(), publisher.clone());
-            async move { transaction(&writer, &publisher, writes).await }
+            let (writer, publisher, wal_full) =
+                (writer.clone(), publisher.clone(), wal_full.clone());
+            async move {
+                if wal_full.swap(false, Ordering::Relaxed) {
+                    // Nothing commits during this checkpoint, so it can copy the whole WAL and
+                    // the transaction below starts it over.
+                    let started = std::time::Instant::now();
+                    match run_passive(&writer).await {
+                        Ok(pass) => tracing::debug!(
+                            wal_frames = pass.wal_frames,
+                            checkpointed = pass.checkpointed,
+                            elapsed_us = started.elapsed().as_micros() as u64,
+                            "checkpoint in the write loop"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "SQLite checkpoint before a write failed")
+                        }
+                    }
+                }
+                transaction(&writer, &publisher, writes).await
+            }
         });
         Self(batcher)
     }
