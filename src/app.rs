@@ -29,8 +29,8 @@ use crate::tasks::{MemoryCache, RedisCache};
 
 mod ai;
 use crate::worker::{
-    AdaptiveLimit, DelayScheduler, PoolConfig, ProcLoad, QueueSync, Reaper, Reconciler, Slots,
-    WorkerPool,
+    AdaptiveLimit, DelayScheduler, Dispatch, PoolConfig, ProcLoad, QueueSync, Reaper, Reconciler,
+    Slots, WorkerPool,
 };
 
 /// How often each instance reads the queues' paused flags from the database.
@@ -228,15 +228,6 @@ impl Application {
             user_submit_rate: config.user_submit_rate,
             max_active_per_user: config.max_active_tasks_per_user,
         };
-        let tasks = TaskService::new(
-            backends.store.clone(),
-            backends.queue.clone(),
-            backends.limiter.clone(),
-            limits,
-            &background,
-            WRITE_LOOPS,
-        );
-
         let states = Arc::new(QueueStates::new(config.queues.clone()));
         let queue_sync =
             QueueSync::new(backends.queues.clone(), states.clone(), QUEUE_SYNC_INTERVAL);
@@ -250,6 +241,23 @@ impl Application {
             config.worker_pool_min,
             config.worker_pool_size,
             config.adaptive_pool,
+        );
+        let host = hostname();
+        let worker_id = WorkerId::generate(&host);
+        let (dispatch, dispatched) = Dispatch::new(
+            worker_id.clone(),
+            config.lease_duration,
+            slots.clone(),
+            states.clone(),
+        );
+        let tasks = TaskService::new(
+            backends.store.clone(),
+            backends.queue.clone(),
+            backends.limiter.clone(),
+            limits,
+            &background,
+            WRITE_LOOPS,
+            Some(dispatch.clone()),
         );
         if config.adaptive_pool {
             let adaptive = AdaptiveLimit::new(
@@ -285,9 +293,8 @@ impl Application {
         let usage = backends.ai.usage.clone();
         let runner = ai::task_runner(&config.ai, backends.ai, &background)
             .context("building the AI providers")?;
-        let host = hostname();
         let pool = WorkerPool::new(
-            WorkerId::generate(&host),
+            worker_id,
             backends.store.clone(),
             backends.queue.clone(),
             runner.clone(),
@@ -301,7 +308,8 @@ impl Application {
             },
         )
         .with_retry_waker(retry_wake)
-        .with_queues(states.clone(), slots.clone());
+        .with_queues(states.clone(), slots.clone())
+        .with_dispatch(dispatch, dispatched);
         background.spawn(pool.run(shutdown.child_token()));
 
         let hub = Hub::new(

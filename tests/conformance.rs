@@ -1536,6 +1536,60 @@ async fn delete_removes_task_and_events(store: Arc<dyn TaskStore>) {
     );
 }
 
+/// A task started by its submit (worker/dispatch.rs) is stored `processing` under its worker,
+/// with its `TaskCreated` and then its `TaskStarted` event; a claim cannot take it again, and
+/// its worker's outcome applies as for a claimed task.
+async fn insert_of_a_started_task(store: Arc<dyn TaskStore>) {
+    let at = now();
+    let w = worker("w-direct");
+    let mut started = task("alice", at);
+    started
+        .start(w.clone(), at + TimeDelta::minutes(1), at)
+        .unwrap();
+    let pending = task("alice", at + ms(1));
+    let stored = insert(&store, vec![started.clone(), pending.clone()]).await;
+    assert_eq!(stored[0], started);
+    assert_eq!(get(&store, started.id).await, started);
+    assert_eq!(get(&store, pending.id).await, pending);
+
+    let claimed = store
+        .claim(
+            &ids(&stored),
+            &worker("w-other"),
+            at + TimeDelta::minutes(1),
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&claimed),
+        vec![pending.id],
+        "a started task is not claimable"
+    );
+    assert_eq!(
+        kinds(&store.events_for_task(started.id).await.unwrap()),
+        vec![TaskEventType::TaskCreated, TaskEventType::TaskStarted]
+    );
+    let applied = store
+        .finish(&[finish(
+            started.id,
+            &w,
+            completed(json!({"ok": 1}), "echo"),
+            at + ms(5),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+    assert_eq!(
+        kinds(&store.events_for_task(started.id).await.unwrap()),
+        vec![
+            TaskEventType::TaskCreated,
+            TaskEventType::TaskStarted,
+            TaskEventType::TaskCompleted
+        ]
+    );
+}
+
 store_tests!(
     insert_returns_created_tasks_and_they_are_findable,
     idempotency_same_user_and_key_returns_first_task,
@@ -1564,6 +1618,7 @@ store_tests!(
     find_failed_tasks,
     save_round_trips_every_field,
     delete_removes_task_and_events,
+    insert_of_a_started_task,
 );
 
 // ------------------------------------------------------------------------------------------

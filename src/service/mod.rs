@@ -21,6 +21,7 @@ use crate::domain::{NewTask, Page, PageRequest, Task, TaskId, TaskStatus, TaskTy
 use crate::queue::{TaskQueue, push_or_defer};
 use crate::ratelimit::{Decision, Rate, RateLimiter};
 use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};
+use crate::worker::{Dispatch, SlotGuard};
 
 pub use admin::{AdminService, DeadLetter, DeadLetterFilter, QueueStats, Selection};
 pub use ai::{AiService, BudgetReport, ProviderHealth, ProvidersReport};
@@ -32,6 +33,38 @@ use queue_depth::QueueDepth;
 pub use queues::{QueueService, QueueView};
 pub use retention::Retention;
 pub use sessions::{SessionBook, SessionCell};
+
+/// One group commit: starts what may skip the queue, inserts everything, then hands the
+/// started tasks to the pool and pushes the rest to the queue. Returns one answer per task.
+async fn insert_then_queue(
+    store: &dyn TaskStore,
+    queue: &dyn TaskQueue,
+    dispatch: Option<&Dispatch>,
+    mut tasks: Vec<Task>,
+) -> Result<Vec<Inserted>, StoreError> {
+    let now = clock::now();
+    let slots: Vec<Option<SlotGuard>> = tasks
+        .iter_mut()
+        .map(|t| dispatch.and_then(|d| d.try_start(t, now)))
+        .collect();
+    let inserted = store.insert_tasks(tasks).await?;
+    let mut queued = Vec::new();
+    for (i, slot) in inserted.iter().zip(slots) {
+        match (i.created, slot, dispatch) {
+            (true, Some(slot), Some(d)) => d.run(i.task.clone(), slot),
+            (true, None, _) => queued.push(&i.task),
+            // Not created (an earlier task with the same idempotency key): the slot goes back.
+            _ => {}
+        }
+    }
+    if !queued.is_empty() {
+        if let Some(d) = dispatch {
+            d.queued();
+        }
+        push_or_defer(queue, queued).await;
+    }
+    Ok(inserted)
+}
 
 /// Most tasks in one `SubmitTasks` call.
 pub const MAX_BATCH: usize = 1000;
@@ -73,7 +106,8 @@ pub struct TaskService {
 
 impl TaskService {
     /// Builds the service and starts its group-commit loops on `tracker`. `commit_loops`
-    /// transactions may be in flight at once (1 for SQLite, which has one writer).
+    /// transactions may be in flight at once (1 for SQLite, which has one writer). With
+    /// `dispatch`, a new task that may skip the queue starts on this instance's pool at once.
     pub fn new(
         store: Arc<dyn TaskStore>,
         queue: Arc<dyn TaskQueue>,
@@ -81,19 +115,12 @@ impl TaskService {
         limits: SubmitLimits,
         tracker: &TaskTracker,
         commit_loops: usize,
+        dispatch: Option<Arc<Dispatch>>,
     ) -> Self {
         let (s, q) = (store.clone(), queue.clone());
         let inserts = Batcher::spawn(tracker, commit_loops, MAX_GROUP, move |tasks: Vec<Task>| {
-            let (store, queue) = (s.clone(), q.clone());
-            async move {
-                let inserted = store.insert_tasks(tasks).await?;
-                push_or_defer(
-                    &*queue,
-                    inserted.iter().filter(|i| i.created).map(|i| &i.task),
-                )
-                .await;
-                Ok(inserted)
-            }
+            let (store, queue, dispatch) = (s.clone(), q.clone(), dispatch.clone());
+            async move { insert_then_queue(&*store, &*queue, dispatch.as_deref(), tasks).await }
         });
         Self {
             store,
@@ -141,8 +168,11 @@ impl TaskService {
             })
             .collect();
         let inserted = self.inserts.call(owner, tasks).await?;
-        self.depth
-            .add(inserted.iter().filter(|i| i.created).count() as u64);
+        let queued = inserted
+            .iter()
+            .filter(|i| i.created && i.task.status == TaskStatus::Pending)
+            .count();
+        self.depth.add(queued as u64);
         Ok(inserted.into_iter().map(|i| i.task).collect())
     }
 

@@ -20,6 +20,32 @@ const FAST_CONNECTIONS: u32 = 4;
 /// Rows of `wal_flush_marks` that instances choose from.
 const FLUSH_SLOTS: i32 = 1024;
 
+/// SQL: the CTEs `counts`, `bumped` and `numbered` that give every row of the CTE `$rows` (which
+/// has a `user_id`) its owner's next event id, `user_seq`, in the order `$order` (over alias `r`)
+/// within each owner. Each owner's counter row is bumped by their count in the same statement,
+/// owners in sorted order, so concurrent statements lock counters in one order and cannot
+/// deadlock; ids are gapless in commit order because the row lock serialises one owner's writers.
+macro_rules! number_per_user {
+    ($rows:literal, $order:literal) => {
+        concat!(
+            "counts AS (SELECT user_id, COUNT(*) AS n FROM ",
+            $rows,
+            " GROUP BY user_id), ",
+            "bumped AS (INSERT INTO user_event_counters AS c (user_id, last_id) ",
+            "SELECT user_id, n FROM counts ORDER BY user_id ",
+            "ON CONFLICT (user_id) DO UPDATE SET last_id = c.last_id + excluded.last_id ",
+            "RETURNING user_id, last_id), ",
+            "numbered AS (SELECT r.*, b.last_id - k.n + ROW_NUMBER() OVER ",
+            "(PARTITION BY r.user_id ORDER BY ",
+            $order,
+            ") AS user_seq FROM ",
+            $rows,
+            " r JOIN counts k USING (user_id) JOIN bumped b USING (user_id))"
+        )
+    };
+}
+pub(super) use number_per_user;
+
 /// A pooled connection idle this long is pinged before use.
 const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
 
@@ -107,9 +133,8 @@ impl_notification_store!(PgTaskStore, sqlx::Postgres);
 impl_queue_store!(PgTaskStore, sqlx::Postgres);
 
 impl PgTaskStore {
-    /// Inserts events in one statement, numbering each user's from their counter row (bumped
-    /// by the user's count in the same statement, users in sorted order so concurrent
-    /// transactions lock counters in the same order). Returns them with their ids.
+    /// Inserts events in one statement, numbering each user's from their counter row
+    /// ([`number_per_user`]). Returns them with their ids.
     pub(super) async fn insert_events(
         conn: &mut sqlx::PgConnection,
         events: Vec<super::sql::NewEvent>,
@@ -132,28 +157,19 @@ impl PgTaskStore {
             datas.push(sqlx::types::Json(&e.data));
             ats.push(e.at);
         }
-        let numbered: Vec<(i64, i64)> = sqlx::query_as(
+        let numbered: Vec<(i64, i64)> = sqlx::query_as(concat!(
             "WITH input AS ( \
                SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], \
                  $5::timestamptz[]) WITH ORDINALITY AS u(task_id, user_id, event_type, data, \
                  created_at, ord) \
-             ), counts AS ( \
-               SELECT user_id, COUNT(*) AS n FROM input GROUP BY user_id \
-             ), bumped AS ( \
-               INSERT INTO user_event_counters AS c (user_id, last_id) \
-               SELECT user_id, n FROM counts ORDER BY user_id \
-               ON CONFLICT (user_id) DO UPDATE SET last_id = c.last_id + excluded.last_id \
-               RETURNING user_id, last_id \
-             ), numbered AS ( \
-               SELECT i.*, b.last_id - k.n \
-                 + ROW_NUMBER() OVER (PARTITION BY i.user_id ORDER BY i.ord) AS user_seq \
-               FROM input i JOIN counts k USING (user_id) JOIN bumped b USING (user_id) \
-             ), ins AS ( \
+             ), ",
+            number_per_user!("input", "r.ord"),
+            ", ins AS ( \
                INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, created_at) \
                SELECT task_id, user_id, user_seq, event_type, data, created_at FROM numbered \
              ) \
              SELECT ord, user_seq FROM numbered",
-        )
+        ))
         .bind(tasks)
         .bind(users)
         .bind(kinds)

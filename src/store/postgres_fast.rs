@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use super::postgres::number_per_user;
 use super::row::{TASK_COLUMNS, TaskRow, timeout_ms};
 use super::sql::{NewEvent, at_micros};
 use super::{Finish, Inserted, Outcome, PgTaskStore, StoreError};
@@ -48,6 +49,14 @@ impl PgTaskStore {
             Vec::with_capacity(n),
         );
         let mut queues = Vec::with_capacity(n);
+        // Set for tasks that a worker of this instance starts directly (worker/dispatch.rs).
+        let (mut statuses, mut attempts, mut workers, mut leases, mut starts) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         for t in &tasks {
             ids.push(t.id.as_uuid());
             users.push(t.user_id.as_str().to_owned());
@@ -61,48 +70,56 @@ impl PgTaskStore {
             timeouts.push(timeout_ms(t));
             ats.push(t.created_at);
             queues.push(t.queue.as_str());
+            statuses.push(t.status.as_str());
+            attempts.push(t.attempts as i32);
+            workers.push(t.worker_id.as_ref().map(WorkerId::as_str));
+            leases.push(t.lease_expires_at);
+            starts.push(t.started_at);
         }
         // Any conflict skips a row: an idempotency key seen before, or this very id when a
         // commit whose answer was lost is retried. Duplicates within the batch skip too.
-        // Each new task's TaskCreated event is numbered from its owner's counter row, bumped
-        // in the same statement (users in sorted order: concurrent statements lock counters
-        // in the same order and cannot deadlock).
-        let created: Vec<(Uuid, i64)> = sqlx::query_as(
+        // Each new task's TaskCreated event (step 0), and TaskStarted (step 1) for a task
+        // started directly, is numbered from its owner's counter row, bumped in the same
+        // statement (users in sorted order: concurrent statements lock counters in the same
+        // order and cannot deadlock). A task's TaskCreated always precedes its TaskStarted.
+        let numbered: Vec<(Uuid, i32, i64)> = sqlx::query_as(concat!(
             "WITH input AS ( \
                SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::jsonb[], \
-                 $6::int[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], $12::text[]) \
+                 $6::int[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], \
+                 $12::text[], $13::text[], $14::int[], $15::text[], $16::timestamptz[], \
+                 $17::timestamptz[]) \
                WITH ORDINALITY AS u(id, user_id, task_type, priority, payload, max_retries, \
                  idempotency_key, related_entity_type, related_entity_id, timeout_ms, at, queue, \
-                 ord) \
+                 status, attempts, worker_id, lease_expires_at, started_at, ord) \
              ), ins AS ( \
                INSERT INTO tasks (id, user_id, task_type, status, priority, payload, progress, \
                  retry_count, max_retries, idempotency_key, related_entity_type, \
-                 related_entity_id, timeout_ms, run_after, created_at, updated_at, queue) \
-               SELECT id, user_id, task_type, 'pending', priority, payload, 0, 0, max_retries, \
-                 idempotency_key, related_entity_type, related_entity_id, timeout_ms, at, at, at, \
-                 queue \
+                 related_entity_id, timeout_ms, run_after, created_at, updated_at, queue, \
+                 attempts, worker_id, lease_expires_at, started_at) \
+               SELECT id, user_id, task_type, status, priority, payload, 0, 0, max_retries, \
+                 idempotency_key, related_entity_type, related_entity_id, timeout_ms, at, at, \
+                 COALESCE(started_at, at), queue, attempts, worker_id, lease_expires_at, started_at \
                FROM input ORDER BY ord \
                ON CONFLICT DO NOTHING \
-               RETURNING id, user_id, task_type, priority, created_at \
-             ), counts AS ( \
-               SELECT user_id, COUNT(*) AS n FROM ins GROUP BY user_id \
-             ), bumped AS ( \
-               INSERT INTO user_event_counters AS c (user_id, last_id) \
-               SELECT user_id, n FROM counts ORDER BY user_id \
-               ON CONFLICT (user_id) DO UPDATE SET last_id = c.last_id + excluded.last_id \
-               RETURNING user_id, last_id \
-             ), numbered AS ( \
-               SELECT i.*, b.last_id - k.n \
-                 + ROW_NUMBER() OVER (PARTITION BY i.user_id ORDER BY i.created_at, i.id) AS user_seq \
-               FROM ins i JOIN counts k USING (user_id) JOIN bumped b USING (user_id) \
-             ), events AS ( \
+               RETURNING id, user_id, task_type, priority, created_at, worker_id, attempts, \
+                 started_at \
+             ), new_events AS ( \
+               SELECT id, user_id, 0 AS step, 'TaskCreated' AS event_type, \
+                 jsonb_build_object('status', 'pending', 'task_type', task_type, \
+                   'priority', priority) AS data, created_at AS at \
+               FROM ins \
+               UNION ALL \
+               SELECT id, user_id, 1, 'TaskStarted', jsonb_build_object('status', 'processing', \
+                 'worker_id', worker_id, 'attempt', attempts), started_at \
+               FROM ins WHERE worker_id IS NOT NULL \
+             ), ",
+            number_per_user!("new_events", "r.step, r.at, r.id"),
+            ", events AS ( \
                INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, created_at) \
-               SELECT id, user_id, user_seq, 'TaskCreated', jsonb_build_object('status', \
-                 'pending', 'task_type', task_type, 'priority', priority), created_at \
-               FROM numbered \
+               SELECT id, user_id, user_seq, event_type, data, at FROM numbered \
              ) \
-             SELECT id, user_seq FROM numbered",
-        )
+             SELECT id, step, user_seq FROM numbered",
+        ))
         .bind(ids)
         .bind(users)
         .bind(types)
@@ -115,23 +132,34 @@ impl PgTaskStore {
         .bind(timeouts)
         .bind(ats)
         .bind(queues)
+        .bind(statuses)
+        .bind(attempts)
+        .bind(workers)
+        .bind(leases)
+        .bind(starts)
         .fetch_all(&self.fast)
         .await?;
         // Durable before the caller, the queue or a subscriber hears of it.
         self.flush.wait().await?;
-        let inserted: std::collections::HashMap<Uuid, i64> = created.into_iter().collect();
-        let mut stored: Vec<StoredEvent> = tasks
-            .iter()
-            .filter_map(|t| {
-                let seq = inserted.get(&t.id.as_uuid())?;
-                Some(NewEvent::created(t).stored(u64::try_from(*seq).unwrap_or(0)))
-            })
+        let seqs: std::collections::HashMap<(Uuid, i32), i64> = numbered
+            .into_iter()
+            .map(|(id, step, seq)| ((id, step), seq))
             .collect();
+        let mut stored: Vec<StoredEvent> = Vec::with_capacity(seqs.len());
+        for t in &tasks {
+            let id = t.id.as_uuid();
+            if let Some(seq) = seqs.get(&(id, 0)) {
+                stored.push(NewEvent::created(t).stored(u64::try_from(*seq).unwrap_or(0)));
+            }
+            if let (Some(seq), Some(started)) = (seqs.get(&(id, 1)), NewEvent::started(t)) {
+                stored.push(started.stored(u64::try_from(*seq).unwrap_or(0)));
+            }
+        }
         stored.sort_by_key(|e| e.id);
         self.publisher.publish(stored);
         let mut out = Vec::with_capacity(n);
         for task in tasks {
-            if inserted.contains_key(&task.id.as_uuid()) {
+            if seqs.contains_key(&(task.id.as_uuid(), 0)) {
                 out.push(Inserted {
                     task,
                     created: true,
@@ -177,28 +205,23 @@ impl PgTaskStore {
         // worker's outcome no longer applies (its compare-and-set expects `processing`). So it
         // is one autocommitted statement on the asynchronous-commit pool, with no barrier.
         let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH claimed AS ( \
-               UPDATE tasks SET status = 'processing', attempts = attempts + 1, worker_id = $1, \
-                 lease_expires_at = $2, started_at = $3, updated_at = $3 \
-               WHERE id = ANY($4) AND status = 'pending' \
-               RETURNING {TASK_COLUMNS} \
-             ), counts AS ( \
-               SELECT user_id, COUNT(*) AS n FROM claimed GROUP BY user_id \
-             ), bumped AS ( \
-               INSERT INTO user_event_counters AS c (user_id, last_id) \
-               SELECT user_id, n FROM counts ORDER BY user_id \
-               ON CONFLICT (user_id) DO UPDATE SET last_id = c.last_id + excluded.last_id \
-               RETURNING user_id, last_id \
-             ), numbered AS ( \
-               SELECT t.*, b.last_id - k.n \
-                 + ROW_NUMBER() OVER (PARTITION BY t.user_id ORDER BY t.id) AS user_seq \
-               FROM claimed t JOIN counts k USING (user_id) JOIN bumped b USING (user_id) \
-             ), events AS ( \
-               INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, created_at) \
-               SELECT id, user_id, user_seq, 'TaskStarted', jsonb_build_object('status', \
-                 'processing', 'worker_id', $1::text, 'attempt', attempts), $3 FROM numbered \
-             ) \
-             SELECT {TASK_COLUMNS}, user_seq FROM numbered"
+            concat!(
+                "WITH claimed AS ( \
+                   UPDATE tasks SET status = 'processing', attempts = attempts + 1, \
+                     worker_id = $1, lease_expires_at = $2, started_at = $3, updated_at = $3 \
+                   WHERE id = ANY($4) AND status = 'pending' \
+                   RETURNING {columns} \
+                 ), ",
+                number_per_user!("claimed", "r.id"),
+                ", events AS ( \
+                   INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, \
+                     created_at) \
+                   SELECT id, user_id, user_seq, 'TaskStarted', jsonb_build_object('status', \
+                     'processing', 'worker_id', $1::text, 'attempt', attempts), $3 FROM numbered \
+                 ) \
+                 SELECT {columns}, user_seq FROM numbered"
+            ),
+            columns = TASK_COLUMNS
         )))
         .bind(worker.as_str())
         .bind(lease_until)
@@ -280,7 +303,7 @@ impl PgTaskStore {
             ats.push(f.at);
         }
         // Events are numbered per user in input order, as `insert_events` does.
-        let done: Vec<(i64, String, i64)> = sqlx::query_as(
+        let done: Vec<(i64, String, i64)> = sqlx::query_as(concat!(
             "WITH input AS ( \
                SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], \
                  $5::timestamptz[]) WITH ORDINALITY AS u(id, worker_id, result, provider, at, ord) \
@@ -291,24 +314,15 @@ impl PgTaskStore {
                FROM input i \
                WHERE t.id = i.id AND t.status = 'processing' AND t.worker_id = i.worker_id \
                RETURNING t.id, t.user_id, i.provider, i.at, i.ord \
-             ), counts AS ( \
-               SELECT user_id, COUNT(*) AS n FROM done GROUP BY user_id \
-             ), bumped AS ( \
-               INSERT INTO user_event_counters AS c (user_id, last_id) \
-               SELECT user_id, n FROM counts ORDER BY user_id \
-               ON CONFLICT (user_id) DO UPDATE SET last_id = c.last_id + excluded.last_id \
-               RETURNING user_id, last_id \
-             ), numbered AS ( \
-               SELECT d.*, b.last_id - k.n \
-                 + ROW_NUMBER() OVER (PARTITION BY d.user_id ORDER BY d.ord) AS user_seq \
-               FROM done d JOIN counts k USING (user_id) JOIN bumped b USING (user_id) \
-             ), events AS ( \
+             ), ",
+            number_per_user!("done", "r.ord"),
+            ", events AS ( \
                INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, created_at) \
                SELECT id, user_id, user_seq, 'TaskCompleted', jsonb_build_object('status', \
                  'completed', 'provider', provider), at FROM numbered \
              ) \
              SELECT ord, user_id, user_seq FROM numbered",
-        )
+        ))
         .bind(ids)
         .bind(workers)
         .bind(results)

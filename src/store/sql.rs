@@ -53,6 +53,22 @@ impl NewEvent {
             at: t.created_at,
         }
     }
+
+    /// The `TaskStarted` event of a task a worker holds (`None` if none does).
+    pub fn started(t: &Task) -> Option<Self> {
+        let worker = t.worker_id.as_ref()?;
+        Some(Self {
+            task_id: t.id,
+            user_id: t.user_id.clone(),
+            kind: TaskEventType::TaskStarted,
+            data: json!({
+                "status": "processing",
+                "worker_id": worker.as_str(),
+                "attempt": t.attempts,
+            }),
+            at: t.started_at.unwrap_or(t.updated_at),
+        })
+    }
 }
 
 /// `t` with every timestamp cut to microseconds, PostgreSQL's precision, so both databases
@@ -114,7 +130,8 @@ macro_rules! impl_task_store {
         impl $store {
             // PostgreSQL replaces this with a single statement; SQLite uses it.
             /// Inserts `tasks` (skipping any whose id or idempotency key is already stored) and
-            /// returns each task as stored, plus the `TaskCreated` events to write.
+            /// returns each task as stored, plus the events to write: `TaskCreated`, and
+            /// `TaskStarted` for a task inserted already `processing`.
             #[allow(dead_code)]
             pub(crate) async fn insert_tasks_in_tx(
                 tx: &mut <$db as sqlx::Database>::Connection,
@@ -137,7 +154,8 @@ macro_rules! impl_task_store {
                         "INSERT INTO tasks (id, user_id, task_type, status, priority, payload, \
                          progress, retry_count, max_retries, idempotency_key, \
                          related_entity_type, related_entity_id, timeout_ms, run_after, \
-                         created_at, updated_at, queue) ",
+                         created_at, updated_at, queue, attempts, worker_id, lease_expires_at, \
+                         started_at) ",
                     );
                     qb.push_values(chunk, |mut b, t| {
                         let rel = t.related_entity.clone();
@@ -157,7 +175,11 @@ macro_rules! impl_task_store {
                             .push_bind(t.run_after)
                             .push_bind(t.created_at)
                             .push_bind(t.updated_at)
-                            .push_bind(t.queue.as_str());
+                            .push_bind(t.queue.as_str())
+                            .push_bind(t.attempts as i32)
+                            .push_bind(t.worker_id.as_ref().map(|w| w.as_str().to_owned()))
+                            .push_bind(t.lease_expires_at)
+                            .push_bind(t.started_at);
                     });
                     // Any conflict skips the row: an idempotency key seen before, or this very id when
                     // a commit whose answer was lost is retried.
@@ -166,10 +188,16 @@ macro_rules! impl_task_store {
                         qb.build_query_scalar().fetch_all(&mut *tx).await?;
                     inserted.extend(ids);
                 }
-                let events = tasks
+                // Each new task's TaskCreated, then TaskStarted for those a worker started
+                // directly (see worker/dispatch.rs).
+                let new: Vec<&$crate::domain::Task> = tasks
                     .iter()
                     .filter(|t| inserted.contains(&t.id.as_uuid()))
-                    .map($crate::store::sql::NewEvent::created)
+                    .collect();
+                let events = new
+                    .iter()
+                    .map(|t| $crate::store::sql::NewEvent::created(t))
+                    .chain(new.iter().filter_map(|t| $crate::store::sql::NewEvent::started(t)))
                     .collect();
 
                 let mut out = Vec::with_capacity(tasks.len());
@@ -240,17 +268,7 @@ macro_rules! impl_task_store {
                 }
                 let events = claimed
                     .iter()
-                    .map(|t: &$crate::domain::Task| $crate::store::sql::NewEvent {
-                        task_id: t.id,
-                        user_id: t.user_id.clone(),
-                        kind: $crate::domain::TaskEventType::TaskStarted,
-                        data: serde_json::json!({
-                            "status": "processing",
-                            "worker_id": worker.as_str(),
-                            "attempt": t.attempts,
-                        }),
-                        at: now,
-                    })
+                    .filter_map($crate::store::sql::NewEvent::started)
                     .collect();
                 Ok((claimed, events))
             }

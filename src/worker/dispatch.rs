@@ -77,7 +77,8 @@ impl Dispatch {
             return None;
         }
         let slot = SlotGuard::try_take(self.slots.clone(), lane, spec.concurrency)?;
-        task.start(self.worker.clone(), now + self.lease, now).ok()?;
+        task.start(self.worker.clone(), now + self.lease, now)
+            .ok()?;
         Some(slot)
     }
 
@@ -98,5 +99,99 @@ impl Dispatch {
     /// The pool asked the queue for `asked` ids and got `got`.
     pub(super) fn popped(&self, asked: usize, got: usize) {
         self.drained.store(got < asked, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::domain::{QueueKind, QueueName, TaskStatus};
+    use crate::queue::{QueueSet, QueueSpec};
+    use crate::ratelimit::Rate;
+
+    fn dispatch(set: QueueSet, limit: usize) -> (Arc<Dispatch>, Arc<QueueStates>) {
+        let states = Arc::new(QueueStates::new(set));
+        let slots = Slots::new(&states, limit, limit, false);
+        let worker = WorkerId::generate("test");
+        let (d, rx) = Dispatch::new(worker, Duration::from_secs(30), slots, states.clone());
+        // Keep the pool's end open for the test's lifetime.
+        std::mem::forget(rx);
+        (d, states)
+    }
+
+    #[test]
+    fn starts_only_when_the_queue_was_drained_and_a_slot_is_free() {
+        let (d, _) = dispatch(QueueSet::single(2), 2);
+        // After every test task's creation (a task is not due before it was created).
+        let now = Utc::now() + chrono::Duration::seconds(1);
+        let mut t = Task::echo_for_test("u1");
+        assert!(
+            d.try_start(&mut t, now).is_none(),
+            "no pop has drained the queue yet"
+        );
+        assert_eq!(t.status, TaskStatus::Pending);
+
+        d.popped(4, 1);
+        let a = d.try_start(&mut t, now).expect("drained, slot free");
+        assert_eq!(t.status, TaskStatus::Processing);
+        assert_eq!((t.attempts, t.started_at), (1, Some(now)));
+        assert_eq!(t.lease_expires_at, Some(now + Duration::from_secs(30)));
+        let _b = d
+            .try_start(&mut Task::echo_for_test("u1"), now)
+            .expect("second slot");
+        assert!(
+            d.try_start(&mut Task::echo_for_test("u1"), now).is_none(),
+            "no slot left"
+        );
+        drop(a);
+        d.queued();
+        assert!(
+            d.try_start(&mut Task::echo_for_test("u1"), now).is_none(),
+            "a task waits in the queue: the new one must not overtake it"
+        );
+        d.popped(4, 4);
+        assert!(
+            d.try_start(&mut Task::echo_for_test("u1"), now).is_none(),
+            "the last pop was full"
+        );
+    }
+
+    #[test]
+    fn paused_and_rate_limited_queues_and_later_runs_go_through_the_queue() {
+        let specs = vec![
+            QueueSpec::default_queue(4),
+            QueueSpec {
+                name: QueueName::parse("paced").unwrap(),
+                kind: QueueKind::RateLimited,
+                rate: Some(Rate {
+                    count: 5,
+                    period: Duration::from_secs(1),
+                    burst: 1,
+                }),
+                concurrency: 4,
+            },
+        ];
+        let (d, states) = dispatch(QueueSet::new(specs, HashMap::new()).unwrap(), 4);
+        // After every test task's creation (a task is not due before it was created).
+        let now = Utc::now() + chrono::Duration::seconds(1);
+        d.popped(1, 0);
+
+        let mut paced = Task::echo_for_test("u1");
+        paced.queue = QueueName::parse("paced").unwrap();
+        assert!(d.try_start(&mut paced, now).is_none(), "rate-limited queue");
+
+        let mut later = Task::echo_for_test("u1");
+        later.run_after = now + chrono::Duration::seconds(5);
+        assert!(d.try_start(&mut later, now).is_none(), "not due yet");
+
+        states.set_paused(QueueName::default_queue(), true);
+        assert!(
+            d.try_start(&mut Task::echo_for_test("u1"), now).is_none(),
+            "paused queue"
+        );
+        states.set_paused(QueueName::default_queue(), false);
+        assert!(d.try_start(&mut Task::echo_for_test("u1"), now).is_some());
     }
 }

@@ -3,6 +3,7 @@
 
 mod adaptive;
 mod backoff;
+mod dispatch;
 mod load;
 mod pool;
 mod progress;
@@ -14,10 +15,11 @@ mod slots;
 
 pub use adaptive::{AdaptiveLimit, CPU_HIGH, Load, MEMORY_HIGH, next_limit};
 pub use backoff::retry_delay;
+pub use dispatch::{Dispatch, Dispatched};
 pub use load::{LoadSource, ProcLoad};
 pub use pool::{PoolConfig, WorkerPool};
 pub use queue_sync::QueueSync;
 pub use reaper::Reaper;
 pub use reconciler::Reconciler;
 pub use scheduler::DelayScheduler;
-pub use slots::{PoolSnapshot, Slots};
+pub use slots::{PoolSnapshot, SlotGuard, Slots};

@@ -5,10 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::dispatch::{Dispatch, Dispatched};
 use super::progress::{StreamingAttempts, publish_progress};
 use super::retry_delay;
 use super::slots::{SlotGuard, Slots};
@@ -58,6 +59,9 @@ pub struct WorkerPool {
     states: Arc<QueueStates>,
     /// Running tasks against the limit and each queue's concurrency.
     slots: Arc<Slots>,
+    /// Tasks that submits started directly (see [`Dispatch`]), with the dispatch to tell what
+    /// each pop found.
+    dispatch: Option<(Arc<Dispatch>, mpsc::UnboundedReceiver<Dispatched>)>,
 }
 
 /// What one running task needs, shared by all of them.
@@ -94,7 +98,19 @@ impl WorkerPool {
             retry_wake: Arc::new(Notify::new()),
             states,
             slots,
+            dispatch: None,
         }
+    }
+
+    /// Runs the tasks that submits start directly through `dispatch` (made with this pool's
+    /// id, slots and queue states), and tells it what each pop found.
+    pub fn with_dispatch(
+        mut self,
+        dispatch: Arc<Dispatch>,
+        started: mpsc::UnboundedReceiver<Dispatched>,
+    ) -> Self {
+        self.dispatch = Some((dispatch, started));
+        self
     }
 
     /// Serves the queues of `states` (paused ones are skipped) within `slots`, whose limit an
@@ -119,7 +135,7 @@ impl WorkerPool {
     /// Runs until `shutdown` is cancelled, then stops claiming and gives running tasks the
     /// grace period to finish. Tasks still running after it are aborted mid-call; they stay
     /// `processing` with an expiring lease for recovery to pick up.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
         let finish_store = self.store.clone();
         let finishes = Batcher::spawn(
@@ -145,6 +161,19 @@ impl WorkerPool {
         });
         let running = TaskTracker::new();
         let abort = CancellationToken::new();
+        let (dispatch, direct) = match self.dispatch.take() {
+            Some((dispatch, started)) => {
+                let direct = tokio::spawn(run_dispatched(
+                    started,
+                    shared.clone(),
+                    running.clone(),
+                    abort.clone(),
+                    shutdown.clone(),
+                ));
+                (Some(dispatch), Some(direct))
+            }
+            None => (None, None),
+        };
         if let Err(e) = self
             .store
             .register_worker(&self.id, &self.config.instance, clock::now())
@@ -184,6 +213,9 @@ impl WorkerPool {
                 r = self.queue.pop_from(&requests, total, Duration::from_secs(1)) => r,
                 _ = shutdown.cancelled() => break,
             };
+            if let (Some(d), Ok(p)) = (&dispatch, &popped) {
+                d.popped(total, p.len());
+            }
             let popped = match popped {
                 Ok(p) if p.is_empty() => continue,
                 Ok(p) => p,
@@ -234,6 +266,9 @@ impl WorkerPool {
         }
 
         tracing::info!(worker_id = %self.id, "worker pool stopping; waiting for running tasks");
+        if let Some(direct) = direct {
+            let _ = direct.await;
+        }
         running.close();
         if tokio::time::timeout(self.config.grace_period, running.wait())
             .await
@@ -383,6 +418,31 @@ async fn heartbeat_loop(
             tracing::warn!(error = %e, "heartbeat failed");
         }
     }
+}
+
+/// Runs the tasks that submits started directly, until shutdown. Tasks still in the channel
+/// then are dropped with their slots: they are `processing` under this pool, so its hand-back
+/// returns them to the queue.
+async fn run_dispatched(
+    mut started: mpsc::UnboundedReceiver<Dispatched>,
+    shared: Arc<Shared>,
+    running: TaskTracker,
+    abort: CancellationToken,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let next = tokio::select! {
+            d = started.recv() => d,
+            _ = shutdown.cancelled() => None,
+        };
+        let Some(Dispatched { task, slot }) = next else {
+            break;
+        };
+        let stop = shared.attempts.start(task.id, &abort);
+        running.spawn(run_task(shared.clone(), task, slot, stop));
+    }
+    // Later submits see the channel closed and queue their tasks instead.
+    started.close();
 }
 
 async fn pause(shutdown: &CancellationToken, d: Duration) {

@@ -158,6 +158,21 @@ impl Slots {
         }
     }
 
+    /// Counts a task of the queue at `lane` as running if a slot is free: under the limit and
+    /// under the queue's `concurrency`.
+    pub fn try_take(&self, lane: usize, concurrency: usize) -> bool {
+        let mut c = self.lock();
+        if c.running >= c.limit || c.per_queue[lane] >= concurrency {
+            return false;
+        }
+        c.running += 1;
+        c.per_queue[lane] += 1;
+        if c.running >= c.limit {
+            c.saturated = true;
+        }
+        true
+    }
+
     /// Whether the running tasks reached the limit since the last call (or do now).
     pub fn take_saturated(&self) -> bool {
         let mut c = self.lock();
@@ -226,6 +241,14 @@ impl SlotGuard {
     pub fn take(slots: Arc<Slots>, lane: usize) -> Self {
         slots.take(lane);
         Self { slots, lane }
+    }
+
+    /// Takes a slot of the queue at `lane` if one is free (see [`Slots::try_take`]).
+    pub fn try_take(slots: Arc<Slots>, lane: usize, concurrency: usize) -> Option<Self> {
+        // Built only on success: a guard's drop gives a slot back.
+        slots
+            .try_take(lane, concurrency)
+            .then(|| Self { slots, lane })
     }
 }
 
@@ -296,5 +319,26 @@ mod tests {
         assert!(!slots.take_saturated(), "reset once read");
         states.set_paused(crate::domain::QueueName::default_queue(), true);
         assert!(slots.plan(&states, 0, 256).is_none(), "paused");
+    }
+
+    #[test]
+    fn try_take_respects_the_limit_and_the_queue_concurrency() {
+        let states = QueueStates::new(crate::queue::QueueSet::single(2));
+        let slots = Slots::new(&states, 3, 3, false);
+        let a = SlotGuard::try_take(slots.clone(), 0, 2).expect("a free slot");
+        let _b = SlotGuard::try_take(slots.clone(), 0, 2).expect("a free slot");
+        assert!(
+            SlotGuard::try_take(slots.clone(), 0, 2).is_none(),
+            "queue at its concurrency"
+        );
+        drop(a);
+        let _c = SlotGuard::try_take(slots.clone(), 0, 3).expect("freed");
+        let _d = SlotGuard::try_take(slots.clone(), 0, 3).expect("under the limit");
+        assert!(
+            SlotGuard::try_take(slots.clone(), 0, 10).is_none(),
+            "limit reached"
+        );
+        assert_eq!(slots.running(), 3);
+        assert!(slots.take_saturated());
     }
 }

@@ -65,7 +65,11 @@ async fn submit_get_list(mode: Mode) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(task.status, TaskStatus::Pending as i32);
+    // Pending, or already processing when an idle worker of the instance took it at once.
+    assert!(
+        [TaskStatus::Pending as i32, TaskStatus::Processing as i32].contains(&task.status),
+        "{task:?}"
+    );
     assert_eq!(task.priority, 5);
     let done = wait_done(&app, "alice", &task.task_id).await;
     assert_eq!(done.status, TaskStatus::Completed as i32);

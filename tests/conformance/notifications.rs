@@ -141,8 +141,10 @@ async fn concurrent_writers_get_gapless_ids(s: Stores) {
     const WRITERS: usize = 8;
     const ROUNDS: usize = 12;
     let (alice, bob) = (user("alice"), user("bob"));
-    // Each round: created + started + progress + completed for alice's task, created for bob's.
-    let alice_total = (WRITERS * ROUNDS * 4) as u64;
+    // Each round: created + started + progress + completed for alice's task, created for bob's,
+    // and created + started (in the insert: worker/dispatch.rs) + completed for alice's task
+    // that its submit started directly.
+    let alice_total = (WRITERS * ROUNDS * 7) as u64;
     let readers: Vec<_> = (0..3)
         .map(|_| {
             let (notes, alice) = (s.notes.clone(), alice.clone());
@@ -156,9 +158,13 @@ async fn concurrent_writers_get_gapless_ids(s: Stores) {
                 let worker = WorkerId::from_stored(format!("w{w}"));
                 for _ in 0..ROUNDS {
                     let t0 = now();
-                    let batch = vec![task("alice", t0), task("bob", t0)];
+                    let mut direct = task("alice", t0);
+                    direct
+                        .start(worker.clone(), t0 + TimeDelta::seconds(30), t0)
+                        .unwrap();
+                    let batch = vec![task("alice", t0), task("bob", t0), direct];
                     let ins = tasks.insert_tasks(batch).await.unwrap();
-                    let id = ins[0].task.id;
+                    let (id, direct) = (ins[0].task.id, ins[2].task.id);
                     let claimed = tasks
                         .claim(&[id], &worker, t0 + TimeDelta::seconds(30), t0)
                         .await
@@ -170,19 +176,20 @@ async fn concurrent_writers_get_gapless_ids(s: Stores) {
                             .await
                             .unwrap()
                     );
+                    let completed = |task_id| Finish {
+                        task_id,
+                        worker_id: worker.clone(),
+                        outcome: Outcome::Completed {
+                            result: json!({"ok": true}),
+                            provider: Some("echo".into()),
+                        },
+                        at: now(),
+                    };
                     let done = tasks
-                        .finish(&[Finish {
-                            task_id: id,
-                            worker_id: worker.clone(),
-                            outcome: Outcome::Completed {
-                                result: json!({"ok": true}),
-                                provider: Some("echo".into()),
-                            },
-                            at: now(),
-                        }])
+                        .finish(&[completed(id), completed(direct)])
                         .await
                         .unwrap();
-                    assert_eq!(done, vec![true]);
+                    assert_eq!(done, vec![true, true]);
                 }
             })
         })
