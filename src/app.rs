@@ -257,7 +257,7 @@ impl Application {
             limits,
             &background,
             WRITE_LOOPS,
-            Some(dispatch.clone()),
+            config.direct_dispatch.then(|| dispatch.clone()),
         );
         if config.adaptive_pool {
             let adaptive = AdaptiveLimit::new(

@@ -73,6 +73,9 @@ pub struct Config {
     pub worker_pool_min: usize,
     /// `ADAPTIVE_POOL`: whether the limit follows CPU and memory load.
     pub adaptive_pool: bool,
+    /// `DIRECT_DISPATCH`: a submit that finds the queue drained and a free worker slot starts
+    /// its task at once instead of queueing it.
+    pub direct_dispatch: bool,
     /// `QUEUES` and `QUEUE_ROUTE_<TYPE>`: the named queues and which task type goes where.
     pub queues: crate::queue::QueueSet,
     /// AI providers, the router and its guards.
@@ -288,6 +291,7 @@ impl Config {
             );
         }
         let adaptive_pool = r.flag("ADAPTIVE_POOL", true);
+        let direct_dispatch = r.flag("DIRECT_DISPATCH", true);
         let queues = r.queues(worker_pool_size);
         let max_queue_size = r.range("MAX_QUEUE_SIZE", 10_000u64, 1, 100_000_000);
         let task_timeout = r.duration(
@@ -374,6 +378,7 @@ impl Config {
             worker_pool_size,
             worker_pool_min,
             adaptive_pool,
+            direct_dispatch,
             queues,
             ai,
             max_queue_size,
@@ -417,6 +422,7 @@ mod tests {
         assert_eq!(c.notification_retention, Duration::from_secs(86_400));
         assert_eq!(c.notification_keepalive, Duration::from_secs(30));
         assert_eq!(c.max_connections, 1000);
+        assert!(c.direct_dispatch);
         assert_eq!(
             c.backend,
             Backend::Embedded {
@@ -434,6 +440,7 @@ mod tests {
             ("JWT_SECRET", "short"),
             ("USER_SUBMIT_RATE", "lots"),
             ("DATABASE_URL", "mysql://x"),
+            ("DIRECT_DISPATCH", "sometimes"),
         ]))
         .unwrap_err();
         let names: Vec<_> = err.0.iter().map(|p| p.var).collect();
@@ -443,6 +450,7 @@ mod tests {
             "TASK_TIMEOUT",
             "JWT_SECRET",
             "REDIS_URL",
+            "DIRECT_DISPATCH",
         ] {
             assert!(names.contains(&var), "{var} missing from {err}");
         }

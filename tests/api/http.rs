@@ -79,6 +79,30 @@ both_modes!(
     an_idle_instance_starts_a_task_at_once
 );
 
+/// `DIRECT_DISPATCH=false` sends every task through the queue: the answer says `pending`.
+async fn without_direct_dispatch_tasks_are_queued(mode: Mode) {
+    let Some(app) = spawn_app(mode, &[("DIRECT_DISPATCH", "false")]).await else {
+        return;
+    };
+    for n in 0..3 {
+        let (status, task) = app
+            .submit("alice", json!({"type": "echo", "payload": {"n": n}}))
+            .await;
+        assert_eq!(status, 202, "{task}");
+        assert_eq!(task["status"], "pending", "{task}");
+        let id = task["task_id"].as_str().unwrap().to_owned();
+        let done = app
+            .wait_terminal("alice", &id, Duration::from_secs(10))
+            .await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    app.cleanup().await;
+}
+both_modes!(
+    without_direct_dispatch_tasks_are_queued,
+    without_direct_dispatch_tasks_are_queued
+);
+
 async fn batch_keeps_request_order(mode: Mode) {
     let Some(app) = spawn_app(mode, &[]).await else {
         return;
