@@ -13,7 +13,7 @@ use super::postgres::number_per_user;
 use super::row::{TASK_COLUMNS, TaskRow, timeout_ms};
 use super::sql::{NewEvent, at_micros};
 use super::{Finish, Inserted, Outcome, PgTaskStore, StoreError};
-use crate::domain::{StoredEvent, Task, TaskEventType, TaskId, UserId, WorkerId};
+use crate::domain::{StoredEvent, Task, TaskId, WorkerId};
 
 /// A claimed task and the per-user id of its `TaskStarted` event.
 #[derive(sqlx::FromRow)]
@@ -233,18 +233,9 @@ impl PgTaskStore {
         let mut stored = Vec::with_capacity(rows.len());
         for row in rows {
             let task: Task = row.task.try_into()?;
-            let event = NewEvent {
-                task_id: task.id,
-                user_id: task.user_id.clone(),
-                kind: TaskEventType::TaskStarted,
-                data: serde_json::json!({
-                    "status": "processing",
-                    "worker_id": worker.as_str(),
-                    "attempt": task.attempts,
-                }),
-                at: now,
-            };
-            stored.push(event.stored(u64::try_from(row.user_seq).unwrap_or(0)));
+            if let Some(event) = NewEvent::started(&task) {
+                stored.push(event.stored(u64::try_from(row.user_seq).unwrap_or(0)));
+            }
             tasks.push(task);
         }
         stored.sort_by_key(|e| e.id);
@@ -256,7 +247,7 @@ impl PgTaskStore {
         let all_completed = finishes
             .iter()
             .all(|f| matches!(f.outcome, Outcome::Completed { .. }));
-        let stored = if all_completed {
+        let (applied, stored) = if all_completed {
             // The common case, one statement: no transaction held open across round trips.
             self.complete_in_one_statement(finishes).await?
         } else {
@@ -270,7 +261,6 @@ impl PgTaskStore {
         };
         // A retry is pushed to the queue and an outcome announced only once it is durable.
         self.flush.wait().await?;
-        let (applied, stored) = stored;
         self.publisher.publish(stored);
         Ok(applied)
     }
@@ -326,7 +316,7 @@ impl PgTaskStore {
         .bind(ids)
         .bind(workers)
         .bind(results)
-        .bind(providers)
+        .bind(&providers[..])
         .bind(ats)
         .fetch_all(&self.fast)
         .await?;
@@ -337,20 +327,8 @@ impl PgTaskStore {
                 .ok()
                 .filter(|&i| i < n)
                 .ok_or_else(|| StoreError::Corrupt(format!("completion {ord} out of range")))?;
-            let f = &finishes[i];
             applied[i] = true;
-            let Outcome::Completed { provider, .. } = &f.outcome else {
-                continue;
-            };
-            let user_id = UserId::parse(&user)
-                .map_err(|_| StoreError::Corrupt(format!("user_id {user:?}")))?;
-            let event = NewEvent {
-                task_id: f.task_id,
-                user_id,
-                kind: TaskEventType::TaskCompleted,
-                data: serde_json::json!({"status": "completed", "provider": provider}),
-                at: f.at,
-            };
+            let event = NewEvent::completed(&finishes[i], &user, providers[i])?;
             stored.push(event.stored(u64::try_from(seq).unwrap_or(0)));
         }
         stored.sort_by_key(|e| e.id);

@@ -54,6 +54,22 @@ impl NewEvent {
         }
     }
 
+    /// The `TaskCompleted` event of a completion by `user`'s task (the user as stored).
+    pub fn completed(
+        f: &super::Finish,
+        user: &str,
+        provider: Option<&str>,
+    ) -> Result<Self, super::StoreError> {
+        Ok(Self {
+            task_id: f.task_id,
+            user_id: UserId::parse(user)
+                .map_err(|_| super::StoreError::Corrupt(format!("user_id {user:?}")))?,
+            kind: TaskEventType::TaskCompleted,
+            data: json!({"status": "completed", "provider": provider}),
+            at: f.at,
+        })
+    }
+
     /// The `TaskStarted` event of a task a worker holds (`None` if none does).
     pub fn started(t: &Task) -> Option<Self> {
         let worker = t.worker_id.as_ref()?;
@@ -308,17 +324,11 @@ macro_rules! impl_task_store {
                         let user = completed.get(&f.task_id.as_uuid());
                         applied.push(user.is_some());
                         if let Some(user) = user {
-                            events.push($crate::store::sql::NewEvent {
-                                task_id: f.task_id,
-                                user_id: $crate::domain::UserId::parse(user).map_err(|_| {
-                                    $crate::store::StoreError::Corrupt("user_id".into())
-                                })?,
-                                kind: E::TaskCompleted,
-                                data: serde_json::json!({
-                                    "status": "completed", "provider": provider,
-                                }),
-                                at: f.at,
-                            });
+                            events.push($crate::store::sql::NewEvent::completed(
+                                f,
+                                user,
+                                provider.as_deref(),
+                            )?);
                         }
                         continue;
                     }
