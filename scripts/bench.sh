@@ -5,6 +5,9 @@
 # Env: MAXQ (MAX_QUEUE_SIZE, default 10000), LOG (RUST_LOG, default warn), PORT (default 18101),
 # SERVER_BIN (the server binary, default target/release/ai-integration-service: set it to compare
 # another build with the same loadgen).
+# After the run it prints the CPU time (user + system, seconds) that the server, PostgreSQL and
+# Redis used during it: on a shared 2-core box a cheaper build shows there even when latency
+# percentiles drown in the machine's noise.
 # Clustered mode uses a fresh database ais_bench on 127.0.0.1:5432 and Redis prefix bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,5 +28,20 @@ else
   "${common[@]}" DATA_DIR="$data" "$bin" > "${SERVER_LOG:-$data/server.log}" 2>&1 &
 fi
 server=$!
+# CPU seconds (utime + stime) of the given processes, or of every process whose command name
+# starts with $1.
+cpu_of() {
+  local total=0 pid pids
+  if [ "$1" = pid ]; then pids=$2; else pids=$(pgrep "^$1"); fi
+  for pid in $pids; do
+    total=$(awk -v t="$total" '{ sub(/^.*\) /, ""); print t + $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo "$total")
+  done
+  echo "$total"
+}
 for _ in $(seq 1 100); do curl -sf "localhost:$port/readyz" >/dev/null && break; sleep 0.1; done
+tick=$(getconf CLK_TCK)
+before=("$(cpu_of pid "$server")" "$(cpu_of postgres)" "$(cpu_of redis-server)")
 target/release/loadgen --url "http://127.0.0.1:$port" "$@"
+after=("$(cpu_of pid "$server")" "$(cpu_of postgres)" "$(cpu_of redis-server)")
+awk -v t="$tick" -v s0="${before[0]}" -v s1="${after[0]}" -v p0="${before[1]}" -v p1="${after[1]}" \
+  -v r0="${before[2]}" -v r1="${after[2]}" 'BEGIN { printf "  cpu seconds:        server %.2f  postgres %.2f  redis %.2f\n", (s1-s0)/t, (p1-p0)/t, (r1-r0)/t }'

@@ -134,6 +134,11 @@ struct Args {
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Write every submit call's intended start (ms after the first) and latency (ms) to this
+    /// file, one `start latency` line per call in start order: shows whether slow calls come
+    /// in bursts (a stall) or spread evenly (queueing).
+    #[arg(long)]
+    trace: Option<std::path::PathBuf>,
 }
 
 /// The API the load goes through.
@@ -817,6 +822,8 @@ fn micros(d: Duration) -> u64 {
 struct Phase<T> {
     /// Each successful call's index, intended start (wall clock) and output.
     ok: Vec<(usize, DateTime<Utc>, T)>,
+    /// Every call's intended start after the phase's start and its latency, in start order.
+    timeline: Vec<(Duration, Duration)>,
     /// Latency of every call, failed ones included, in microseconds.
     latency: Histogram<u64>,
     /// Failures by kind.
@@ -845,6 +852,7 @@ where
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut phase = Phase {
         ok: Vec::with_capacity(calls),
+        timeline: Vec::with_capacity(calls),
         latency: histogram()?,
         errors: BTreeMap::new(),
         elapsed: Duration::ZERO,
@@ -888,14 +896,15 @@ where
             (j, intended, latency, result)
         });
         while let Some(done) = running.try_join_next() {
-            phase.absorb(done, &wall);
+            phase.absorb(done, start, &wall);
         }
     }
     while let Some(done) = running.join_next().await {
-        phase.absorb(done, &wall);
+        phase.absorb(done, start, &wall);
     }
     phase.elapsed = start.elapsed();
     phase.ok.sort_by_key(|(j, _, _)| *j);
+    phase.timeline.sort_by_key(|(at, _)| *at);
     Ok(phase)
 }
 
@@ -928,11 +937,14 @@ impl<T> Phase<T> {
     fn absorb(
         &mut self,
         done: Result<CallOutcome<T>, tokio::task::JoinError>,
+        start: Instant,
         wall: &impl Fn(Instant) -> DateTime<Utc>,
     ) {
         match done {
             Ok((j, intended, latency, result)) => {
                 self.latency.saturating_record(micros(latency));
+                self.timeline
+                    .push((intended.saturating_duration_since(start), latency));
                 match result {
                     Ok(out) => self.ok.push((j, wall(intended), out)),
                     Err(e) => count_error(&mut self.errors, &e, 1),
@@ -945,6 +957,22 @@ impl<T> Phase<T> {
             ),
         }
     }
+}
+
+/// Writes `start latency` lines, both in milliseconds.
+fn write_timeline(path: &std::path::Path, timeline: &[(Duration, Duration)]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for (at, latency) in timeline {
+        writeln!(
+            out,
+            "{:.3} {:.3}",
+            at.as_secs_f64() * 1e3,
+            latency.as_secs_f64() * 1e3
+        )?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// One accepted task: its id and when the client started (or was due to start) submitting it.
@@ -990,6 +1018,9 @@ async fn submit_phase(api: &Api, args: &Args) -> anyhow::Result<SubmitPhase> {
     })
     .await?;
     let end = Utc::now();
+    if let Some(path) = &args.trace {
+        write_timeline(path, &phase.timeline)?;
+    }
     let errors = phase.errors;
     let tasks: Vec<Submitted> = phase
         .ok
