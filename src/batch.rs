@@ -31,30 +31,6 @@ pub enum BatchError<E> {
 
 type Reply<O, E> = oneshot::Sender<Result<Vec<O>, BatchError<E>>>;
 type Job<I, O, E> = (Vec<I>, Reply<O, E>);
-type Jobs<I, O, E> = Vec<Job<I, O, E>>;
-
-/// Handed to a pipelined batch: firing it (or dropping it) lets the loop start its next batch.
-#[derive(Debug, Default)]
-pub struct Release(Option<oneshot::Sender<()>>);
-
-impl Release {
-    fn new() -> (Self, oneshot::Receiver<()>) {
-        let (tx, rx) = oneshot::channel();
-        (Self(Some(tx)), rx)
-    }
-
-    /// A release that lets nothing go: for work outside a pipelined batcher.
-    pub fn none() -> Self {
-        Self(None)
-    }
-
-    /// Lets the next batch start now.
-    pub fn fire(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-    }
-}
 
 /// Sends items to the batching loops.
 pub struct Batcher<I, O, E> {
@@ -83,70 +59,10 @@ where
         F: Fn(Vec<I>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, E>> + Send,
     {
-        Self::start(tracker, loops, max_items, || {
-            let op = op.clone();
-            move |jobs| {
-                let op = op.clone();
-                async move { run_jobs(&|items, _| op(items), (jobs, None)).await }
-            }
-        })
-    }
-
-    /// Like [`Batcher::spawn`], but a loop starts its next batch as soon as `op` fires the
-    /// batch's [`Release`] (or drops it), while the rest of `op` (waiting for durability,
-    /// say) runs on beside the next batches; at most `max_in_flight` batches per loop at once.
-    /// For work whose ordered part is short and whose tail is a wait shared by everyone.
-    pub fn spawn_pipelined<F, Fut>(
-        tracker: &TaskTracker,
-        loops: usize,
-        max_items: usize,
-        max_in_flight: usize,
-        op: F,
-    ) -> Self
-    where
-        F: Fn(Vec<I>, Release) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<O>, E>> + Send + 'static,
-    {
-        let tasks = tracker.clone();
-        Self::start(tracker, loops, max_items, || {
-            // Each loop's own limit.
-            let slots = Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1)));
-            let (op, tasks) = (op.clone(), tasks.clone());
-            move |jobs| {
-                let (op, slots, tasks) = (op.clone(), slots.clone(), tasks.clone());
-                async move {
-                    let Ok(slot) = slots.acquire_owned().await else {
-                        return;
-                    };
-                    let (release, released) = Release::new();
-                    tasks.spawn(async move {
-                        run_jobs(&op, (jobs, Some(release))).await;
-                        drop(slot);
-                    });
-                    // Fired, or dropped when the batch ended without firing it.
-                    let _ = released.await;
-                }
-            }
-        })
-    }
-
-    /// Starts the loops, each with its own `make_run()`, which handles one batch of jobs and
-    /// returns when the loop may take the next.
-    fn start<M, R, RFut>(
-        tracker: &TaskTracker,
-        loops: usize,
-        max_items: usize,
-        mut make_run: M,
-    ) -> Self
-    where
-        M: FnMut() -> R,
-        R: Fn(Jobs<I, O, E>) -> RFut + Send + 'static,
-        RFut: Future<Output = ()> + Send,
-    {
         let senders: Vec<_> = (0..loops.max(1))
             .map(|_| {
                 let (tx, mut rx) = mpsc::channel::<Job<I, O, E>>(max_items.max(1) * 4);
-                let run = make_run();
+                let op = op.clone();
                 tracker.spawn(async move {
                     while let Some(first) = rx.recv().await {
                         let mut n = first.0.len();
@@ -160,7 +76,7 @@ where
                                 Err(_) => break,
                             }
                         }
-                        run(jobs).await;
+                        run_jobs(&op, jobs).await;
                     }
                 });
                 tx
@@ -186,11 +102,10 @@ where
     }
 }
 
-/// Runs `op` on all of `jobs`' items and answers each job; `release` goes to that first run.
-async fn run_jobs<I, O, E, F, Fut>(op: &F, (jobs, release): (Jobs<I, O, E>, Option<Release>))
+async fn run_jobs<I, O, E, F, Fut>(op: &F, jobs: Vec<(Vec<I>, Reply<O, E>)>)
 where
     I: Clone,
-    F: Fn(Vec<I>, Release) -> Fut,
+    F: Fn(Vec<I>) -> Fut,
     Fut: Future<Output = Result<Vec<O>, E>>,
 {
     let all: Vec<I> = jobs
@@ -198,7 +113,7 @@ where
         .flat_map(|(items, _)| items.iter().cloned())
         .collect();
     let (count, started) = (all.len(), std::time::Instant::now());
-    let result = op(all, release.unwrap_or_default()).await;
+    let result = op(all).await;
     tracing::debug!(
         jobs = jobs.len(),
         items = count,
@@ -220,9 +135,7 @@ where
         Err(_) => {
             // One caller's items must not fail another's: retry each job on its own.
             for (items, reply) in jobs {
-                let result = op(items, Release::none())
-                    .await
-                    .map_err(|e| BatchError::Failed(Arc::new(e)));
+                let result = op(items).await.map_err(|e| BatchError::Failed(Arc::new(e)));
                 let _ = reply.send(result);
             }
         }
@@ -316,69 +229,5 @@ mod tests {
         let (good, bad) = tokio::join!(b.call("k", vec![1, 2]), b.call("k", vec![-1]));
         assert_eq!(good.unwrap(), vec![1, 2]);
         assert!(matches!(bad, Err(BatchError::Failed(e)) if *e == "negative"));
-    }
-
-    /// A pipelined loop starts the next batch once the previous one fires its release, so
-    /// batches overlap in their tails, but never more than `max_in_flight` at once, and a
-    /// batch that fails before firing still lets the loop go on.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn pipelined_batches_overlap_after_their_release_up_to_the_limit() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let tracker = TaskTracker::new();
-        let (in_flight, peak, ordered) = (
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(AtomicUsize::new(0)),
-        );
-        let (flying, top, ordered_now) = (in_flight.clone(), peak.clone(), ordered.clone());
-        let b: Batcher<i32, i32, String> = Batcher::spawn_pipelined(
-            &tracker,
-            1,
-            1,
-            3,
-            move |xs: Vec<i32>, mut release: Release| {
-                let (flying, top, ordered_now) = (flying.clone(), top.clone(), ordered_now.clone());
-                async move {
-                    let now = flying.fetch_add(1, Ordering::SeqCst) + 1;
-                    top.fetch_max(now, Ordering::SeqCst);
-                    // The ordered part runs alone.
-                    assert_eq!(ordered_now.fetch_add(1, Ordering::SeqCst), 0);
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                    ordered_now.fetch_sub(1, Ordering::SeqCst);
-                    if xs[0] < 0 {
-                        flying.fetch_sub(1, Ordering::SeqCst);
-                        return Err("negative".to_string());
-                    }
-                    release.fire();
-                    // The tail overlaps the next batches.
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    flying.fetch_sub(1, Ordering::SeqCst);
-                    Ok(xs.into_iter().map(|x| x * 10).collect())
-                }
-            },
-        );
-        let calls: Vec<_> = (0..12i32)
-            .map(|i| {
-                let b = b.clone();
-                let x = if i == 5 { -1 } else { i };
-                tokio::spawn(async move { (x, b.call("k", vec![x]).await) })
-            })
-            .collect();
-        for c in calls {
-            match c.await.unwrap() {
-                (-1, r) => assert!(matches!(r, Err(BatchError::Failed(e)) if *e == "negative")),
-                (x, r) => assert_eq!(r.unwrap(), vec![x * 10]),
-            }
-        }
-        assert_eq!(
-            peak.load(Ordering::SeqCst),
-            3,
-            "batches overlapped up to the limit"
-        );
-        drop(b);
-        tracker.close();
-        tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait())
-            .await
-            .expect("the loop and its batches end once the batcher is dropped");
     }
 }

@@ -20,7 +20,7 @@ use crate::clock;
 use crate::domain::{NewTask, Page, PageRequest, Task, TaskId, TaskStatus, TaskType, UserId};
 use crate::queue::{TaskQueue, push_or_defer};
 use crate::ratelimit::{Decision, Rate, RateLimiter};
-use crate::store::{Inserted, Release, StoreError, TaskFilter, TaskStore};
+use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};
 use crate::worker::{Dispatch, SlotGuard};
 
 pub use admin::{AdminService, DeadLetter, DeadLetterFilter, QueueStats, Selection};
@@ -41,14 +41,13 @@ async fn insert_then_queue(
     queue: &dyn TaskQueue,
     dispatch: Option<&Dispatch>,
     mut tasks: Vec<Task>,
-    committed: Release,
 ) -> Result<Vec<Inserted>, StoreError> {
     let now = clock::now();
     let slots: Vec<Option<SlotGuard>> = tasks
         .iter_mut()
         .map(|t| dispatch.and_then(|d| d.try_start(t, now)))
         .collect();
-    let inserted = store.insert_tasks_then(tasks, committed).await?;
+    let inserted = store.insert_tasks(tasks).await?;
     let mut queued = Vec::new();
     for (i, slot) in inserted.iter().zip(slots) {
         match (i.created, slot, dispatch) {
@@ -71,8 +70,6 @@ async fn insert_then_queue(
 pub const MAX_BATCH: usize = 1000;
 /// Most tasks one group commit writes in one transaction.
 const MAX_GROUP: usize = 1000;
-/// Most insert batches of one commit loop past their commit and not yet answered.
-const INSERTS_IN_FLIGHT: usize = 8;
 
 /// Limits that apply to submits.
 #[derive(Debug, Clone)]
@@ -121,20 +118,10 @@ impl TaskService {
         dispatch: Option<Arc<Dispatch>>,
     ) -> Self {
         let (s, q) = (store.clone(), queue.clone());
-        // A batch's insert runs alone in its loop (one user's counter row); its wait for
-        // durability and its queue push overlap the next batches.
-        let inserts = Batcher::spawn_pipelined(
-            tracker,
-            commit_loops,
-            MAX_GROUP,
-            INSERTS_IN_FLIGHT,
-            move |tasks: Vec<Task>, committed| {
-                let (store, queue, dispatch) = (s.clone(), q.clone(), dispatch.clone());
-                async move {
-                    insert_then_queue(&*store, &*queue, dispatch.as_deref(), tasks, committed).await
-                }
-            },
-        );
+        let inserts = Batcher::spawn(tracker, commit_loops, MAX_GROUP, move |tasks: Vec<Task>| {
+            let (store, queue, dispatch) = (s.clone(), q.clone(), dispatch.clone());
+            async move { insert_then_queue(&*store, &*queue, dispatch.as_deref(), tasks).await }
+        });
         Self {
             store,
             queue,

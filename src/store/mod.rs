@@ -45,7 +45,6 @@ impl AfterCommit {
     }
 }
 
-pub use crate::batch::Release;
 pub use error::StoreError;
 pub use notifications::{EventBounds, NotificationSession, NotificationStore, Transport};
 pub use postgres::PgTaskStore;
@@ -137,15 +136,6 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Inserts tasks and their `TaskCreated` events in one transaction: all or none. A task whose
     /// (user, idempotency key) already exists is not inserted; the existing one is returned.
     async fn insert_tasks(&self, tasks: Vec<Task>) -> Result<Vec<Inserted>, StoreError>;
-
-    /// [`TaskStore::insert_tasks`] that fires `committed` once the rows are committed but
-    /// before it waits for them to be durable: a pipelined batcher's next batch can then be
-    /// written while this one waits (its own wait is shared with that batch's).
-    async fn insert_tasks_then(
-        &self,
-        tasks: Vec<Task>,
-        committed: Release,
-    ) -> Result<Vec<Inserted>, StoreError>;
 
     /// One task by id.
     async fn find_by_id(&self, id: TaskId) -> Result<Option<Task>, StoreError>;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::postgres::number_per_user;
 use super::row::{TASK_COLUMNS, TaskRow, timeout_ms};
 use super::sql::{NewEvent, at_micros};
-use super::{Finish, Inserted, Outcome, PgTaskStore, Release, StoreError};
+use super::{Finish, Inserted, Outcome, PgTaskStore, StoreError};
 use crate::domain::{StoredEvent, Task, TaskId, WorkerId};
 
 /// A claimed task and the per-user id of its `TaskStarted` event.
@@ -27,7 +27,6 @@ impl PgTaskStore {
     pub(super) async fn insert_tasks_impl(
         &self,
         tasks: Vec<Task>,
-        mut committed: Release,
     ) -> Result<Vec<Inserted>, StoreError> {
         if tasks.is_empty() {
             return Ok(Vec::new());
@@ -141,8 +140,6 @@ impl PgTaskStore {
         .fetch_all(&self.fast)
         .await?;
         // Durable before the caller, the queue or a subscriber hears of it.
-        // Committed: the batcher's next insert may go ahead (service/mod.rs).
-        committed.fire();
         self.flush.wait().await?;
         let seqs: std::collections::HashMap<(Uuid, i32), i64> = numbered
             .into_iter()

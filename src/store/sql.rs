@@ -422,15 +422,7 @@ macro_rules! impl_task_store {
                 &self,
                 tasks: Vec<$crate::domain::Task>,
             ) -> Result<Vec<$crate::store::Inserted>, $crate::store::StoreError> {
-                self.insert_tasks_impl(tasks, $crate::store::Release::none()).await
-            }
-
-            async fn insert_tasks_then(
-                &self,
-                tasks: Vec<$crate::domain::Task>,
-                committed: $crate::store::Release,
-            ) -> Result<Vec<$crate::store::Inserted>, $crate::store::StoreError> {
-                self.insert_tasks_impl(tasks, committed).await
+                self.insert_tasks_impl(tasks).await
             }
 
             async fn claim(

@@ -265,11 +265,9 @@ impl SqliteTaskStore {
 }
 
 impl SqliteTaskStore {
-    /// The write loop orders and batches writes itself: `_committed` fires when this returns.
     async fn insert_tasks_impl(
         &self,
         tasks: Vec<crate::domain::Task>,
-        _committed: super::Release,
     ) -> Result<Vec<super::Inserted>, StoreError> {
         if tasks.is_empty() {
             return Ok(Vec::new());
