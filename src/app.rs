@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
 use crate::auth::{JwtKeys, Role};
+use crate::batch::Gather;
 use crate::bus::{EventBus, Hub, HubConfig, MemoryBus, RedisBus};
 use crate::config::{Backend, Config, Secret};
 use crate::domain::{UserId, WorkerId};
@@ -44,6 +45,13 @@ const ADAPTIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// submits/s from 100 users, submit p99 5.5-5.9 ms against 11.5-12.9 ms; batched throughput
 /// 9,270 against 7,511 tasks/s).
 const WRITE_LOOPS: usize = 1;
+
+/// How long a busy group-commit loop waits for more submits or outcomes before writing
+/// (`batch::Gather`; tokio rounds it up to its next 1 ms tick). PostgreSQL only: each of its
+/// statements costs the same whatever its size, so waiting for a bigger batch saves a third of
+/// its CPU at 1,000 tasks/s. SQLite's write loop already merges every write waiting into one
+/// transaction, so there it would only add latency.
+const POSTGRES_GATHER: Duration = Duration::from_micros(100);
 
 /// How often the embedded store checkpoints its WAL (a few MB at 1,000 tasks/s).
 const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
@@ -250,13 +258,20 @@ impl Application {
             slots.clone(),
             states.clone(),
         );
+        let commits = Gather {
+            loops: WRITE_LOOPS,
+            linger: match config.backend {
+                Backend::Embedded { .. } => Duration::ZERO,
+                Backend::Clustered { .. } => POSTGRES_GATHER,
+            },
+        };
         let tasks = TaskService::new(
             backends.store.clone(),
             backends.queue.clone(),
             backends.limiter.clone(),
             limits,
             &background,
-            WRITE_LOOPS,
+            commits,
             config.direct_dispatch.then(|| dispatch.clone()),
         );
         if config.adaptive_pool {
@@ -303,7 +318,7 @@ impl Application {
                 lease: config.lease_duration,
                 retry_base_delay: config.retry_base_delay,
                 grace_period: config.shutdown_grace_period,
-                finish_loops: WRITE_LOOPS,
+                finishes: commits,
                 instance: host.clone(),
             },
         )

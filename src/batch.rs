@@ -3,7 +3,7 @@
 //! Each caller sends its items and waits. A loop takes everything waiting (up to a cap), runs
 //! one batch operation for all of it, and answers every caller. Under load one commit serves
 //! hundreds of requests; when idle a single request is written at once, so latency never waits
-//! for a timer.
+//! for a timer (a busy loop may, see [`Gather`]).
 //!
 //! Calls carry a key (the owner of the rows, in practice) and each key always goes to the same
 //! loop. Writes of one owner lock the same rows (a user's event counter), so two transactions
@@ -14,8 +14,10 @@
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 /// Why a batched call did not return a result.
@@ -31,6 +33,44 @@ pub enum BatchError<E> {
 
 type Reply<O, E> = oneshot::Sender<Result<Vec<O>, BatchError<E>>>;
 type Job<I, O, E> = (Vec<I>, Reply<O, E>);
+
+/// A loop whose last batch ended less than this ago is busy: calls are arriving faster than
+/// it writes them one by one.
+pub const BUSY_WITHIN: Duration = Duration::from_millis(2);
+
+/// How a batcher's loops form batches.
+///
+/// A loop takes everything waiting when it frees up. Idle, that is one call, written at once.
+/// Busy (its last batch ended under [`BUSY_WITHIN`] ago) it can wait `linger` for more calls
+/// first: at 1,000 single submits/s on PostgreSQL a loop otherwise wrote ~3 tasks per
+/// statement, and every statement, and the WAL flush that follows it, costs the same whatever
+/// its size; waiting for the next timer tick took PostgreSQL's CPU per task down by a third.
+#[derive(Debug, Clone, Copy)]
+pub struct Gather {
+    /// Loops (batches in flight at once).
+    pub loops: usize,
+    /// How long a busy loop waits for more calls; zero: never. Tokio's timer rounds it up to
+    /// its next 1 ms tick.
+    pub linger: Duration,
+}
+
+/// Moves the jobs already waiting in `rx` into `jobs` until `n` items reach `max_items`.
+fn take_waiting<I, O, E>(
+    rx: &mut mpsc::Receiver<Job<I, O, E>>,
+    jobs: &mut Vec<Job<I, O, E>>,
+    n: &mut usize,
+    max_items: usize,
+) {
+    while *n < max_items {
+        match rx.try_recv() {
+            Ok(job) => {
+                *n += job.0.len();
+                jobs.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+}
 
 /// Sends items to the batching loops.
 pub struct Batcher<I, O, E> {
@@ -59,24 +99,47 @@ where
         F: Fn(Vec<I>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, E>> + Send,
     {
-        let senders: Vec<_> = (0..loops.max(1))
+        Self::spawn_gathering(
+            tracker,
+            Gather {
+                loops,
+                linger: Duration::ZERO,
+            },
+            max_items,
+            op,
+        )
+    }
+
+    /// [`Batcher::spawn`] whose loops, while busy, wait `gather.linger` for more calls before
+    /// running a batch smaller than `max_items` (see [`Gather`]).
+    pub fn spawn_gathering<F, Fut>(
+        tracker: &TaskTracker,
+        gather: Gather,
+        max_items: usize,
+        op: F,
+    ) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<O>, E>> + Send,
+    {
+        let senders: Vec<_> = (0..gather.loops.max(1))
             .map(|_| {
                 let (tx, mut rx) = mpsc::channel::<Job<I, O, E>>(max_items.max(1) * 4);
                 let op = op.clone();
                 tracker.spawn(async move {
+                    // When the last batch ended; long ago at first.
+                    let mut last_end: Option<Instant> = None;
                     while let Some(first) = rx.recv().await {
                         let mut n = first.0.len();
                         let mut jobs = vec![first];
-                        while n < max_items {
-                            match rx.try_recv() {
-                                Ok(job) => {
-                                    n += job.0.len();
-                                    jobs.push(job);
-                                }
-                                Err(_) => break,
-                            }
+                        take_waiting(&mut rx, &mut jobs, &mut n, max_items);
+                        let busy = last_end.is_some_and(|t| t.elapsed() < BUSY_WITHIN);
+                        if busy && n < max_items && !gather.linger.is_zero() {
+                            tokio::time::sleep(gather.linger).await;
+                            take_waiting(&mut rx, &mut jobs, &mut n, max_items);
                         }
                         run_jobs(&op, jobs).await;
+                        last_end = Some(Instant::now());
                     }
                 });
                 tx
@@ -229,5 +292,53 @@ mod tests {
         let (good, bad) = tokio::join!(b.call("k", vec![1, 2]), b.call("k", vec![-1]));
         assert_eq!(good.unwrap(), vec![1, 2]);
         assert!(matches!(bad, Err(BatchError::Failed(e)) if *e == "negative"));
+    }
+
+    /// An idle loop writes a call at once; a busy one (its last batch just ended) waits its
+    /// linger for more calls, and writes them together.
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_loop_lingers_for_more_calls_and_an_idle_one_does_not() {
+        let tracker = TaskTracker::new();
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let gather = Gather {
+            loops: 1,
+            linger: Duration::from_millis(1),
+        };
+        let b: Batcher<u32, u32, String> =
+            Batcher::spawn_gathering(&tracker, gather, 100, move |xs: Vec<u32>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(xs.len());
+                    Ok(xs)
+                }
+            });
+        // Idle: answered without the clock moving.
+        let start = tokio::time::Instant::now();
+        assert_eq!(b.call("k", vec![1]).await.unwrap(), vec![1]);
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "an idle loop must not wait"
+        );
+        // Busy: the next call comes right after that batch; the loop waits, and a call
+        // arriving meanwhile joins the same batch.
+        let first = tokio::spawn({
+            let b = b.clone();
+            async move { b.call("k", vec![2]).await }
+        });
+        tokio::task::yield_now().await;
+        let second = tokio::spawn({
+            let b = b.clone();
+            async move { b.call("k", vec![3]).await }
+        });
+        assert_eq!(first.await.unwrap().unwrap(), vec![2]);
+        assert_eq!(second.await.unwrap().unwrap(), vec![3]);
+        assert_eq!(*sizes.lock().unwrap(), vec![1, 2]);
+        // Idle again once BUSY_WITHIN has passed.
+        tokio::time::sleep(BUSY_WITHIN).await;
+        let start = tokio::time::Instant::now();
+        b.call("k", vec![4]).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }

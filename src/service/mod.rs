@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Caller;
-use crate::batch::Batcher;
+use crate::batch::{Batcher, Gather};
 use crate::clock;
 use crate::domain::{NewTask, Page, PageRequest, Task, TaskId, TaskStatus, TaskType, UserId};
 use crate::queue::{TaskQueue, push_or_defer};
@@ -114,14 +114,15 @@ impl TaskService {
         limiter: Arc<dyn RateLimiter>,
         limits: SubmitLimits,
         tracker: &TaskTracker,
-        commit_loops: usize,
+        commits: Gather,
         dispatch: Option<Arc<Dispatch>>,
     ) -> Self {
         let (s, q) = (store.clone(), queue.clone());
-        let inserts = Batcher::spawn(tracker, commit_loops, MAX_GROUP, move |tasks: Vec<Task>| {
-            let (store, queue, dispatch) = (s.clone(), q.clone(), dispatch.clone());
-            async move { insert_then_queue(&*store, &*queue, dispatch.as_deref(), tasks).await }
-        });
+        let inserts =
+            Batcher::spawn_gathering(tracker, commits, MAX_GROUP, move |tasks: Vec<Task>| {
+                let (store, queue, dispatch) = (s.clone(), q.clone(), dispatch.clone());
+                async move { insert_then_queue(&*store, &*queue, dispatch.as_deref(), tasks).await }
+            });
         Self {
             store,
             queue,

@@ -13,7 +13,7 @@ use super::dispatch::{Dispatch, Dispatched};
 use super::progress::{StreamingAttempts, publish_progress};
 use super::retry_delay;
 use super::slots::{SlotGuard, Slots};
-use crate::batch::Batcher;
+use crate::batch::{Batcher, Gather};
 use crate::clock;
 use crate::domain::{ErrorClass, Task, TaskError, TaskId, TaskType, WorkerId};
 use crate::queue::{PopRequest, QueueEntry, QueueStates, TaskQueue, push_or_defer};
@@ -37,8 +37,8 @@ pub struct PoolConfig {
     pub retry_base_delay: Duration,
     /// How long running tasks may finish after shutdown starts (`SHUTDOWN_GRACE_PERIOD`).
     pub grace_period: Duration,
-    /// Concurrent finish transactions (1 for SQLite).
-    pub finish_loops: usize,
+    /// How outcomes are grouped into transactions (one loop for SQLite).
+    pub finishes: Gather,
     /// The host this pool runs on, recorded in the worker registry.
     pub instance: String,
 }
@@ -138,9 +138,9 @@ impl WorkerPool {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
         let finish_store = self.store.clone();
-        let finishes = Batcher::spawn(
+        let finishes = Batcher::spawn_gathering(
             &tracker,
-            self.config.finish_loops,
+            self.config.finishes,
             FINISH_BATCH,
             move |batch: Vec<Finish>| {
                 let store = finish_store.clone();
