@@ -40,16 +40,17 @@ pub const BUSY_WITHIN: Duration = Duration::from_millis(2);
 
 /// A busy loop lingers only for batches smaller than this: a larger one already spreads its
 /// statement's fixed cost, and under a flood of them waiting only slows the loop down (with
-/// every batch lingering, batched throughput fell from 8,350 to 6,650 tasks/s).
+/// every batch lingering, one batched-throughput run fell from 8,350 to 6,650 tasks/s).
 pub const LINGER_BELOW: usize = 32;
 
 /// How a batcher's loops form batches.
 ///
 /// A loop takes everything waiting when it frees up. Idle, that is one call, written at once.
 /// Busy (its last batch ended under [`BUSY_WITHIN`] ago) with fewer than [`LINGER_BELOW`]
-/// items, it can wait `linger` for more calls first: at 1,000 single submits/s on PostgreSQL a loop otherwise wrote ~3 tasks per
-/// statement, and every statement, and the WAL flush that follows it, costs the same whatever
-/// its size; waiting for the next timer tick took PostgreSQL's CPU per task down by a third.
+/// items, it can wait `linger` for more calls first: at 1,000 single submits/s on PostgreSQL
+/// a loop otherwise wrote ~3 tasks per statement, and every statement, and the WAL flush that
+/// follows it, costs the same whatever its size; waiting for the next timer tick took
+/// PostgreSQL's CPU per task down by a third.
 #[derive(Debug, Clone, Copy)]
 pub struct Gather {
     /// Loops (batches in flight at once).
@@ -116,7 +117,7 @@ where
     }
 
     /// [`Batcher::spawn`] whose loops, while busy, wait `gather.linger` for more calls before
-    /// running a batch smaller than `max_items` (see [`Gather`]).
+    /// running a small batch (see [`Gather`]).
     pub fn spawn_gathering<F, Fut>(
         tracker: &TaskTracker,
         gather: Gather,
