@@ -308,7 +308,7 @@ impl Application {
         let usage = backends.ai.usage.clone();
         let runner = ai::task_runner(&config.ai, backends.ai, &background)
             .context("building the AI providers")?;
-        let pool = WorkerPool::new(
+        let mut pool = WorkerPool::new(
             worker_id,
             backends.store.clone(),
             backends.queue.clone(),
@@ -323,8 +323,10 @@ impl Application {
             },
         )
         .with_retry_waker(retry_wake)
-        .with_queues(states.clone(), slots.clone())
-        .with_dispatch(dispatch, dispatched);
+        .with_queues(states.clone(), slots.clone());
+        if config.direct_dispatch {
+            pool = pool.with_dispatch(dispatch, dispatched);
+        }
         background.spawn(pool.run(shutdown.child_token()));
 
         let hub = Hub::new(

@@ -90,10 +90,12 @@ impl Checkpointer {
             Ok(p) if p.wal_frames > self.restart_pages => {
                 // A second pass right away copies what was committed during the first, so
                 // the writer's own checkpoint finds little left to copy.
-                let _ = self.checkpoint().await;
-                if self.wal_full.swap(true, Ordering::Relaxed) {
-                    // Still set from the last pass: the writer has not written since, or a
-                    // reader holds the WAL.
+                let again = self.checkpoint().await;
+                let held = again.is_ok_and(|a| a.checkpointed < a.wal_frames);
+                // Still set from the last pass and frames left behind: a reader holds the WAL.
+                // (Still set with everything copied only means no write came since: an idle
+                // writer needs no restart.)
+                if self.wal_full.swap(true, Ordering::Relaxed) && held {
                     tracing::warn!(
                         wal_frames = p.wal_frames,
                         checkpointed = p.checkpointed,

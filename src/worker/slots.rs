@@ -21,6 +21,17 @@ struct Counts {
     saturated: bool,
 }
 
+impl Counts {
+    /// One more task of the queue at `lane` running.
+    fn count_in(&mut self, lane: usize) {
+        self.running += 1;
+        self.per_queue[lane] += 1;
+        if self.running >= self.limit {
+            self.saturated = true;
+        }
+    }
+}
+
 /// What the pool is doing, for the statistics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSnapshot {
@@ -150,12 +161,7 @@ impl Slots {
 
     /// Counts a task of the queue at `lane` as running.
     pub fn take(&self, lane: usize) {
-        let mut c = self.lock();
-        c.running += 1;
-        c.per_queue[lane] += 1;
-        if c.running >= c.limit {
-            c.saturated = true;
-        }
+        self.lock().count_in(lane);
     }
 
     /// Counts a task of the queue at `lane` as running if a slot is free: under the limit and
@@ -165,11 +171,7 @@ impl Slots {
         if c.running >= c.limit || c.per_queue[lane] >= concurrency {
             return false;
         }
-        c.running += 1;
-        c.per_queue[lane] += 1;
-        if c.running >= c.limit {
-            c.saturated = true;
-        }
+        c.count_in(lane);
         true
     }
 
