@@ -74,6 +74,9 @@ impl SqliteTaskStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
+            // As for the writer: a ping is two thread switches before every read (a `GetTask`
+            // took four instead of two), and an in-process connection does not drop.
+            .test_before_acquire(false)
             .connect_with(options.clone().read_only(true))
             .await?;
         let checkpoints = SqlitePoolOptions::new()
