@@ -7,7 +7,8 @@
 # another build with the same loadgen).
 # After the run it prints the CPU time (user + system, seconds) that the server, PostgreSQL and
 # Redis used during it: on a shared 2-core box a cheaper build shows there even when latency
-# percentiles drown in the machine's noise.
+# percentiles drown in the machine's noise. Then how busy the whole machine was, how much of it
+# the hypervisor stole, and the CPU pressure (from /proc/stat and /proc/pressure/cpu).
 # Clustered mode uses a fresh database ais_bench on 127.0.0.1:5432 and Redis prefix bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,8 +41,19 @@ cpu_of() {
 }
 for _ in $(seq 1 100); do curl -sf "localhost:$port/readyz" >/dev/null && break; sleep 0.1; done
 tick=$(getconf CLK_TCK)
+# The whole machine: its jiffies (busy, steal, all) and the time some task waited for a CPU (µs).
+machine() {
+  awk '/^cpu / { all = 0; for (i = 2; i <= 9; i++) all += $i; print $2 + $3 + $4 + $7 + $8 + $9, $9, all }' /proc/stat
+  awk '/^some/ { sub(/.*total=/, ""); print }' /proc/pressure/cpu 2>/dev/null || echo 0
+}
 before=("$(cpu_of pid "$server")" "$(cpu_of postgres)" "$(cpu_of redis-server)")
+machine_before=$(machine) started=$(date +%s%N)
 target/release/loadgen --url "http://127.0.0.1:$port" "$@"
+machine_after=$(machine) ended=$(date +%s%N)
 after=("$(cpu_of pid "$server")" "$(cpu_of postgres)" "$(cpu_of redis-server)")
 awk -v t="$tick" -v s0="${before[0]}" -v s1="${after[0]}" -v p0="${before[1]}" -v p1="${after[1]}" \
   -v r0="${before[2]}" -v r1="${after[2]}" 'BEGIN { printf "  cpu seconds:        server %.2f  postgres %.2f  redis %.2f\n", (s1-s0)/t, (p1-p0)/t, (r1-r0)/t }'
+# Busy and steal over all CPUs, and CPU pressure (share of the time some task was runnable but
+# waiting): a run on a machine with high steal or pressure measures the host, not the build.
+echo "$machine_before" "$machine_after" | tr '\n' ' ' | awk -v ns=$((ended - started)) \
+  '{ all = $7 - $3; printf "  machine:            busy %.0f %%  steal %.0f %%  cpu pressure %.0f %%\n", ($5 - $1) / all * 100, ($6 - $2) / all * 100, ($8 - $4) / (ns / 1000) * 100 }'
