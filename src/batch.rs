@@ -132,20 +132,24 @@ where
             .map(|_| {
                 let (tx, mut rx) = mpsc::channel::<Job<I, O, E>>(max_items.max(1) * 4);
                 let op = op.clone();
+                let lingers = !gather.linger.is_zero();
                 tracker.spawn(async move {
-                    // When the last batch ended; long ago at first.
+                    // When the last batch ended (kept only by loops that linger); long ago at
+                    // first.
                     let mut last_end: Option<Instant> = None;
                     while let Some(first) = rx.recv().await {
                         let mut n = first.0.len();
                         let mut jobs = vec![first];
                         take_waiting(&mut rx, &mut jobs, &mut n, max_items);
                         let busy = last_end.is_some_and(|t| t.elapsed() < BUSY_WITHIN);
-                        if busy && n < LINGER_BELOW.min(max_items) && !gather.linger.is_zero() {
+                        if busy && n < LINGER_BELOW.min(max_items) {
                             tokio::time::sleep(gather.linger).await;
                             take_waiting(&mut rx, &mut jobs, &mut n, max_items);
                         }
                         run_jobs(&op, jobs).await;
-                        last_end = Some(Instant::now());
+                        if lingers {
+                            last_end = Some(Instant::now());
+                        }
                     }
                 });
                 tx

@@ -38,6 +38,17 @@ pub struct SqliteTaskStore {
     wal_full: Arc<AtomicBool>,
 }
 
+/// A pool of `max` (at least `min` open) connections to the database file. They live in this
+/// process and do not drop, so none is pinged before use: sqlx's ping is a round trip to the
+/// connection's thread, two thread switches before every read or transaction (a `GetTask`
+/// took four instead of two).
+fn in_process_pool(max: u32, min: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max)
+        .min_connections(min)
+        .test_before_acquire(false)
+}
+
 impl SqliteTaskStore {
     /// Opens (creating if needed) `tasks.db` in `dir` and runs the SQLite migrations.
     pub async fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -60,29 +71,16 @@ impl SqliteTaskStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
+        let writer = in_process_pool(1, 1)
             .acquire_timeout(Duration::from_secs(30))
-            // The connection is in this process: a ping before each transaction would only
-            // cost two thread switches.
-            .test_before_acquire(false)
             // Checkpoints run on their own connection (see `Checkpointer`), not inside commits.
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .min_connections(1)
-            // As for the writer: a ping is two thread switches before every read (a `GetTask`
-            // took four instead of two), and an in-process connection does not drop.
-            .test_before_acquire(false)
+        let pool = in_process_pool(4, 1)
             .connect_with(options.clone().read_only(true))
             .await?;
-        let checkpoints = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(0)
-            .connect_lazy_with(options);
+        let checkpoints = in_process_pool(1, 0).connect_lazy_with(options);
         Ok(Self {
             pool,
             writer,
