@@ -11,7 +11,7 @@
 //! the WAL over: SQLite does that only when a write transaction begins while the WAL is wholly
 //! copied, which a writer that commits every millisecond, beside checkpoints that each end a
 //! little behind it, may never find (the WAL then grows without end). So once the WAL passes
-//! [`WAL_RESTART_PAGES`], a pass asks the write loop to checkpoint once itself between two of
+//! [`WAL_RESTART_BYTES`], a pass asks the write loop to checkpoint once itself between two of
 //! its transactions (see `sqlite_writer.rs`): nothing commits meanwhile, so that checkpoint
 //! copies the few frames left and the next transaction starts the WAL from its beginning. (A
 //! `RESTART` checkpoint from here would do the same but make the writer wait in SQLite's busy
@@ -26,15 +26,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
 
-/// WAL size (in 4 KiB pages, 16 MiB) past which the writer is asked to let the WAL start over.
-/// At 1,000 tasks/s the WAL grows ~100 MB/s (every small transaction writes whole pages of the
-/// tasks, their indexes and the events), so that is several times a second; the write loop's
-/// checkpoint then holds writes ~1.2-1.6 ms (measured; it was 15-30 ms at a 1 GiB limit). A
-/// WAL that keeps growing costs more than it saves: every frame written past the old end makes
-/// the kernel allocate and zero a new page-cache page (`ext4_da_write_begin`: 10 % of the box's
-/// CPU at 1,000 tasks/s, a third of the writer thread's, against 3 % with this limit), while a
-/// restarted WAL overwrites pages already cached.
-const WAL_RESTART_PAGES: i64 = 4_096;
+/// WAL size (16 MiB) past which the writer is asked to let the WAL start over. At 1,000 tasks/s
+/// the WAL grows ~27 pages a task (every small transaction writes whole pages of the tasks,
+/// their indexes and the events): 26 MB/s with the store's 1 KiB pages, a restart every
+/// 0.6 s. The write loop's checkpoint then holds writes for its two fsyncs, 7-8 ms on a
+/// disk whose fsync takes 3-4 ms; with a 64 MiB limit it restarted a quarter as often but
+/// held writes 15-17 ms each time, and submit p99 was no better. A WAL that keeps growing
+/// costs more than it saves: every frame written past the old end makes the kernel allocate
+/// and zero a new page-cache page (`ext4_da_write_begin`: 10 % of the box's CPU at 1,000
+/// tasks/s with 4 KiB pages), while a restarted WAL overwrites pages already cached.
+const WAL_RESTART_BYTES: i64 = 16 << 20;
 
 /// What one checkpoint pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,12 +58,18 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Checkpoints through `pool`; raises `wal_full` for the write loop when the WAL is large.
-    pub(super) fn new(pool: SqlitePool, interval: Duration, wal_full: Arc<AtomicBool>) -> Self {
+    /// Checkpoints through `pool`, whose database has pages of `page_size` bytes; raises
+    /// `wal_full` for the write loop when the WAL is large.
+    pub(super) fn new(
+        pool: SqlitePool,
+        page_size: u32,
+        interval: Duration,
+        wal_full: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             pool,
             interval,
-            restart_pages: WAL_RESTART_PAGES,
+            restart_pages: WAL_RESTART_BYTES / i64::from(page_size.max(512)),
             wal_full,
         }
     }
