@@ -29,9 +29,9 @@ use super::StoreError;
 /// WAL size (16 MiB) past which the writer is asked to let the WAL start over. At 1,000 tasks/s
 /// the WAL grows ~27 pages a task (every small transaction writes whole pages of the tasks,
 /// their indexes and the events): 26 MB/s with the store's 1 KiB pages, a restart every
-/// 0.6 s. The write loop's checkpoint then holds writes for its two fsyncs, 7-8 ms on a
-/// disk whose fsync takes 3-4 ms; with a 64 MiB limit it restarted a quarter as often but
-/// held writes 15-17 ms each time, and submit p99 was no better. A WAL that keeps growing
+/// 0.6 s. The write loop's checkpoint, which syncs the WAL and the database file, then holds
+/// writes 7-10 ms (measured under that load); with a 64 MiB limit it restarted a quarter as
+/// often but held writes 15-17 ms each time, and submit p99 was no better. A WAL that keeps growing
 /// costs more than it saves: every frame written past the old end makes the kernel allocate
 /// and zero a new page-cache page (`ext4_da_write_begin`: 10 % of the box's CPU at 1,000
 /// tasks/s with 4 KiB pages), while a restarted WAL overwrites pages already cached.

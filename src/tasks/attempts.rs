@@ -33,14 +33,13 @@ impl AttemptRecorder {
         tracker.spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
-                let gathered = tokio::time::sleep(GATHER);
-                tokio::pin!(gathered);
+                let until = tokio::time::Instant::now() + GATHER;
                 while batch.len() < BATCH {
                     let room = BATCH - batch.len();
-                    tokio::select! {
-                        // Zero: every recorder is gone; write what is here, then end.
-                        n = rx.recv_many(&mut batch, room) => if n == 0 { break },
-                        _ = &mut gathered => break,
+                    // Zero: every recorder is gone; write what is here, then end.
+                    match tokio::time::timeout_at(until, rx.recv_many(&mut batch, room)).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
                     }
                 }
                 if let Err(e) = store.record_attempts(&batch).await {
