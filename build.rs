@@ -19,5 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }
+    // `sqlx::migrate!` embeds `migrations/` at compile time but cannot ask cargo to watch it on
+    // stable Rust: without this, a new migration file is left out until some source changes.
+    println!("cargo:rerun-if-changed=migrations");
     Ok(())
 }
