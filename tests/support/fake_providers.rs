@@ -494,7 +494,7 @@ async fn handle(
     });
     let latency = *shared.latency.lock().unwrap();
     if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        alarm::sleep(latency).await;
     }
 
     let ask = match check(
@@ -1116,4 +1116,140 @@ fn unsplash_search(r: &Recorded, cut: Option<usize>) -> Response {
         .headers_mut()
         .insert("x-ratelimit-remaining", HeaderValue::from_static("49"));
     response
+}
+
+/// Sleeps to the exact latency a benchmark asked for. Tokio's timer ticks in whole
+/// milliseconds and parks in `epoll_wait` with a millisecond timeout, so its 50 ms sleep ends
+/// 50-52 ms later, and a benchmark of our overhead over a "fixed 50 ms provider" would count
+/// the fake's slack as ours. One thread keeps every pending wake-up in a heap and sleeps on a
+/// condition variable until the earliest (a futex wait with the kernel's high-resolution
+/// timer), then wakes its task.
+mod alarm {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    use std::sync::{Condvar, Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    use tokio::sync::oneshot;
+
+    struct Alarm {
+        at: Instant,
+        seq: u64,
+        wake: oneshot::Sender<()>,
+    }
+
+    impl PartialEq for Alarm {
+        fn eq(&self, other: &Self) -> bool {
+            (self.at, self.seq) == (other.at, other.seq)
+        }
+    }
+    impl Eq for Alarm {}
+    impl PartialOrd for Alarm {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Alarm {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            (self.at, self.seq).cmp(&(other.at, other.seq))
+        }
+    }
+
+    #[derive(Default)]
+    struct Pending {
+        heap: BinaryHeap<Reverse<Alarm>>,
+        next_seq: u64,
+    }
+
+    struct Clock {
+        pending: Mutex<Pending>,
+        changed: Condvar,
+    }
+
+    fn clock() -> &'static Clock {
+        static CLOCK: OnceLock<&'static Clock> = OnceLock::new();
+        CLOCK.get_or_init(|| {
+            let clock: &'static Clock = Box::leak(Box::new(Clock {
+                pending: Mutex::new(Pending::default()),
+                changed: Condvar::new(),
+            }));
+            std::thread::Builder::new()
+                .name("fake-alarm".into())
+                .spawn(move || ring(clock))
+                .expect("start the fake's alarm thread");
+            clock
+        })
+    }
+
+    /// The alarm thread: wakes each sleeper at its instant. It lives as long as the process
+    /// (the fake's servers come and go; one idle thread serves them all).
+    fn ring(clock: &Clock) {
+        let mut pending = clock.pending.lock().unwrap();
+        loop {
+            let now = Instant::now();
+            while pending
+                .heap
+                .peek()
+                .is_some_and(|Reverse(alarm)| alarm.at <= now)
+            {
+                let Reverse(alarm) = pending.heap.pop().expect("peeked");
+                // The sleeper may have gone (its request was dropped): nothing to wake.
+                let _ = alarm.wake.send(());
+            }
+            pending = match pending.heap.peek() {
+                Some(Reverse(next)) => {
+                    let wait = next.at.saturating_duration_since(now);
+                    clock.changed.wait_timeout(pending, wait).unwrap().0
+                }
+                None => clock.changed.wait(pending).unwrap(),
+            };
+        }
+    }
+
+    /// Sleeps for `d`, ending within tens of microseconds of it rather than up to 2 ms late.
+    pub async fn sleep(d: Duration) {
+        let (wake, woken) = oneshot::channel();
+        let at = Instant::now() + d;
+        let clock = clock();
+        {
+            let mut pending = clock.pending.lock().unwrap();
+            let earliest = pending.heap.peek().is_none_or(|Reverse(a)| at < a.at);
+            let seq = pending.next_seq;
+            pending.next_seq += 1;
+            pending.heap.push(Reverse(Alarm { at, seq, wake }));
+            if earliest {
+                clock.changed.notify_one();
+            }
+        }
+        let _ = woken.await;
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[tokio::test]
+        async fn sleepers_wake_in_order_and_on_time() {
+            let start = Instant::now();
+            let (a, b, c) = tokio::join!(
+                async {
+                    sleep(Duration::from_millis(30)).await;
+                    start.elapsed()
+                },
+                async {
+                    sleep(Duration::from_millis(10)).await;
+                    start.elapsed()
+                },
+                async {
+                    sleep(Duration::from_millis(20)).await;
+                    start.elapsed()
+                },
+            );
+            assert!(
+                b >= Duration::from_millis(10) && b <= c && c <= a,
+                "{b:?} {c:?} {a:?}"
+            );
+            assert!(c >= Duration::from_millis(20) && a >= Duration::from_millis(30));
+        }
+    }
 }
