@@ -6,6 +6,7 @@ use futures::future::BoxFuture;
 use sqlx::Connection;
 use sqlx::pool::PoolConnectionMetadata;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Executor, SqlSafeStr};
 
 use super::notify_sql::impl_notification_store;
 use super::queue_sql::impl_queue_store;
@@ -95,13 +96,23 @@ impl PgTaskStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        // One connection each for the submit, claim and outcome loops, plus one to spare.
+        // One connection each for the submit, claim and outcome loops, plus one to spare, all
+        // opened now with the hot statements prepared (see `hot_statements`).
+        let fast_connections = FAST_CONNECTIONS.min(max_connections.max(1));
         let fast = PgPoolOptions::new()
-            .max_connections(FAST_CONNECTIONS.min(max_connections.max(1)))
-            .min_connections(1)
+            .max_connections(fast_connections)
+            .min_connections(fast_connections)
             .acquire_timeout(Duration::from_secs(5))
             .test_before_acquire(false)
             .before_acquire(ping_if_idle)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    for sql in super::postgres_fast::hot_statements() {
+                        conn.prepare(sql.into_sql_str()).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options.options([("synchronous_commit", "off")]))
             .await?;
         // Instances pick their barrier row at random: two rarely share one.
