@@ -2825,3 +2825,41 @@ mod breakers {
         full_cycle(b.clone(), b).await;
     }
 }
+
+/// The hot-path pool opens all its connections when the store connects, each having prepared
+/// the hot statements (the completion's is the last it prepares), so a fresh server's first
+/// submits do not wait for connections or statement preparation.
+mod postgres_hot_pool_is_warm_at_start {
+    use ai_integration_service::store::PgTaskStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(url) = crate::support::pg_url().await else {
+            return;
+        };
+        let store = PgTaskStore::connect(&url, crate::support::PG_TEST_POOL_SIZE)
+            .await
+            .unwrap();
+        let pool = store.pool().clone();
+        crate::support::run_then_cleanup(
+            async move {
+                let warm: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                       AND query LIKE 'WITH input AS (%UPDATE tasks t SET status = ''completed''%'",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                // One each for the submit, claim and outcome loops, plus one to spare.
+                assert_eq!(
+                    warm, 4,
+                    "hot-path connections with their statements prepared"
+                );
+                drop(store);
+            },
+            crate::support::drop_pg_database(&url),
+        )
+        .await;
+    }
+}
