@@ -2324,12 +2324,9 @@ mod postgres_writes_wait_for_a_wal_flush {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres() {
-        let Some(url) = crate::support::pg_url().await else {
+        let Some((store, url)) = crate::support::pg_store().await else {
             return;
         };
-        let store = PgTaskStore::connect(&url, crate::support::PG_TEST_POOL_SIZE)
-            .await
-            .unwrap();
         crate::support::run_then_cleanup(body(store), crate::support::drop_pg_database(&url)).await;
     }
 }
@@ -2830,16 +2827,11 @@ mod breakers {
 /// the hot statements (the completion's is the last it prepares), so a fresh server's first
 /// submits do not wait for connections or statement preparation.
 mod postgres_hot_pool_is_warm_at_start {
-    use ai_integration_service::store::PgTaskStore;
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres() {
-        let Some(url) = crate::support::pg_url().await else {
+        let Some((store, url)) = crate::support::pg_store().await else {
             return;
         };
-        let store = PgTaskStore::connect(&url, crate::support::PG_TEST_POOL_SIZE)
-            .await
-            .unwrap();
         let pool = store.pool().clone();
         crate::support::run_then_cleanup(
             async move {

@@ -243,6 +243,19 @@ where
     }
 }
 
+/// A PostgreSQL store on a fresh database, and that database's URL (drop it with
+/// [`drop_pg_database`]); `None` when the server is unreachable outside CI.
+pub async fn pg_store() -> Option<(PgTaskStore, String)> {
+    let url = pg_url().await?;
+    match PgTaskStore::connect(&url, PG_TEST_POOL_SIZE).await {
+        Ok(store) => Some((store, url)),
+        Err(e) => {
+            drop_pg_database(&url).await;
+            panic!("PgTaskStore::connect({url}): {e}");
+        }
+    }
+}
+
 /// Runs a store test body against a fresh PostgreSQL database (skipped when the server is
 /// unreachable outside CI). The database is dropped afterwards, pass or fail.
 pub async fn run_with_pg_store<F, Fut>(body: F)
@@ -250,13 +263,8 @@ where
     F: FnOnce(Arc<dyn TaskStore>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(url) = pg_url().await else { return };
-    let store = match PgTaskStore::connect(&url, PG_TEST_POOL_SIZE).await {
-        Ok(s) => s,
-        Err(e) => {
-            drop_pg_database(&url).await;
-            panic!("PgTaskStore::connect({url}): {e}");
-        }
+    let Some((store, url)) = pg_store().await else {
+        return;
     };
     let pool = store.pool().clone();
     run_then_cleanup(body(Arc::new(store)), async {
