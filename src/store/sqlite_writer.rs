@@ -80,7 +80,14 @@ impl WriteQueue {
                         }
                     }
                 }
-                transaction(&writer, &publisher, writes).await
+                let (count, started) = (writes.len(), std::time::Instant::now());
+                let written = transaction(&writer, &publisher, writes).await;
+                tracing::debug!(
+                    writes = count,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "write transaction"
+                );
+                written
             }
         });
         Self(batcher)

@@ -42,7 +42,14 @@ impl AttemptRecorder {
                         Ok(_) => {}
                     }
                 }
-                if let Err(e) = store.record_attempts(&batch).await {
+                let started = std::time::Instant::now();
+                let recorded = store.record_attempts(&batch).await;
+                tracing::debug!(
+                    count = batch.len(),
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "provider attempts recorded"
+                );
+                if let Err(e) = recorded {
                     tracing::warn!(error = %e, count = batch.len(), "could not record provider attempts");
                 }
                 batch.clear();
