@@ -253,6 +253,29 @@ async fn idempotency_same_user_and_key_returns_first_task(store: Arc<dyn TaskSto
     assert!(store.events_for_task(second.id).await.unwrap().is_empty());
 }
 
+/// A submit whose commit went through but whose answer was lost is retried with the same task:
+/// the retry answers the stored task, not created, and writes no second `TaskCreated`. With
+/// no idempotency key SQLite first tries its one-trip insert, which the stored id fails.
+async fn resubmitting_a_stored_id_answers_the_stored_task(store: Arc<dyn TaskStore>) {
+    let t0 = base();
+    let first = task("alice", t0);
+    insert(&store, vec![first.clone()]).await;
+    let other = task("alice", t0 + ms(1));
+    let out = store
+        .insert_tasks(vec![first.clone(), other.clone()])
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    assert!(!out[0].created && out[1].created);
+    assert_eq!((&out[0].task, &out[1].task), (&first, &other));
+    for t in [&first, &other] {
+        assert_eq!(
+            kinds(&store.events_for_task(t.id).await.unwrap()),
+            vec![TaskEventType::TaskCreated]
+        );
+    }
+}
+
 async fn idempotency_keys_are_per_user(store: Arc<dyn TaskStore>) {
     let t0 = base();
     let a = spec("alice", t0).key("k").build();
@@ -1595,6 +1618,7 @@ store_tests!(
     idempotency_same_user_and_key_returns_first_task,
     idempotency_keys_are_per_user,
     idempotency_duplicates_within_one_batch,
+    resubmitting_a_stored_id_answers_the_stored_task,
     concurrent_duplicate_inserts_yield_one_row,
     large_batches_span_chunks,
     claim_sets_processing_worker_and_lease,

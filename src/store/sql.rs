@@ -166,6 +166,24 @@ macro_rules! impl_task_store {
                 let mut inserted: HashSet<uuid::Uuid> = HashSet::with_capacity(tasks.len());
                 for chunk in tasks.chunks($crate::store::sql::INSERT_CHUNK) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(lead.take());
+                    Self::push_tasks_insert(&mut qb, chunk);
+                    // Any conflict skips the row: an idempotency key seen before, or this very id when
+                    // a commit whose answer was lost is retried.
+                    qb.push(" ON CONFLICT DO NOTHING RETURNING id");
+                    let ids: Vec<uuid::Uuid> =
+                        qb.build_query_scalar().fetch_all(&mut *tx).await?;
+                    inserted.extend(ids);
+                }
+                Self::created_events_and_answers(tx, tasks, &inserted).await
+            }
+
+            /// Appends `INSERT INTO tasks (...) VALUES ...` of `chunk` (at most
+            /// [`INSERT_CHUNK`]($crate::store::sql::INSERT_CHUNK) rows), with no conflict clause.
+            #[allow(dead_code)]
+            pub(crate) fn push_tasks_insert(
+                qb: &mut sqlx::QueryBuilder<$db>,
+                chunk: &[$crate::domain::Task],
+            ) {
                     qb.push(
                         "INSERT INTO tasks (id, user_id, task_type, status, priority, payload, \
                          progress, retry_count, max_retries, idempotency_key, \
@@ -197,13 +215,20 @@ macro_rules! impl_task_store {
                             .push_bind(t.lease_expires_at)
                             .push_bind(t.started_at);
                     });
-                    // Any conflict skips the row: an idempotency key seen before, or this very id when
-                    // a commit whose answer was lost is retried.
-                    qb.push(" ON CONFLICT DO NOTHING RETURNING id");
-                    let ids: Vec<uuid::Uuid> =
-                        qb.build_query_scalar().fetch_all(&mut *tx).await?;
-                    inserted.extend(ids);
-                }
+            }
+
+            /// The events owed by the tasks of `tasks` whose ids are in `inserted`, and each
+            /// task's answer: as given if inserted, else the task stored earlier with its id or
+            /// idempotency key.
+            #[allow(dead_code)]
+            async fn created_events_and_answers(
+                tx: &mut <$db as sqlx::Database>::Connection,
+                tasks: Vec<$crate::domain::Task>,
+                inserted: &std::collections::HashSet<uuid::Uuid>,
+            ) -> Result<
+                (Vec<$crate::store::Inserted>, Vec<$crate::store::sql::NewEvent>),
+                $crate::store::StoreError,
+            > {
                 // Each new task's TaskCreated, then TaskStarted for those a worker started
                 // directly (see worker/dispatch.rs).
                 let new: Vec<&$crate::domain::Task> = tasks

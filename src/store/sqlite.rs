@@ -162,13 +162,51 @@ impl SqliteTaskStore {
     }
 
     /// [`insert_events`](Self::insert_events) after what `lead` still has to open, then the
-    /// statement `tail` (e.g. `COMMIT`), all in one trip to the connection's thread: the counters are bumped first and each event's
-    /// id is read from its counter in SQL (`last_id` minus the events of its user after it),
-    /// so nothing waits for the counters to come back.
+    /// statement `tail` (e.g. `COMMIT`), all in one trip to the connection's thread (see
+    /// [`Self::events_after`]).
     pub(super) async fn insert_events_then(
         conn: &mut sqlx::SqliteConnection,
         events: Vec<super::sql::NewEvent>,
         lead: &mut super::sql::Lead,
+        tail: &'static str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let opening = lead.take();
+        let qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(opening);
+        Self::events_after(conn, qb, !opening.is_empty(), events, tail).await
+    }
+
+    /// Submits new tasks, none with an idempotency key, in one trip to the connection's
+    /// thread: `BEGIN`, their rows, their events and `COMMIT` (the general path takes two: the
+    /// rows' ids must come back before the events can be written). The rows have no conflict
+    /// clause: an id stored already (a retry of a commit whose answer was lost) fails the
+    /// statement, and the caller rolls back and takes the general path.
+    pub(super) async fn insert_new_tasks_and_commit(
+        conn: &mut sqlx::SqliteConnection,
+        tasks: Vec<crate::domain::Task>,
+    ) -> Result<(Vec<super::Inserted>, Vec<StoredEvent>), StoreError> {
+        let tasks: Vec<crate::domain::Task> =
+            tasks.into_iter().map(super::sql::at_micros).collect();
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("BEGIN IMMEDIATE; ");
+        for chunk in tasks.chunks(super::sql::INSERT_CHUNK) {
+            Self::push_tasks_insert(&mut qb, chunk);
+            qb.push("; ");
+        }
+        let all = tasks.iter().map(|t| t.id.as_uuid()).collect();
+        // Every task is new, so this only builds their answers and events.
+        let (inserted, events) = Self::created_events_and_answers(conn, tasks, &all).await?;
+        let stored = Self::events_after(conn, qb, true, events, "COMMIT").await?;
+        Ok((inserted, stored))
+    }
+
+    /// Runs the statements already in `qb` (`has_statements`), then inserts `events` and runs
+    /// `tail`, all in one trip: the counters are bumped first and each event's id is read
+    /// from its counter in SQL (`last_id` minus the events of its user after it), so nothing
+    /// waits for the counters to come back. The statements before must return no rows.
+    async fn events_after(
+        conn: &mut sqlx::SqliteConnection,
+        mut qb: sqlx::QueryBuilder<sqlx::Sqlite>,
+        has_statements: bool,
+        events: Vec<super::sql::NewEvent>,
         tail: &'static str,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         use std::collections::BTreeMap;
@@ -187,8 +225,6 @@ impl SqliteTaskStore {
             })
             .collect();
         let counts: Vec<(&str, i64)> = counts.into_iter().collect();
-        let opening = lead.take();
-        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(opening);
         for chunk in counts.chunks(super::sql::IN_CHUNK) {
             qb.push("INSERT INTO user_event_counters (user_id, last_id) ");
             qb.push_values(chunk, |mut b, (user, n)| {
@@ -223,7 +259,7 @@ impl SqliteTaskStore {
             qb.push(") AS v CROSS JOIN user_event_counters AS c WHERE c.user_id = v.column2; ");
         }
         qb.push(tail);
-        if events.is_empty() && tail.is_empty() && opening.is_empty() {
+        if events.is_empty() && tail.is_empty() && !has_statements {
             return Ok(Vec::new());
         }
         let last: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *conn).await?;
