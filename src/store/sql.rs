@@ -167,8 +167,8 @@ macro_rules! impl_task_store {
                 for chunk in tasks.chunks($crate::store::sql::INSERT_CHUNK) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(lead.take());
                     Self::push_tasks_insert(&mut qb, chunk);
-                    // Any conflict skips the row: an idempotency key seen before, or this very id when
-                    // a commit whose answer was lost is retried.
+                    // Any conflict skips the row: an idempotency key seen before, or this very
+                    // id when a commit whose answer was lost is retried.
                     qb.push(" ON CONFLICT DO NOTHING RETURNING id");
                     let ids: Vec<uuid::Uuid> =
                         qb.build_query_scalar().fetch_all(&mut *tx).await?;
@@ -184,37 +184,37 @@ macro_rules! impl_task_store {
                 qb: &mut sqlx::QueryBuilder<$db>,
                 chunk: &[$crate::domain::Task],
             ) {
-                    qb.push(
-                        "INSERT INTO tasks (id, user_id, task_type, status, priority, payload, \
-                         progress, retry_count, max_retries, idempotency_key, \
-                         related_entity_type, related_entity_id, timeout_ms, run_after, \
-                         created_at, updated_at, queue, attempts, worker_id, lease_expires_at, \
-                         started_at) ",
-                    );
-                    qb.push_values(chunk, |mut b, t| {
-                        let rel = t.related_entity.clone();
-                        b.push_bind(t.id.as_uuid())
-                            .push_bind(t.user_id.as_str().to_owned())
-                            .push_bind(t.task_type.as_str())
-                            .push_bind(t.status.as_str())
-                            .push_bind(i32::from(t.priority.value()))
-                            .push_bind(sqlx::types::Json(t.payload.clone()))
-                            .push_bind(i32::from(t.progress))
-                            .push_bind(t.retry_count as i32)
-                            .push_bind(t.max_retries as i32)
-                            .push_bind(t.idempotency_key.clone())
-                            .push_bind(rel.as_ref().map(|r| r.entity_type.clone()))
-                            .push_bind(rel.map(|r| r.entity_id))
-                            .push_bind($crate::store::row::timeout_ms(t))
-                            .push_bind(t.run_after)
-                            .push_bind(t.created_at)
-                            .push_bind(t.updated_at)
-                            .push_bind(t.queue.as_str())
-                            .push_bind(t.attempts as i32)
-                            .push_bind(t.worker_id.as_ref().map(|w| w.as_str().to_owned()))
-                            .push_bind(t.lease_expires_at)
-                            .push_bind(t.started_at);
-                    });
+                qb.push(
+                    "INSERT INTO tasks (id, user_id, task_type, status, priority, payload, \
+                     progress, retry_count, max_retries, idempotency_key, \
+                     related_entity_type, related_entity_id, timeout_ms, run_after, \
+                     created_at, updated_at, queue, attempts, worker_id, lease_expires_at, \
+                     started_at) ",
+                );
+                qb.push_values(chunk, |mut b, t| {
+                    let rel = t.related_entity.clone();
+                    b.push_bind(t.id.as_uuid())
+                        .push_bind(t.user_id.as_str().to_owned())
+                        .push_bind(t.task_type.as_str())
+                        .push_bind(t.status.as_str())
+                        .push_bind(i32::from(t.priority.value()))
+                        .push_bind(sqlx::types::Json(t.payload.clone()))
+                        .push_bind(i32::from(t.progress))
+                        .push_bind(t.retry_count as i32)
+                        .push_bind(t.max_retries as i32)
+                        .push_bind(t.idempotency_key.clone())
+                        .push_bind(rel.as_ref().map(|r| r.entity_type.clone()))
+                        .push_bind(rel.map(|r| r.entity_id))
+                        .push_bind($crate::store::row::timeout_ms(t))
+                        .push_bind(t.run_after)
+                        .push_bind(t.created_at)
+                        .push_bind(t.updated_at)
+                        .push_bind(t.queue.as_str())
+                        .push_bind(t.attempts as i32)
+                        .push_bind(t.worker_id.as_ref().map(|w| w.as_str().to_owned()))
+                        .push_bind(t.lease_expires_at)
+                        .push_bind(t.started_at);
+                });
             }
 
             /// The events owed by the tasks of `tasks` whose ids are in `inserted`, and each
