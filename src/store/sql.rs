@@ -54,6 +54,16 @@ impl NewEvent {
         }
     }
 
+    /// The events new `tasks` owe: each one's `TaskCreated`, then `TaskStarted` for those a
+    /// worker started directly (see worker/dispatch.rs).
+    pub fn for_new_tasks<'a>(tasks: impl Iterator<Item = &'a Task> + Clone) -> Vec<Self> {
+        tasks
+            .clone()
+            .map(Self::created)
+            .chain(tasks.filter_map(Self::started))
+            .collect()
+    }
+
     /// The `TaskCompleted` event of a completion by `user`'s task (the user as stored).
     pub fn completed(
         f: &super::Finish,
@@ -90,6 +100,12 @@ impl NewEvent {
 /// `t` with every timestamp cut to microseconds, PostgreSQL's precision, so both databases
 /// store the same instant and page tokens (microseconds) match stored values exactly.
 pub fn at_micros(mut t: Task) -> Task {
+    cut_to_micros(&mut t);
+    t
+}
+
+/// [`at_micros`] in place.
+pub fn cut_to_micros(t: &mut Task) {
     use chrono::SubsecRound;
     let cut = |d: DateTime<Utc>| d.trunc_subsecs(6);
     t.created_at = cut(t.created_at);
@@ -98,7 +114,6 @@ pub fn at_micros(mut t: Task) -> Task {
     t.started_at = t.started_at.map(cut);
     t.completed_at = t.completed_at.map(cut);
     t.lease_expires_at = t.lease_expires_at.map(cut);
-    t
 }
 
 /// The statement that opens a write transaction, sent with the transaction's first statement:
@@ -174,7 +189,39 @@ macro_rules! impl_task_store {
                         qb.build_query_scalar().fetch_all(&mut *tx).await?;
                     inserted.extend(ids);
                 }
-                Self::created_events_and_answers(tx, tasks, &inserted).await
+                let events = $crate::store::sql::NewEvent::for_new_tasks(
+                    tasks.iter().filter(|t| inserted.contains(&t.id.as_uuid())),
+                );
+
+                let mut out = Vec::with_capacity(tasks.len());
+                for task in tasks {
+                    if inserted.contains(&task.id.as_uuid()) {
+                        out.push($crate::store::Inserted { task, created: true });
+                        continue;
+                    }
+                    // The same id already stored (an earlier commit of this very task) is the
+                    // task; otherwise the earlier task with the same idempotency key is.
+                    let mut qb = Self::select();
+                    qb.push(" AND ((id = ")
+                        .push_bind(task.id.as_uuid())
+                        .push(" AND user_id = ")
+                        .push_bind(task.user_id.as_str().to_owned())
+                        .push(") OR (user_id = ")
+                        .push_bind(task.user_id.as_str().to_owned())
+                        .push(" AND idempotency_key = ")
+                        .push_bind(task.idempotency_key.clone())
+                        .push(")) ORDER BY created_at LIMIT 1");
+                    let row: Option<$crate::store::row::TaskRow> =
+                        qb.build_query_as().fetch_optional(&mut *tx).await?;
+                    let row = row.ok_or_else(|| {
+                        $crate::store::StoreError::Corrupt(format!(
+                            "task {} was neither inserted nor found by id or idempotency key",
+                            task.id
+                        ))
+                    })?;
+                    out.push($crate::store::Inserted { task: row.try_into()?, created: false });
+                }
+                Ok((out, events))
             }
 
             /// Appends `INSERT INTO tasks (...) VALUES ...` of `chunk` (at most
@@ -215,61 +262,6 @@ macro_rules! impl_task_store {
                         .push_bind(t.lease_expires_at)
                         .push_bind(t.started_at);
                 });
-            }
-
-            /// The events owed by the tasks of `tasks` whose ids are in `inserted`, and each
-            /// task's answer: as given if inserted, else the task stored earlier with its id or
-            /// idempotency key.
-            #[allow(dead_code)]
-            async fn created_events_and_answers(
-                tx: &mut <$db as sqlx::Database>::Connection,
-                tasks: Vec<$crate::domain::Task>,
-                inserted: &std::collections::HashSet<uuid::Uuid>,
-            ) -> Result<
-                (Vec<$crate::store::Inserted>, Vec<$crate::store::sql::NewEvent>),
-                $crate::store::StoreError,
-            > {
-                // Each new task's TaskCreated, then TaskStarted for those a worker started
-                // directly (see worker/dispatch.rs).
-                let new: Vec<&$crate::domain::Task> = tasks
-                    .iter()
-                    .filter(|t| inserted.contains(&t.id.as_uuid()))
-                    .collect();
-                let events = new
-                    .iter()
-                    .map(|t| $crate::store::sql::NewEvent::created(t))
-                    .chain(new.iter().filter_map(|t| $crate::store::sql::NewEvent::started(t)))
-                    .collect();
-
-                let mut out = Vec::with_capacity(tasks.len());
-                for task in tasks {
-                    if inserted.contains(&task.id.as_uuid()) {
-                        out.push($crate::store::Inserted { task, created: true });
-                        continue;
-                    }
-                    // The same id already stored (an earlier commit of this very task) is the
-                    // task; otherwise the earlier task with the same idempotency key is.
-                    let mut qb = Self::select();
-                    qb.push(" AND ((id = ")
-                        .push_bind(task.id.as_uuid())
-                        .push(" AND user_id = ")
-                        .push_bind(task.user_id.as_str().to_owned())
-                        .push(") OR (user_id = ")
-                        .push_bind(task.user_id.as_str().to_owned())
-                        .push(" AND idempotency_key = ")
-                        .push_bind(task.idempotency_key.clone())
-                        .push(")) ORDER BY created_at LIMIT 1");
-                    let row: Option<$crate::store::row::TaskRow> =
-                        qb.build_query_as().fetch_optional(&mut *tx).await?;
-                    let row = row.ok_or_else(|| {
-                        $crate::store::StoreError::Corrupt(format!(
-                            "task {} was neither inserted nor found by id or idempotency key",
-                            task.id
-                        ))
-                    })?;
-                    out.push($crate::store::Inserted { task: row.try_into()?, created: false });
-                }
-                Ok((out, events))
             }
 
             // PostgreSQL replaces this with a single statement; SQLite uses it.

@@ -170,42 +170,43 @@ impl SqliteTaskStore {
         lead: &mut super::sql::Lead,
         tail: &'static str,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let opening = lead.take();
-        let qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(opening);
-        Self::events_after(conn, qb, !opening.is_empty(), events, tail).await
+        let qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(lead.take());
+        Self::events_after(conn, qb, events, tail).await
     }
 
     /// Submits new tasks, none with an idempotency key, in one trip to the connection's
     /// thread: `BEGIN`, their rows, their events and `COMMIT` (the general path takes two: the
     /// rows' ids must come back before the events can be written). The rows have no conflict
     /// clause: an id stored already (a retry of a commit whose answer was lost) fails the
-    /// statement, and the caller rolls back and takes the general path.
+    /// statement, and the caller rolls back and takes the general path. Cuts the tasks'
+    /// timestamps to microseconds, as stored.
     pub(super) async fn insert_new_tasks_and_commit(
         conn: &mut sqlx::SqliteConnection,
-        tasks: Vec<crate::domain::Task>,
-    ) -> Result<(Vec<super::Inserted>, Vec<StoredEvent>), StoreError> {
-        let tasks: Vec<crate::domain::Task> =
-            tasks.into_iter().map(super::sql::at_micros).collect();
+        submits: &mut [Vec<crate::domain::Task>],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        submits
+            .iter_mut()
+            .flatten()
+            .for_each(super::sql::cut_to_micros);
         let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("BEGIN IMMEDIATE; ");
-        for chunk in tasks.chunks(super::sql::INSERT_CHUNK) {
+        for chunk in submits
+            .iter()
+            .flat_map(|t| t.chunks(super::sql::INSERT_CHUNK))
+        {
             Self::push_tasks_insert(&mut qb, chunk);
             qb.push("; ");
         }
-        let all = tasks.iter().map(|t| t.id.as_uuid()).collect();
-        // Every task is new, so this only builds their answers and events.
-        let (inserted, events) = Self::created_events_and_answers(conn, tasks, &all).await?;
-        let stored = Self::events_after(conn, qb, true, events, "COMMIT").await?;
-        Ok((inserted, stored))
+        let events = super::sql::NewEvent::for_new_tasks(submits.iter().flatten());
+        Self::events_after(conn, qb, events, "COMMIT").await
     }
 
-    /// Runs the statements already in `qb` (`has_statements`), then inserts `events` and runs
-    /// `tail`, all in one trip: the counters are bumped first and each event's id is read
+    /// Runs the statements already in `qb`, then inserts `events` and runs `tail`, all in one
+    /// trip: the counters are bumped first and each event's id is read
     /// from its counter in SQL (`last_id` minus the events of its user after it), so nothing
     /// waits for the counters to come back. The statements before must return no rows.
     async fn events_after(
         conn: &mut sqlx::SqliteConnection,
         mut qb: sqlx::QueryBuilder<sqlx::Sqlite>,
-        has_statements: bool,
         events: Vec<super::sql::NewEvent>,
         tail: &'static str,
     ) -> Result<Vec<StoredEvent>, StoreError> {
@@ -259,7 +260,7 @@ impl SqliteTaskStore {
             qb.push(") AS v CROSS JOIN user_event_counters AS c WHERE c.user_id = v.column2; ");
         }
         qb.push(tail);
-        if events.is_empty() && tail.is_empty() && !has_statements {
+        if qb.sql().as_str().is_empty() {
             return Ok(Vec::new());
         }
         let last: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *conn).await?;

@@ -124,17 +124,19 @@ async fn transaction(
     let mut conn = writer.acquire().await?;
     // BEGIN and COMMIT by hand: the BEGIN goes in the same trip as the first statement, the
     // COMMIT in the same trip as the events.
-    let result = match new_tasks_only(&writes) {
+    let result = match into_new_submits(writes) {
         // Most transactions at a steady rate are one submit of new tasks: one trip.
-        Some(tasks) => match SqliteTaskStore::insert_new_tasks_and_commit(&mut conn, tasks).await {
-            Ok((inserted, stored)) => Ok((split_inserted(&writes, inserted), stored)),
-            Err(e) if is_unique_violation(&e) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                statements(&mut conn, writes).await
+        Ok(mut submits) => {
+            match SqliteTaskStore::insert_new_tasks_and_commit(&mut conn, &mut submits).await {
+                Ok(stored) => Ok((all_created(submits), stored)),
+                Err(e) if is_unique_violation(&e) => {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    statements(&mut conn, submits.into_iter().map(Write::Insert).collect()).await
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        },
-        None => statements(&mut conn, writes).await,
+        }
+        Err(writes) => statements(&mut conn, writes).await,
     };
     match result {
         Ok((written, stored)) => {
@@ -150,32 +152,39 @@ async fn transaction(
     }
 }
 
-/// The tasks of `writes` if they are all submits and no task has an idempotency key: tasks
+/// The submits' tasks if every write is a submit and no task has an idempotency key: tasks
 /// that can only be new (their ids are fresh), so they need not come back from the insert.
-fn new_tasks_only(writes: &[Write]) -> Option<Vec<Task>> {
-    let mut tasks = Vec::new();
-    for write in writes {
-        match write {
-            Write::Insert(t) if t.iter().all(|t| t.idempotency_key.is_none()) => {
-                tasks.extend(t.iter().cloned())
-            }
-            _ => return None,
-        }
+/// Otherwise `writes` unchanged.
+fn into_new_submits(writes: Vec<Write>) -> Result<Vec<Vec<Task>>, Vec<Write>> {
+    let new = writes
+        .iter()
+        .all(|w| matches!(w, Write::Insert(t) if t.iter().all(|t| t.idempotency_key.is_none())));
+    if !new {
+        return Err(writes);
     }
-    Some(tasks)
+    Ok(writes
+        .into_iter()
+        .filter_map(|w| match w {
+            Write::Insert(t) => Some(t),
+            _ => None,
+        })
+        .collect())
 }
 
-/// One answer per submit of `writes`, from the inserted tasks of all of them, in order.
-fn split_inserted(writes: &[Write], inserted: Vec<Inserted>) -> Vec<Written> {
-    let mut inserted = inserted.into_iter();
-    writes
-        .iter()
-        .map(|w| {
-            let n = match w {
-                Write::Insert(t) => t.len(),
-                _ => 0,
-            };
-            Written::Inserted(inserted.by_ref().take(n).collect())
+/// Each submit's answer when all of its tasks were inserted.
+fn all_created(submits: Vec<Vec<Task>>) -> Vec<Written> {
+    submits
+        .into_iter()
+        .map(|tasks| {
+            Written::Inserted(
+                tasks
+                    .into_iter()
+                    .map(|task| Inserted {
+                        task,
+                        created: true,
+                    })
+                    .collect(),
+            )
         })
         .collect()
 }
