@@ -21,8 +21,23 @@ data=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 common=(env PORT="$port" WORKER_POOL_SIZE="$pool" MAX_QUEUE_SIZE="${MAXQ:-10000}" RUST_LOG="${LOG:-warn}")
 if [ "$mode" = clustered ]; then
-  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS ais_bench" -c "CREATE DATABASE ais_bench" 2>/dev/null
+  pg() { psql -h 127.0.0.1 -U postgres -qAt "$@"; }
+  pg -c "DROP DATABASE IF EXISTS ais_bench" -c "CREATE DATABASE ais_bench" 2>/dev/null
+  # A WAL segment PostgreSQL has not made yet is made during the run by writing 16 MB of zeros
+  # and fsyncing them, with the WAL write lock held: every commit waits 30-80 ms (BENCHMARKS.md,
+  # seventh session). A server that has run a while recycles old segments instead; a fresh one
+  # (this box after boot) has one. Make sure a run's worth (~40 MB at 10,000 tasks) is ready:
+  # write WAL, then checkpoint, which recycles the segments behind it as future ones.
+  ahead="select count(*) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}\$' \
+    and name > pg_walfile_name(pg_current_wal_lsn())"
+  if [ "$(pg -c "$ahead")" -lt 4 ]; then
+    pg -c "CREATE TABLE ais_wal_warmup AS SELECT g FROM generate_series(1, 3000000) g" \
+      -c "DROP TABLE ais_wal_warmup" -c "CHECKPOINT"
+    echo "  (made PostgreSQL's WAL segments ahead: $(pg -c "$ahead") ready)"
+  fi
   redis-cli --scan --pattern 'bench:*' | xargs -r redis-cli del >/dev/null
+  # Let the dropped database's freed blocks reach the journal before the run, not during it.
+  sync
   "${common[@]}" DATABASE_URL=postgres://postgres@127.0.0.1:5432/ais_bench \
     REDIS_URL=redis://127.0.0.1:6379 REDIS_KEY_PREFIX=bench "$bin" > "${SERVER_LOG:-$data/server.log}" 2>&1 &
 else
