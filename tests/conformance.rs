@@ -1649,7 +1649,7 @@ store_tests!(
 // Store: leases, heartbeats and recovery
 // ------------------------------------------------------------------------------------------
 
-/// A heartbeat extends the lease of every task the worker holds, and only those.
+/// A heartbeat extends the leases of the tasks the worker names and still holds, and only those.
 async fn heartbeat_renews_only_own_leases(store: Arc<dyn TaskStore>) {
     let t0 = now();
     let tasks = insert(&store, (0..3).map(|i| task("alice", t0 + ms(i))).collect()).await;
@@ -1665,7 +1665,14 @@ async fn heartbeat_renews_only_own_leases(store: Arc<dyn TaskStore>) {
         .await
         .unwrap();
     let later = t0 + ms(60_000);
-    assert_eq!(store.heartbeat(&w1, later, t0 + ms(500)).await.unwrap(), 2);
+    // w1 runs tasks 0 and 1; it also names task 2, which w2 holds.
+    assert_eq!(
+        store
+            .heartbeat(&w1, &ids(&tasks), later, t0 + ms(500))
+            .await
+            .unwrap(),
+        2
+    );
     for t in &tasks[..2] {
         assert_eq!(get(&store, t.id).await.lease_expires_at, Some(later));
     }
@@ -1673,6 +1680,18 @@ async fn heartbeat_renews_only_own_leases(store: Arc<dyn TaskStore>) {
         get(&store, tasks[2].id).await.lease_expires_at,
         Some(t0 + ms(1000))
     );
+    // A task w1 holds but no longer runs (its outcome could not be written) keeps its old
+    // lease, so it lapses and the task goes to another attempt.
+    let last = t0 + ms(90_000);
+    assert_eq!(
+        store
+            .heartbeat(&w1, &ids(&tasks[..1]), last, t0 + ms(600))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(get(&store, tasks[0].id).await.lease_expires_at, Some(last));
+    assert_eq!(get(&store, tasks[1].id).await.lease_expires_at, Some(later));
 }
 
 /// Expired leases: back to pending with the attempt counted, or failed when no retry is left;
@@ -1771,7 +1790,7 @@ async fn stale_workers_are_reaped_once(store: Arc<dyn TaskStore>) {
     store.register_worker(&stopped, "h", t0).await.unwrap();
     store.unregister_worker(&stopped, t0).await.unwrap();
     store
-        .heartbeat(&alive, t0 + ms(5000), t0 + ms(2000))
+        .heartbeat(&alive, &[], t0 + ms(5000), t0 + ms(2000))
         .await
         .unwrap();
     let dead = store.reap_stale_workers(t0 + ms(1000)).await.unwrap();

@@ -263,11 +263,15 @@ pub trait TaskStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Marks the worker alive and extends the lease of every task it holds to `lease_until`
-    /// (seed 000's update_worker_heartbeat). Returns how many leases were renewed.
+    /// Marks the worker alive and extends to `lease_until` the lease of each task of `running`
+    /// that it still holds (seed 000's update_worker_heartbeat). Only the tasks the worker is
+    /// running: one it holds but no longer runs (its outcome could not be written) must lose
+    /// its lease so that the reaper gives it to another attempt. Returns how many leases were
+    /// renewed.
     async fn heartbeat(
         &self,
         worker: &WorkerId,
+        running: &[TaskId],
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;

@@ -833,6 +833,7 @@ macro_rules! impl_task_store {
             async fn heartbeat(
                 &self,
                 worker: &$crate::domain::WorkerId,
+                running: &[$crate::domain::TaskId],
                 lease_until: chrono::DateTime<chrono::Utc>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<u64, $crate::store::StoreError> {
@@ -840,12 +841,18 @@ macro_rules! impl_task_store {
                 let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE workers SET last_heartbeat = ");
                 qb.push_bind(now).push(" WHERE id = ").push_bind(worker.as_str().to_owned());
                 qb.build().execute(&mut *tx).await?;
-                let mut qb =
-                    sqlx::QueryBuilder::<$db>::new("UPDATE tasks SET lease_expires_at = ");
-                qb.push_bind(lease_until)
-                    .push(" WHERE status = 'processing' AND worker_id = ")
-                    .push_bind(worker.as_str().to_owned());
-                let renewed = qb.build().execute(&mut *tx).await?.rows_affected();
+                let mut renewed = 0;
+                for chunk in running.chunks($crate::store::sql::IN_CHUNK) {
+                    let mut qb =
+                        sqlx::QueryBuilder::<$db>::new("UPDATE tasks SET lease_expires_at = ");
+                    qb.push_bind(lease_until)
+                        .push(" WHERE status = 'processing' AND worker_id = ")
+                        .push_bind(worker.as_str().to_owned())
+                        .push(" AND id IN (");
+                    Self::push_ids(&mut qb, chunk);
+                    qb.push(")");
+                    renewed += qb.build().execute(&mut *tx).await?.rows_affected();
+                }
                 tx.commit().await?;
                 Ok(renewed)
             }

@@ -13,7 +13,7 @@ use super::dispatch::{Dispatch, Dispatched};
 use super::progress::{StreamingAttempts, publish_progress};
 use super::retry_delay;
 use super::slots::{SlotGuard, Slots};
-use crate::batch::{Batcher, Gather};
+use crate::batch::{BatchError, Batcher, Gather};
 use crate::clock;
 use crate::domain::{ErrorClass, Task, TaskError, TaskId, TaskType, WorkerId};
 use crate::queue::{PopRequest, QueueEntry, QueueStates, TaskQueue, push_or_defer};
@@ -190,6 +190,7 @@ impl WorkerPool {
         let heartbeat = tokio::spawn(heartbeat_loop(
             self.store.clone(),
             self.id.clone(),
+            attempts.clone(),
             self.config.lease,
             heartbeat_stop.clone(),
         ));
@@ -333,6 +334,11 @@ impl WorkerPool {
     }
 }
 
+/// Tries to write an outcome while the database is unreachable, and the pause before the
+/// second (doubling after): about 6 s in all.
+const OUTCOME_TRIES: u32 = 6;
+const OUTCOME_RETRY_FIRST: Duration = Duration::from_millis(200);
+
 /// How often running attempts are checked against the database.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -404,6 +410,7 @@ async fn watch_attempts(
 async fn heartbeat_loop(
     store: Arc<dyn TaskStore>,
     id: WorkerId,
+    attempts: RunningAttempts,
     lease: Duration,
     stop: CancellationToken,
 ) {
@@ -413,8 +420,9 @@ async fn heartbeat_loop(
             _ = tokio::time::sleep(every) => {}
             _ = stop.cancelled() => return,
         }
+        let running: Vec<TaskId> = attempts.lock().keys().copied().collect();
         let now = clock::now();
-        if let Err(e) = store.heartbeat(&id, now + lease, now).await {
+        if let Err(e) = store.heartbeat(&id, &running, now + lease, now).await {
             tracing::warn!(error = %e, "heartbeat failed");
         }
     }
@@ -502,7 +510,7 @@ async fn run_task(shared: Arc<Shared>, task: Task, slot: SlotGuard, abort: Cance
         outcome,
         at: now,
     };
-    match shared.finishes.call(&task.user_id, vec![finish]).await {
+    match record_outcome(&shared, &task, finish).await {
         Ok(applied) if applied.first() == Some(&true) => {
             if let Some(due) = retry_at {
                 match shared
@@ -521,6 +529,35 @@ async fn run_task(shared: Arc<Shared>, task: Task, slot: SlotGuard, abort: Cance
         // Cancelled or reclaimed meanwhile: the database kept the other outcome.
         Ok(_) => tracing::debug!(task_id = %task.id, "outcome discarded: task no longer ours"),
         Err(e) => tracing::error!(task_id = %task.id, error = %e, "could not record outcome"),
+    }
+}
+
+/// Writes an attempt's outcome, trying again for a while when the database is unreachable: a
+/// lost outcome means the task runs again (and pays its provider again) once its lease lapses.
+/// The attempt stays registered meanwhile, so heartbeats keep its lease.
+async fn record_outcome(
+    shared: &Shared,
+    task: &Task,
+    finish: Finish,
+) -> Result<Vec<bool>, BatchError<StoreError>> {
+    let mut delay = OUTCOME_RETRY_FIRST;
+    let mut tries = 1;
+    loop {
+        match shared
+            .finishes
+            .call(&task.user_id, vec![finish.clone()])
+            .await
+        {
+            Err(BatchError::Failed(e))
+                if matches!(*e, StoreError::Unavailable(_)) && tries < OUTCOME_TRIES =>
+            {
+                tracing::warn!(task_id = %task.id, error = %e, "could not record outcome; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                tries += 1;
+            }
+            result => return result,
+        }
     }
 }
 
