@@ -16,8 +16,11 @@ use super::{AfterCommit, StoreError};
 use crate::bus::EventPublisher;
 use crate::domain::StoredEvent;
 
-/// Connections of the asynchronous-commit pool.
-const FAST_CONNECTIONS: u32 = 4;
+/// Connections of the asynchronous-commit pool: one each for the claim and outcome loops, and
+/// one to spare.
+const FAST_CONNECTIONS: u32 = 3;
+/// Connections of the submit pool: the submit loop has one batch in flight; one to spare.
+const SUBMIT_CONNECTIONS: u32 = 2;
 /// Rows of `wal_flush_marks` that instances choose from.
 const FLUSH_SLOTS: i32 = 1024;
 
@@ -65,6 +68,32 @@ fn ping_if_idle(
     })
 }
 
+/// A pool of `connections` hot-path connections, all opened now, each preparing `statements`
+/// as it opens: the first calls of a run do not stall on either (the first submits on a fresh
+/// server took 7-18 ms, each new connection preparing the insert).
+async fn warm_pool(
+    options: PgConnectOptions,
+    connections: u32,
+    statements: &'static [&'static str],
+) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .min_connections(connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(ping_if_idle)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                for sql in statements {
+                    conn.prepare(sql.into_sql_str()).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+}
+
 /// Tasks in PostgreSQL.
 #[derive(Clone)]
 pub struct PgTaskStore {
@@ -72,10 +101,13 @@ pub struct PgTaskStore {
     pub(super) pool: PgPool,
     /// The same pool: PostgreSQL runs concurrent writers itself.
     pub(super) writer: PgPool,
-    /// Connections that commit without waiting for the WAL flush, for the hot paths (submit,
-    /// claim, outcome): they hold a user's event counter row only while they run. A write
-    /// that must be durable before anyone hears of it waits for [`Self::flush`] after.
+    /// Connections that commit without waiting for the WAL flush, for claims and outcomes:
+    /// they hold a user's event counter row only while they run. An outcome, which must be
+    /// durable before anyone hears of it, waits for [`Self::flush`] after.
     pub(super) fast: PgPool,
+    /// Connections for submits, which commit synchronously: one round trip where a commit
+    /// and a barrier take two (see `postgres_fast.rs`).
+    pub(super) submits: PgPool,
     /// Waits for the WAL flush after a commit on [`Self::fast`].
     pub(super) flush: WalFlush,
     /// Receives each transaction's events after it commits.
@@ -96,25 +128,18 @@ impl PgTaskStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        // One connection each for the submit, claim and outcome loops, plus one to spare, all
-        // opened now with the hot statements prepared (see `hot_statements`).
-        let fast_connections = FAST_CONNECTIONS.min(max_connections.max(1));
-        let fast = PgPoolOptions::new()
-            .max_connections(fast_connections)
-            .min_connections(fast_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .test_before_acquire(false)
-            .before_acquire(ping_if_idle)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    for sql in super::postgres_fast::hot_statements() {
-                        conn.prepare(sql.into_sql_str()).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options.options([("synchronous_commit", "off")]))
-            .await?;
+        let fast = warm_pool(
+            options.clone().options([("synchronous_commit", "off")]),
+            FAST_CONNECTIONS.min(max_connections.max(1)),
+            &*super::postgres_fast::FAST_STATEMENTS,
+        )
+        .await?;
+        let submits = warm_pool(
+            options,
+            SUBMIT_CONNECTIONS.min(max_connections.max(1)),
+            &super::postgres_fast::SUBMIT_STATEMENTS,
+        )
+        .await?;
         // Instances pick their barrier row at random: two rarely share one.
         let slot = rand::random_range(0..FLUSH_SLOTS);
         Ok(Self {
@@ -122,6 +147,7 @@ impl PgTaskStore {
             flush: WalFlush::spawn(pool.clone(), slot),
             pool,
             fast,
+            submits,
             publisher: AfterCommit::default(),
         })
     }

@@ -1,10 +1,12 @@
-//! Commit now, wait for durability after: PostgreSQL's hot-path writes commit with
-//! `synchronous_commit = off` and then wait here for a flush of the WAL past their commit.
+//! Commit now, wait for durability after: PostgreSQL's outcomes (and claims, which need not
+//! wait) commit with `synchronous_commit = off` and then wait here for a flush of the WAL past
+//! their commit.
 //!
 //! Why: every write of a user bumps that user's event counter row (gapless event ids), and a
-//! synchronous commit holds the row lock until its WAL flush is on disk. One user's submits,
-//! claims and outcomes then queue behind each other's fsyncs (`Lock:transactionid` in
-//! `pg_stat_activity`). An asynchronous commit releases its locks at once; the caller, before
+//! synchronous commit holds the row lock until its WAL flush is on disk. One user's claims and
+//! outcomes would then queue behind each other's fsyncs (`Lock:transactionid` in
+//! `pg_stat_activity`). (Submits do commit synchronously: their loop has one batch in flight,
+//! and a barrier would cost them a second round trip; see `postgres_fast.rs`.) An asynchronous commit releases its locks at once; the caller, before
 //! it tells anyone, waits for a barrier: a synchronous commit of a one-row update that starts
 //! after its commit returned. Flushing the WAL up to the barrier's commit record flushes every
 //! record before it, so when the barrier returns the caller's commit is as durable as a
