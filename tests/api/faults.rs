@@ -64,6 +64,16 @@ impl Cluster {
         })
     }
 
+    /// A cluster whose database is a private PostgreSQL, which the test may stop, crash and
+    /// start; `None` outside CI when PostgreSQL, Redis or the server binaries are missing.
+    async fn on_private_postgres() -> Option<(Self, PrivatePostgres)> {
+        let mut cluster = Self::new().await?;
+        support::drop_pg_database(&cluster.db).await;
+        let pg = PrivatePostgres::start()?;
+        cluster.db = pg.url();
+        Some((cluster, pg))
+    }
+
     /// Starts an instance and waits until it is ready.
     async fn start(&self, extra: &[(&str, &str)]) -> Instance {
         let port = free_port();
@@ -559,14 +569,9 @@ impl Drop for PrivatePostgres {
 /// would be lost: the crash drops WAL still in PostgreSQL's buffers.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accepted_submit_survives_a_postgres_crash() {
-    let Some(mut cluster) = Cluster::new().await else {
+    let Some((cluster, pg)) = Cluster::on_private_postgres().await else {
         return;
     };
-    support::drop_pg_database(&cluster.db).await;
-    let Some(pg) = PrivatePostgres::start() else {
-        return;
-    };
-    cluster.db = pg.url();
     let a = cluster.start(&[("WORKER_POOL_SIZE", "2")]).await;
     for i in 0..5 {
         // Still running at the crash: only the submits' own writes are in question.
@@ -588,14 +593,9 @@ async fn an_accepted_submit_survives_a_postgres_crash() {
 /// submits), it recovers without a restart of its own, and every accepted task completes once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_mid_run_loses_nothing() {
-    let Some(mut cluster) = Cluster::new().await else {
+    let Some((cluster, pg)) = Cluster::on_private_postgres().await else {
         return;
     };
-    support::drop_pg_database(&cluster.db).await;
-    let Some(pg) = PrivatePostgres::start() else {
-        return;
-    };
-    cluster.db = pg.url();
     let settings = [
         ("WORKER_POOL_SIZE", "20"),
         ("RECONCILE_INTERVAL", "1s"),
