@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::domain::{Task, TaskEventType, TaskId, UserId};
 
-/// Rows per multi-row INSERT: 16 binds a row stays under SQLite's 32,766-variable limit.
+/// Rows per multi-row INSERT: 25 binds a row stays under SQLite's 32,766-variable limit.
 pub const INSERT_CHUNK: usize = 500;
 /// Ids per `IN (...)` list.
 pub const IN_CHUNK: usize = 1000;
@@ -225,42 +225,43 @@ macro_rules! impl_task_store {
             }
 
             /// Appends `INSERT INTO tasks (...) VALUES ...` of `chunk` (at most
-            /// [`INSERT_CHUNK`]($crate::store::sql::INSERT_CHUNK) rows), with no conflict clause.
-            #[allow(dead_code)]
+            /// [`INSERT_CHUNK`]($crate::store::sql::INSERT_CHUNK) rows), every column, with no
+            /// conflict clause.
             pub(crate) fn push_tasks_insert(
                 qb: &mut sqlx::QueryBuilder<$db>,
                 chunk: &[$crate::domain::Task],
             ) {
-                qb.push(
-                    "INSERT INTO tasks (id, user_id, task_type, status, priority, payload, \
-                     progress, retry_count, max_retries, idempotency_key, \
-                     related_entity_type, related_entity_id, timeout_ms, run_after, \
-                     created_at, updated_at, queue, attempts, worker_id, lease_expires_at, \
-                     started_at) ",
-                );
+                qb.push(format_args!(
+                    "INSERT INTO tasks ({}) ",
+                    $crate::store::row::TASK_COLUMNS
+                ));
                 qb.push_values(chunk, |mut b, t| {
-                    let rel = t.related_entity.clone();
+                    let rel = t.related_entity.as_ref();
                     b.push_bind(t.id.as_uuid())
                         .push_bind(t.user_id.as_str().to_owned())
                         .push_bind(t.task_type.as_str())
                         .push_bind(t.status.as_str())
                         .push_bind(i32::from(t.priority.value()))
                         .push_bind(sqlx::types::Json(t.payload.clone()))
+                        .push_bind(t.result.clone().map(sqlx::types::Json))
+                        .push_bind(t.error.as_ref().map(|e| sqlx::types::Json(serde_json::json!(e))))
                         .push_bind(i32::from(t.progress))
                         .push_bind(t.retry_count as i32)
+                        .push_bind(t.attempts as i32)
                         .push_bind(t.max_retries as i32)
                         .push_bind(t.idempotency_key.clone())
-                        .push_bind(rel.as_ref().map(|r| r.entity_type.clone()))
-                        .push_bind(rel.map(|r| r.entity_id))
+                        .push_bind(rel.map(|r| r.entity_type.clone()))
+                        .push_bind(rel.map(|r| r.entity_id.clone()))
+                        .push_bind(t.provider.clone())
+                        .push_bind(t.worker_id.as_ref().map(|w| w.as_str().to_owned()))
+                        .push_bind(t.lease_expires_at)
                         .push_bind($crate::store::row::timeout_ms(t))
                         .push_bind(t.run_after)
                         .push_bind(t.created_at)
                         .push_bind(t.updated_at)
-                        .push_bind(t.queue.as_str())
-                        .push_bind(t.attempts as i32)
-                        .push_bind(t.worker_id.as_ref().map(|w| w.as_str().to_owned()))
-                        .push_bind(t.lease_expires_at)
-                        .push_bind(t.started_at);
+                        .push_bind(t.started_at)
+                        .push_bind(t.completed_at)
+                        .push_bind(t.queue.as_str());
                 });
             }
 
@@ -472,39 +473,9 @@ macro_rules! impl_task_store {
                 &self,
                 t: &$crate::domain::Task,
             ) -> Result<(), $crate::store::StoreError> {
-                let t = &$crate::store::sql::at_micros(t.clone());
-                let rel = t.related_entity.clone();
-                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                    "INSERT INTO tasks ({}) ",
-                    $crate::store::row::TASK_COLUMNS
-                ));
-                qb.push_values(std::iter::once(t), |mut b, t| {
-                    b.push_bind(t.id.as_uuid())
-                        .push_bind(t.user_id.as_str().to_owned())
-                        .push_bind(t.task_type.as_str())
-                        .push_bind(t.status.as_str())
-                        .push_bind(i32::from(t.priority.value()))
-                        .push_bind(sqlx::types::Json(t.payload.clone()))
-                        .push_bind(t.result.clone().map(sqlx::types::Json))
-                        .push_bind(t.error.as_ref().map(|e| sqlx::types::Json(serde_json::json!(e))))
-                        .push_bind(i32::from(t.progress))
-                        .push_bind(t.retry_count as i32)
-                        .push_bind(t.attempts as i32)
-                        .push_bind(t.max_retries as i32)
-                        .push_bind(t.idempotency_key.clone())
-                        .push_bind(rel.as_ref().map(|r| r.entity_type.clone()))
-                        .push_bind(rel.as_ref().map(|r| r.entity_id.clone()))
-                        .push_bind(t.provider.clone())
-                        .push_bind(t.worker_id.as_ref().map(|w| w.as_str().to_owned()))
-                        .push_bind(t.lease_expires_at)
-                        .push_bind($crate::store::row::timeout_ms(t))
-                        .push_bind(t.run_after)
-                        .push_bind(t.created_at)
-                        .push_bind(t.updated_at)
-                        .push_bind(t.started_at)
-                        .push_bind(t.completed_at)
-                        .push_bind(t.queue.as_str());
-                });
+                let t = $crate::store::sql::at_micros(t.clone());
+                let mut qb = sqlx::QueryBuilder::<$db>::default();
+                Self::push_tasks_insert(&mut qb, std::slice::from_ref(&t));
                 qb.push(
                     " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
                      priority = excluded.priority, payload = excluded.payload, \
