@@ -21,7 +21,7 @@ use crate::domain::{NewTask, Page, PageRequest, Task, TaskId, TaskStatus, TaskTy
 use crate::queue::{TaskQueue, push_or_defer};
 use crate::ratelimit::{Decision, Rate, RateLimiter};
 use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};
-use crate::worker::{Dispatch, SlotGuard};
+use crate::worker::{CommitGate, Dispatch, SlotGuard};
 
 pub use admin::{AdminService, DeadLetter, DeadLetterFilter, QueueStats, Selection};
 pub use ai::{AiService, BudgetReport, ProviderHealth, ProvidersReport};
@@ -34,33 +34,54 @@ pub use queues::{QueueService, QueueView};
 pub use retention::Retention;
 pub use sessions::{SessionBook, SessionCell};
 
-/// One group commit: starts what may skip the queue, inserts everything, then hands the
-/// started tasks to the pool and pushes the rest to the queue. Returns one answer per task.
+/// Where a submitted task goes once its insert commits.
+enum Next {
+    /// Pending: to the queue, pushed by the group commit.
+    Queue,
+    /// Started here, to be handed to the pool after the commit: an idempotency key may make
+    /// the insert answer another task.
+    RunAfterCommit(SlotGuard),
+    /// Started here and already running, its call overlapping the commit; the gate lets it
+    /// write once the task is stored.
+    Running(CommitGate),
+}
+
+/// Decides where each new task goes: the ones that may skip the queue start on this
+/// instance's pool at once (new ones before their insert, see [`Dispatch`]); the rest queue.
+fn start_here(dispatch: Option<&Dispatch>, tasks: &mut [Task]) -> Vec<Next> {
+    let Some(d) = dispatch else {
+        return tasks.iter().map(|_| Next::Queue).collect();
+    };
+    let now = clock::now();
+    tasks
+        .iter_mut()
+        .map(|t| match d.try_start(t, now) {
+            Some(slot) if t.idempotency_key.is_none() => {
+                Next::Running(d.run_before_commit(t.clone(), slot))
+            }
+            Some(slot) => Next::RunAfterCommit(slot),
+            None => {
+                // From now on new tasks must not overtake this one.
+                d.queued();
+                Next::Queue
+            }
+        })
+        .collect()
+}
+
+/// One group commit: inserts every task, then pushes the new pending ones to the queue.
 async fn insert_then_queue(
     store: &dyn TaskStore,
     queue: &dyn TaskQueue,
-    dispatch: Option<&Dispatch>,
-    mut tasks: Vec<Task>,
+    tasks: Vec<Task>,
 ) -> Result<Vec<Inserted>, StoreError> {
-    let now = clock::now();
-    let slots: Vec<Option<SlotGuard>> = tasks
-        .iter_mut()
-        .map(|t| dispatch.and_then(|d| d.try_start(t, now)))
-        .collect();
     let inserted = store.insert_tasks(tasks).await?;
-    let mut queued = Vec::new();
-    for (i, slot) in inserted.iter().zip(slots) {
-        match (i.created, slot, dispatch) {
-            (true, Some(slot), Some(d)) => d.run(i.task.clone(), slot),
-            (true, None, _) => queued.push(&i.task),
-            // Not created (an earlier task with the same idempotency key): the slot goes back.
-            _ => {}
-        }
-    }
+    let queued: Vec<&Task> = inserted
+        .iter()
+        .filter(|i| i.created && i.task.status == TaskStatus::Pending)
+        .map(|i| &i.task)
+        .collect();
     if !queued.is_empty() {
-        if let Some(d) = dispatch {
-            d.queued();
-        }
         push_or_defer(queue, queued).await;
     }
     Ok(inserted)
@@ -97,6 +118,8 @@ pub struct TaskService {
     queue: Arc<dyn TaskQueue>,
     /// Group commit of submits: concurrent requests share a transaction.
     inserts: Batcher<Task, Inserted, StoreError>,
+    /// Starts new tasks on this instance's pool when they may skip the queue.
+    dispatch: Option<Arc<Dispatch>>,
     limits: SubmitLimits,
     /// Queue depth for the MAX_QUEUE_SIZE check, measured at most every 50 ms.
     depth: Arc<QueueDepth>,
@@ -120,13 +143,14 @@ impl TaskService {
         let (s, q) = (store.clone(), queue.clone());
         let inserts =
             Batcher::spawn_gathering(tracker, commits, MAX_GROUP, move |tasks: Vec<Task>| {
-                let (store, queue, dispatch) = (s.clone(), q.clone(), dispatch.clone());
-                async move { insert_then_queue(&*store, &*queue, dispatch.as_deref(), tasks).await }
+                let (store, queue) = (s.clone(), q.clone());
+                async move { insert_then_queue(&*store, &*queue, tasks).await }
             });
         Self {
             store,
             queue,
             inserts,
+            dispatch,
             limits,
             depth: Arc::new(QueueDepth::new()),
             limiter,
@@ -158,7 +182,7 @@ impl TaskService {
             });
         }
         let now = clock::now();
-        let tasks = requests
+        let mut tasks: Vec<Task> = requests
             .into_iter()
             .map(|r| {
                 let timeout = self.limits.type_timeouts.get(&r.task_type).copied();
@@ -168,7 +192,20 @@ impl TaskService {
                 task
             })
             .collect();
+        // Before the group commit, not in it: a task that starts here starts now, not after
+        // the transaction ahead of its own. On an error the gates drop unopened, which stops
+        // the calls already started.
+        let next = start_here(self.dispatch.as_deref(), &mut tasks);
         let inserted = self.inserts.call(owner, tasks).await?;
+        for (i, next) in inserted.iter().zip(next) {
+            match (next, &self.dispatch) {
+                (Next::Running(gate), _) => gate.settle(&i.task),
+                (Next::RunAfterCommit(slot), Some(d)) if i.created => d.run(i.task.clone(), slot),
+                // Queued by the group commit, or not created (an earlier task with the same
+                // idempotency key): a slot taken goes back.
+                _ => {}
+            }
+        }
         let queued = inserted
             .iter()
             .filter(|i| i.created && i.task.status == TaskStatus::Pending)

@@ -15,7 +15,7 @@ mod slots;
 
 pub use adaptive::{AdaptiveLimit, CPU_HIGH, Load, MEMORY_HIGH, next_limit};
 pub use backoff::retry_delay;
-pub use dispatch::{Dispatch, Dispatched};
+pub use dispatch::{CommitGate, Dispatch, Dispatched};
 pub use load::{LoadSource, ProcLoad};
 pub use pool::{PoolConfig, WorkerPool};
 pub use queue_sync::QueueSync;

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -260,8 +260,8 @@ impl WorkerPool {
                 let Some(slot) = slots.remove(&task.id) else {
                     continue;
                 };
-                let stop = shared.attempts.start(task.id, &abort);
-                running.spawn(run_task(shared.clone(), task, slot, stop));
+                let stop = abort.child_token();
+                running.spawn(run_task(shared.clone(), task, slot, stop, None));
             }
             // Ids not claimed (taken elsewhere, cancelled, finished) free their slots here.
         }
@@ -351,11 +351,11 @@ impl RunningAttempts {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers an attempt; its token also stops when `parent` (pool shutdown) does.
-    fn start(&self, id: TaskId, parent: &CancellationToken) -> CancellationToken {
-        let token = parent.child_token();
-        self.lock().insert(id, token.clone());
-        token
+    /// Registers a stored task's attempt, stopped by `stop`, until the guard drops: from then
+    /// on heartbeats renew its lease and the watch stops it if the task is taken from it.
+    fn register(&self, id: TaskId, stop: &CancellationToken) -> AttemptGuard<'_> {
+        self.lock().insert(id, stop.clone());
+        AttemptGuard { attempts: self, id }
     }
 }
 
@@ -443,14 +443,28 @@ async fn run_dispatched(
             d = started.recv() => d,
             _ = shutdown.cancelled() => None,
         };
-        let Some(Dispatched { task, slot }) = next else {
+        let Some(Dispatched {
+            task,
+            slot,
+            committed,
+        }) = next
+        else {
             break;
         };
-        let stop = shared.attempts.start(task.id, &abort);
-        running.spawn(run_task(shared.clone(), task, slot, stop));
+        let stop = abort.child_token();
+        running.spawn(run_task(shared.clone(), task, slot, stop, committed));
     }
     // Later submits see the channel closed and queue their tasks instead.
     started.close();
+}
+
+/// Whether the insert of a task handed over before its commit stored it; false too when the
+/// attempt is stopped first.
+async fn is_stored(committed: oneshot::Receiver<()>, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        stored = committed => stored.is_ok(),
+        _ = stop.cancelled() => false,
+    }
 }
 
 async fn pause(shutdown: &CancellationToken, d: Duration) {
@@ -462,20 +476,56 @@ async fn pause(shutdown: &CancellationToken, d: Duration) {
 
 /// Runs one attempt and records its outcome. The pool slot bounds provider calls, so it is
 /// released as soon as the call ends; the write of the outcome joins a group commit whose
-/// bounded channel keeps the pool from running far ahead of the database.
-async fn run_task(shared: Arc<Shared>, task: Task, slot: SlotGuard, abort: CancellationToken) {
-    let _running = AttemptGuard {
-        attempts: &shared.attempts,
-        id: task.id,
-    };
+/// bounded channel keeps the pool from running far ahead of the database. `stop` ends the
+/// attempt (shutdown past its grace period, or the task cancelled or taken over). A task handed
+/// over before its insert committed comes with `committed` (see [`Dispatch`]): its call runs
+/// meanwhile, but nothing about it is written, renewed or watched until the task is stored,
+/// and if it is not, the call is dropped.
+async fn run_task(
+    shared: Arc<Shared>,
+    task: Task,
+    slot: SlotGuard,
+    stop: CancellationToken,
+    committed: Option<oneshot::Receiver<()>>,
+) {
     // Echo streams nothing; it skips the registry (the benchmarks' hot path).
-    let streaming = (task.task_type != TaskType::Echo).then(|| shared.streaming.register(task.id));
+    let streaming = (task.task_type != TaskType::Echo).then(|| shared.streaming.prepare(task.id));
     let unwatched = TokenCollector::default();
     let tokens = streaming.as_ref().map_or(&unwatched, |s| s.collector());
-    let attempt = tokio::select! {
-        r = tokio::time::timeout(task.timeout, shared.runner.execute(&task, tokens)) => r,
-        // Shutdown past its grace period, or the task was cancelled or taken over.
-        _ = abort.cancelled() => return,
+    let _registered;
+    let attempt = {
+        let call = tokio::time::timeout(task.timeout, shared.runner.execute(&task, tokens));
+        tokio::pin!(call);
+        let mut early = None;
+        if let Some(committed) = committed {
+            let stored = is_stored(committed, &stop);
+            tokio::pin!(stored);
+            let settled = tokio::select! {
+                ok = &mut stored => Some(ok),
+                r = &mut call => {
+                    early = Some(r);
+                    None
+                }
+            };
+            let ok = match settled {
+                Some(ok) => ok,
+                None => stored.await,
+            };
+            if !ok {
+                return;
+            }
+        }
+        _registered = shared.attempts.register(task.id, &stop);
+        if let Some(s) = &streaming {
+            s.publish();
+        }
+        match early {
+            Some(r) => r,
+            None => tokio::select! {
+                r = &mut call => r,
+                _ = stop.cancelled() => return,
+            },
+        }
     };
     drop(streaming);
     drop(slot);

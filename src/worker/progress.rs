@@ -29,14 +29,13 @@ impl StreamingAttempts {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers `task`'s collector until the returned guard drops.
-    pub fn register(&self, task: TaskId) -> StreamingGuard {
-        let collector = Arc::new(TokenCollector::default());
-        self.lock().insert(task, collector.clone());
+    /// A collector for `task`, seen by the loop from [`StreamingGuard::publish`] until the
+    /// guard drops: text streamed before then waits in it for the first pass after.
+    pub fn prepare(&self, task: TaskId) -> StreamingGuard {
         StreamingGuard {
             attempts: self.clone(),
             task,
-            collector,
+            collector: Arc::new(TokenCollector::default()),
         }
     }
 
@@ -56,6 +55,13 @@ impl StreamingGuard {
     /// The attempt's collector.
     pub fn collector(&self) -> &TokenCollector {
         &self.collector
+    }
+
+    /// Lets the progress loop publish this collector's text.
+    pub fn publish(&self) {
+        self.attempts
+            .lock()
+            .insert(self.task, self.collector.clone());
     }
 }
 

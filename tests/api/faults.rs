@@ -589,6 +589,110 @@ async fn an_accepted_submit_survives_a_postgres_crash() {
     support::cleanup_redis_prefix(&cluster.redis, &cluster.prefix).await;
 }
 
+/// A new task's provider call starts while its insert commits (direct dispatch). When the
+/// commit fails, the submit is refused and the call already under way is dropped at once: no
+/// slot stays taken and nothing is written for a task that was never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_drops_the_call_it_started() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let fake = support::fake_providers::FakeProviders::start().await;
+    let (base, key) = (fake.base_url("compat"), fake.key("compat"));
+    let a = cluster
+        .start(&[
+            ("WORKER_POOL_SIZE", "2"),
+            ("OPENAI_COMPAT_BASE_URL", &base),
+            ("OPENAI_COMPAT_API_KEY", &key),
+            ("PROVIDER_CHAIN_SUMMARIZE", "compat"),
+        ])
+        .await;
+    let summarize = |text: &str| json!({"type": "summarize", "payload": {"text": text}});
+    // One task through, so the pool has found the queue empty and dispatches the next directly.
+    cluster.submit_batch(&a, vec![summarize("first")]).await;
+    cluster.wait_all_completed(1, Duration::from_secs(10)).await;
+
+    // Inserts wait behind this lock (reads do not), so the next commit hangs until the test
+    // ends it.
+    let mut lock = sqlx::PgConnection::connect(&cluster.db).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE tasks IN SHARE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    fake.set_latency(Duration::from_secs(30));
+    let submit = tokio::spawn(
+        cluster
+            .http
+            .post(format!("{}/api/v1/tasks", a.base))
+            .bearer_auth(&cluster.token)
+            .json(&summarize("second"))
+            .send(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fake.request_count("compat") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second call never started while its insert waited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .fetch_all(&mut lock)
+    .await
+    .unwrap();
+    assert_eq!(ended, [true], "one insert was waiting");
+    let submit = submit.await.unwrap().unwrap();
+    assert_eq!(
+        submit.status(),
+        503,
+        "a submit whose commit failed is refused"
+    );
+
+    let admin = ai_integration_service::auth::JwtKeys::new(
+        &ai_integration_service::config::Secret::new(JWT_SECRET),
+    )
+    .issue(
+        &ai_integration_service::domain::UserId::parse("ops").unwrap(),
+        ai_integration_service::auth::Role::Admin,
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    // At once, not when the pool's watch (every 500 ms) would find the task missing.
+    let deadline = Instant::now() + Duration::from_millis(100);
+    loop {
+        let queues: Value = cluster
+            .http
+            .get(format!("{}/api/v1/admin/queues", a.base))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if queues["pool"]["running"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call of the task not stored still runs: {queues}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    assert_eq!(
+        cluster.count("SELECT COUNT(*) FROM tasks").await,
+        1,
+        "only the first task was stored"
+    );
+    drop(a);
+    cluster.cleanup().await;
+}
+
 /// PostgreSQL restarted mid-run: while it is down the service answers 503 (readiness and
 /// submits), it recovers without a restart of its own, and every accepted task completes once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
