@@ -44,23 +44,12 @@ impl Cluster {
     async fn new() -> Option<Self> {
         let db = support::pg_url().await?;
         let redis = support::redis_url().await?;
-        let keys = ai_integration_service::auth::JwtKeys::new(
-            &ai_integration_service::config::Secret::new(JWT_SECRET),
-        );
-        let user = ai_integration_service::domain::UserId::parse("fault").unwrap();
-        let token = keys
-            .issue(
-                &user,
-                ai_integration_service::auth::Role::User,
-                Duration::from_secs(3600),
-            )
-            .unwrap();
         Some(Self {
             db,
             redis,
             prefix: support::redis_prefix(),
             http: reqwest::Client::new(),
-            token,
+            token: token_for("fault", ai_integration_service::auth::Role::User),
         })
     }
 
@@ -135,6 +124,19 @@ impl Cluster {
             .collect()
     }
 
+    /// GETs `path` on `on` as the holder of `token`; the JSON answer.
+    async fn get_json(&self, on: &Instance, path: &str, token: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", on.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Counts rows straight from the database, the source of truth.
     async fn count(&self, sql: &'static str) -> i64 {
         let mut conn = sqlx::PgConnection::connect(&self.db).await.unwrap();
@@ -180,6 +182,19 @@ impl Cluster {
         support::drop_pg_database(&self.db).await;
         support::cleanup_redis_prefix(&self.redis, &self.prefix).await;
     }
+}
+
+/// A token for `user` with `role`, signed with the instances' secret, valid for an hour.
+fn token_for(user: &str, role: ai_integration_service::auth::Role) -> String {
+    ai_integration_service::auth::JwtKeys::new(&ai_integration_service::config::Secret::new(
+        JWT_SECRET,
+    ))
+    .issue(
+        &ai_integration_service::domain::UserId::parse(user).unwrap(),
+        role,
+        Duration::from_secs(3600),
+    )
+    .unwrap()
 }
 
 fn sigterm(instance: &Instance) {
@@ -652,28 +667,11 @@ async fn a_failed_commit_drops_the_call_it_started() {
         "a submit whose commit failed is refused"
     );
 
-    let admin = ai_integration_service::auth::JwtKeys::new(
-        &ai_integration_service::config::Secret::new(JWT_SECRET),
-    )
-    .issue(
-        &ai_integration_service::domain::UserId::parse("ops").unwrap(),
-        ai_integration_service::auth::Role::Admin,
-        Duration::from_secs(600),
-    )
-    .unwrap();
+    let admin = token_for("ops", ai_integration_service::auth::Role::Admin);
     // At once, not when the pool's watch (every 500 ms) would find the task missing.
     let deadline = Instant::now() + Duration::from_millis(100);
     loop {
-        let queues: Value = cluster
-            .http
-            .get(format!("{}/api/v1/admin/queues", a.base))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let queues = cluster.get_json(&a, "/api/v1/admin/queues", &admin).await;
         if queues["pool"]["running"] == 0 {
             break;
         }
