@@ -21,6 +21,9 @@ pub enum AttemptOutcome {
     SkippedBreaker,
     /// Not called: our own rate limit for it was exhausted.
     SkippedRateLimit,
+    /// Called, then dropped before it answered: the task timed out or was cancelled, its
+    /// instance stopped, or its submit's commit failed. Its cost is what was reserved for it.
+    Abandoned,
 }
 
 impl AttemptOutcome {
@@ -33,6 +36,7 @@ impl AttemptOutcome {
             Self::NonRetryable => "non_retryable",
             Self::SkippedBreaker => "skipped_breaker",
             Self::SkippedRateLimit => "skipped_rate_limit",
+            Self::Abandoned => "abandoned",
         }
     }
 
@@ -45,6 +49,7 @@ impl AttemptOutcome {
             Self::NonRetryable,
             Self::SkippedBreaker,
             Self::SkippedRateLimit,
+            Self::Abandoned,
         ]
         .into_iter()
         .find(|o| o.as_str() == s)

@@ -27,6 +27,13 @@ pub struct BudgetHold {
     settled: bool,
 }
 
+impl BudgetHold {
+    /// The amount held.
+    pub fn amount(&self) -> Micros {
+        self.amount
+    }
+}
+
 impl std::fmt::Debug for BudgetHold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BudgetHold")

@@ -91,6 +91,22 @@ impl CallContext {
         error: Option<String>,
         started: Instant,
     ) {
+        let attempt = self.attempt(provider, model, usage, cost, outcome, error, started);
+        self.attempts.push(attempt);
+    }
+
+    /// A try as made now, handed to the hook.
+    #[allow(clippy::too_many_arguments)]
+    fn attempt(
+        &self,
+        provider: &str,
+        model: &str,
+        usage: Usage,
+        cost: Micros,
+        outcome: AttemptOutcome,
+        error: Option<String>,
+        started: Instant,
+    ) -> ProviderAttempt {
         let attempt = ProviderAttempt {
             id: uuid::Uuid::now_v7(),
             task_id: self.task_id,
@@ -109,7 +125,43 @@ impl CallContext {
         if let Some(f) = &self.on_attempt {
             f(&attempt);
         }
-        self.attempts.push(attempt);
+        attempt
+    }
+}
+
+/// A provider call under way. Dropped before [`InFlight::answered`] (its future dropped: the
+/// task timed out or was cancelled, its instance stopped, its commit failed), it records the
+/// try as [`AttemptOutcome::Abandoned`] at the cost reserved for it, which is what the budget
+/// books for it too (see [`BudgetHold`]).
+struct InFlight<'c> {
+    ctx: &'c CallContext,
+    provider: &'c str,
+    model: &'c str,
+    reserved: Micros,
+    started: Instant,
+    answered: bool,
+}
+
+impl InFlight<'_> {
+    /// The provider answered (or failed); the caller records the try.
+    fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.ctx.attempt(
+                self.provider,
+                self.model,
+                Usage::default(),
+                self.reserved,
+                AttemptOutcome::Abandoned,
+                Some("dropped before the provider answered".into()),
+                self.started,
+            );
+        }
     }
 }
 
@@ -350,7 +402,16 @@ impl Router {
                     return Err(e);
                 }
             };
+            let in_flight = InFlight {
+                ctx,
+                provider: name,
+                model: &spec.model,
+                reserved: hold.as_ref().map_or(Micros(0), BudgetHold::amount),
+                started,
+                answered: false,
+            };
             let outcome = call(spec).await;
+            in_flight.answered();
             let failed_health = matches!(
                 &outcome,
                 Err(e) if e.class != ErrorClass::NonRetryable

@@ -265,16 +265,19 @@ macro_rules! impl_usage_store {
             ) -> Result<Vec<$crate::store::ProviderStats>, $crate::store::StoreError> {
                 use sqlx::Row;
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    // A call we dropped (`abandoned`) says nothing of the provider's health
+                    // or speed: it counts as neither a call nor a skip here.
                     "SELECT provider, \
-                     CAST(SUM(CASE WHEN outcome IN ('skipped_breaker', 'skipped_rate_limit') \
-                       THEN 0 ELSE 1 END) AS BIGINT) AS calls, \
+                     CAST(SUM(CASE WHEN outcome IN ('skipped_breaker', 'skipped_rate_limit', \
+                       'abandoned') THEN 0 ELSE 1 END) AS BIGINT) AS calls, \
                      CAST(SUM(CASE WHEN success THEN 1 ELSE 0 END) AS BIGINT) AS successes, \
                      CAST(SUM(CASE WHEN outcome IN ('skipped_breaker', 'skipped_rate_limit') \
                        THEN 1 ELSE 0 END) AS BIGINT) AS skipped, \
                      CAST(COALESCE(AVG(CASE WHEN outcome IN ('skipped_breaker', \
-                       'skipped_rate_limit') THEN NULL ELSE latency_ms END), 0) \
+                       'skipped_rate_limit', 'abandoned') THEN NULL ELSE latency_ms END), 0) \
                        AS DOUBLE PRECISION) AS avg_latency, \
-                     CAST(COALESCE(MAX(latency_ms), 0) AS BIGINT) AS max_latency \
+                     CAST(COALESCE(MAX(CASE WHEN outcome = 'abandoned' THEN NULL \
+                       ELSE latency_ms END), 0) AS BIGINT) AS max_latency \
                      FROM usage_stats WHERE created_at >= ",
                 );
                 qb.push_bind(since).push(" GROUP BY provider ORDER BY provider");

@@ -413,6 +413,89 @@ both_modes!(
     budget_is_checked_before_the_call
 );
 
+/// A call dropped before it answers (here: the task's own timeout, shorter than the
+/// provider's) is recorded as `abandoned` at its reserved cost, which the budget books as
+/// spent: nothing stays reserved, and usage and budget agree.
+async fn an_abandoned_call_is_recorded_and_booked(mode: Mode) {
+    let fake = FakeProviders::start().await;
+    let vars = env(
+        &fake,
+        &["openai"],
+        &[
+            ("USER_MONTHLY_BUDGET", "5"),
+            ("OPENAI_PRICE", "input=1,output=1"),
+            ("JOB_QUEUE_MAX_RETRIES", "0"),
+        ],
+    );
+    let Some(app) = app(mode, &vars).await else {
+        return;
+    };
+    // Under AI_REQUEST_TIMEOUT (2 s), over the task's 1 s.
+    fake.set_latency(Duration::from_millis(1500));
+    let task = run(
+        &app,
+        "ann",
+        json!({"type": "validate_summary", "timeout_seconds": 1,
+               "payload": {"original": "o", "summary": "s"}}),
+    )
+    .await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert!(
+        task["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{task}"
+    );
+    let id = task["task_id"].as_str().unwrap();
+    let mut tries = Value::Null;
+    for _ in 0..50 {
+        let (_, body) = app
+            .get("ann", &format!("/api/v1/tasks/{id}/attempts"))
+            .await;
+        tries = body["attempts"].clone();
+        if !tries.as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let tries = tries.as_array().unwrap();
+    assert_eq!(tries.len(), 1, "{tries:?}");
+    assert_eq!(tries[0]["provider"], "openai");
+    assert_eq!(tries[0]["outcome"], "abandoned", "{tries:?}");
+    let cost = tries[0]["cost_usd"].as_f64().unwrap();
+    assert!(cost > 0.0, "at its reservation: {tries:?}");
+    // The reservation is settled in the background as the call drops.
+    let mut budget = Value::Null;
+    for _ in 0..50 {
+        budget = app.get("ann", "/api/v1/budget").await.1;
+        if budget["reserved_usd"] == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(budget["reserved_usd"], 0.0, "nothing stays held: {budget}");
+    assert_eq!(budget["spent_usd"], cost, "booked as spent: {budget}");
+    // Our dropping the call says nothing of the provider's health.
+    let report = admin_get(&app, "/api/v1/admin/providers").await;
+    let openai = report["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "openai")
+        .unwrap();
+    assert_eq!(
+        (&openai["calls"], &openai["skipped"]),
+        (&json!(0), &json!(0)),
+        "{report}"
+    );
+    app.cleanup().await;
+}
+both_modes!(
+    an_abandoned_call_is_recorded_and_booked,
+    an_abandoned_call_is_recorded_and_booked
+);
+
 async fn identical_requests_are_answered_from_the_cache(mode: Mode) {
     let fake = FakeProviders::start().await;
     fake.set_reply("gemini", r#"{"meaning": "a greeting", "examples": []}"#);
