@@ -80,18 +80,8 @@ impl CallContext {
         self
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &mut self,
-        provider: &str,
-        model: &str,
-        usage: Usage,
-        cost: Micros,
-        outcome: AttemptOutcome,
-        error: Option<String>,
-        started: Instant,
-    ) {
-        let attempt = self.attempt(provider, model, usage, cost, outcome, error, started);
+    /// Keeps `attempt` (made by [`Self::attempt`]) with the call's tries.
+    fn record(&mut self, attempt: ProviderAttempt) {
         self.attempts.push(attempt);
     }
 
@@ -347,7 +337,7 @@ impl Router {
                 }
             };
             if let Permit::Rejected { retry_in } = permit {
-                ctx.record(
+                ctx.record(ctx.attempt(
                     name,
                     &spec.model,
                     Usage::default(),
@@ -358,7 +348,7 @@ impl Router {
                         retry_in.as_secs()
                     )),
                     started,
-                );
+                ));
                 soonest_retry = Some(soonest_retry.map_or(retry_in, |s| s.min(retry_in)));
                 last = Some(ProviderError {
                     provider: name.clone(),
@@ -370,7 +360,7 @@ impl Router {
             }
             if let Err(wait) = self.take_rate(spec, estimate).await {
                 self.release_trial(name, permit).await;
-                ctx.record(
+                ctx.record(ctx.attempt(
                     name,
                     &spec.model,
                     Usage::default(),
@@ -381,7 +371,7 @@ impl Router {
                         wait.as_millis()
                     )),
                     started,
-                );
+                ));
                 soonest_retry = Some(soonest_retry.map_or(wait, |s| s.min(wait)));
                 last = Some(ProviderError {
                     provider: name.clone(),
@@ -423,7 +413,15 @@ impl Router {
                 Ok((value, model, usage)) => {
                     let cost = spec.price.cost(usage);
                     self.settle(hold, cost).await;
-                    ctx.record(name, &model, usage, cost, AttemptOutcome::Ok, None, started);
+                    ctx.record(ctx.attempt(
+                        name,
+                        &model,
+                        usage,
+                        cost,
+                        AttemptOutcome::Ok,
+                        None,
+                        started,
+                    ));
                     return Ok(Routed {
                         value,
                         provider: name.clone(),
@@ -437,7 +435,7 @@ impl Router {
                         ErrorClass::RateLimited => AttemptOutcome::RateLimited,
                         ErrorClass::NonRetryable => AttemptOutcome::NonRetryable,
                     };
-                    ctx.record(
+                    ctx.record(ctx.attempt(
                         name,
                         &spec.model,
                         Usage::default(),
@@ -445,7 +443,7 @@ impl Router {
                         outcome,
                         Some(e.message.clone()),
                         started,
-                    );
+                    ));
                     if e.class == ErrorClass::NonRetryable {
                         return Err(e);
                     }
