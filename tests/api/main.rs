@@ -14,6 +14,7 @@ mod faults;
 mod grpc;
 mod http;
 mod lifecycle;
+mod loadgen;
 mod notify;
 mod notify_support;
 mod queues;

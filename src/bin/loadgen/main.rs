@@ -24,6 +24,11 @@
 //! 3. **Reads.** Issues `min(N, 2000)` `GetTask` calls for submitted ids, with the same
 //!    concurrency (and `--rate`, if given), and reports their latency.
 //!
+//! With `--watch`, one SSE stream per user is open from before the first submit, and the
+//! report adds *submit→notified*: each task's terminal event's arrival at the client minus its
+//! submit start, i.e. when a watching client learned the result (after the outcome's commit and
+//! the notification path, which `completed_at` precedes).
+//!
 //! The token is minted for a fresh user `loadgen-<random>` (from `--jwt-secret`, `JWT_SECRET`,
 //! or `$DATA_DIR/jwt_secret` / `./data/jwt_secret` of an embedded-mode server), so a run's tasks
 //! are isolated from everyone else's. With `--token`, tasks of that token's user that this run
@@ -64,8 +69,13 @@ use tokio::time::Instant;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
+mod watch;
+use watch::Watch;
+
 /// Per-call timeout for every request the load generator sends.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `--watch` waits after the completion phase for the last terminal events.
+const WATCH_GRACE: Duration = Duration::from_secs(2);
 /// Largest page the list API serves.
 const LIST_PAGE_SIZE: u32 = 1000;
 /// Pause between two passes over the completed tasks.
@@ -134,6 +144,10 @@ struct Args {
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Also time when a watcher learns each task's end: one SSE stream per user, open from
+    /// before the first submit (see the module docs).
+    #[arg(long)]
+    watch: bool,
     /// Write every submit call's intended start (ms after the first) and latency (ms) to this
     /// file, one `start latency` line per call in start order: shows whether slow calls come
     /// in bursts (a stall) or spread evenly (queueing).
@@ -191,6 +205,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let api = Api::connect(&args, &credentials).await?;
     let mut errors = ErrorTally::default();
 
+    let base = args.url.trim_end_matches('/');
+    let watch = match args.watch {
+        true => Some(Watch::open(&reqwest::Client::new(), base, &credentials.submit).await?),
+        false => None,
+    };
+
     // Phase 1: submit.
     let submit = submit_phase(&api, &args).await?;
     errors.absorb("submit", &submit.errors);
@@ -200,6 +220,22 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let wait = wait_phase(&api, &submit.tasks, args.timeout).await;
     errors.absorb("list", &wait.errors);
     let e2e = EndToEnd::compute(&submit, &wait)?;
+    let notified = match watch {
+        Some(watch) => {
+            let (arrived, broken) = watch.close(wait.completed.len(), WATCH_GRACE).await;
+            for e in broken {
+                errors
+                    .kinds
+                    .entry(format!("watch: {e}"))
+                    .or_insert(ErrorCount {
+                        calls: 1,
+                        example: e,
+                    });
+            }
+            Some(since_submit(&submit, &arrived)?)
+        }
+        None => None,
+    };
 
     // Phase 3: reads.
     let ids: Vec<String> = spread(&submit.tasks, MAX_GETS.min(args.tasks))
@@ -239,6 +275,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         e2e_throughput: e2e.throughput.map(round2),
         drain_after_submit_seconds: e2e.drain_seconds.map(round2),
         submit_to_complete_ms: Summary::of(&e2e.latency),
+        submit_to_notified_ms: notified.as_ref().and_then(Summary::of),
         get_calls: get.calls,
         get_latency_ms: Summary::of(&get.latency),
         errors: errors.kinds,
@@ -1174,13 +1211,7 @@ struct EndToEnd {
 
 impl EndToEnd {
     fn compute(submit: &SubmitPhase, wait: &WaitPhase) -> anyhow::Result<Self> {
-        let mut latency = histogram()?;
-        for t in &submit.tasks {
-            if let Some(done) = wait.completed.get(&t.id) {
-                let us = (*done - t.start).num_microseconds().unwrap_or(0).max(0);
-                latency.saturating_record(us.unsigned_abs());
-            }
-        }
+        let latency = since_submit(submit, &wait.completed)?;
         let last = wait.completed.values().max().copied();
         let seconds = match (submit.first_start, last) {
             (Some(first), Some(last)) => Some(secs(last - first)),
@@ -1195,6 +1226,21 @@ impl EndToEnd {
             drain_seconds: last.map(|l| secs(l - submit.end).max(0.0)),
         })
     }
+}
+
+/// Per submitted task seen in `at`: that time minus the task's submit start.
+fn since_submit(
+    submit: &SubmitPhase,
+    at: &HashMap<String, DateTime<Utc>>,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut latency = histogram()?;
+    for t in &submit.tasks {
+        if let Some(then) = at.get(&t.id) {
+            let us = (*then - t.start).num_microseconds().unwrap_or(0).max(0);
+            latency.saturating_record(us.unsigned_abs());
+        }
+    }
+    Ok(latency)
 }
 
 fn secs(d: chrono::Duration) -> f64 {
@@ -1353,6 +1399,9 @@ struct Report {
     e2e_throughput: Option<f64>,
     drain_after_submit_seconds: Option<f64>,
     submit_to_complete_ms: Option<Summary>,
+    /// With `--watch`: each task's terminal event's arrival minus its submit start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    submit_to_notified_ms: Option<Summary>,
     get_calls: usize,
     get_latency_ms: Option<Summary>,
     errors: BTreeMap<String, ErrorCount>,
@@ -1427,6 +1476,13 @@ impl Report {
             "  submit->complete:   {}",
             Summary::line(&self.submit_to_complete_ms, true)
         )?;
+        if self.submit_to_notified_ms.is_some() {
+            writeln!(
+                out,
+                "  submit->notified:   {}  [terminal event at the client]",
+                Summary::line(&self.submit_to_notified_ms, true)
+            )?;
+        }
         writeln!(
             out,
             "  GetTask latency:    {}",
