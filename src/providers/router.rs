@@ -119,23 +119,26 @@ impl CallContext {
     }
 }
 
-/// A provider call under way. Dropped before [`InFlight::answered`] (its future dropped: the
-/// task timed out or was cancelled, its instance stopped, its commit failed), it records the
-/// try as [`AttemptOutcome::Abandoned`] at the cost reserved for it, which is what the budget
-/// books for it too (see [`BudgetHold`]).
+/// A provider call under way, holding its budget reservation. Dropped before
+/// [`InFlight::answered`] (its future dropped: the task timed out or was cancelled, its
+/// instance stopped, its commit failed), it records the try as [`AttemptOutcome::Abandoned`] at
+/// the reserved cost, and the reservation, dropped with it, books that cost (see
+/// [`BudgetHold`]).
 struct InFlight<'c> {
     ctx: &'c CallContext,
     provider: &'c str,
     model: &'c str,
-    reserved: Micros,
+    hold: Option<BudgetHold>,
     started: Instant,
     answered: bool,
 }
 
 impl InFlight<'_> {
-    /// The provider answered (or failed); the caller records the try.
-    fn answered(mut self) {
+    /// The provider answered (or failed): the caller records the try and settles the
+    /// reservation it gets back.
+    fn answered(mut self) -> Option<BudgetHold> {
         self.answered = true;
+        self.hold.take()
     }
 }
 
@@ -146,7 +149,7 @@ impl Drop for InFlight<'_> {
                 self.provider,
                 self.model,
                 Usage::default(),
-                self.reserved,
+                self.hold.as_ref().map_or(Micros(0), BudgetHold::amount),
                 AttemptOutcome::Abandoned,
                 Some("dropped before the provider answered".into()),
                 self.started,
@@ -396,12 +399,12 @@ impl Router {
                 ctx,
                 provider: name,
                 model: &spec.model,
-                reserved: hold.as_ref().map_or(Micros(0), BudgetHold::amount),
+                hold,
                 started,
                 answered: false,
             };
             let outcome = call(spec).await;
-            in_flight.answered();
+            let hold = in_flight.answered();
             let failed_health = matches!(
                 &outcome,
                 Err(e) if e.class != ErrorClass::NonRetryable

@@ -6,12 +6,13 @@
 //! synchronous commit holds the row lock until its WAL flush is on disk. One user's claims and
 //! outcomes would then queue behind each other's fsyncs (`Lock:transactionid` in
 //! `pg_stat_activity`). (Submits do commit synchronously: their loop has one batch in flight,
-//! and a barrier would cost them a second round trip; see `postgres_fast.rs`.) An asynchronous commit releases its locks at once; the caller, before
-//! it tells anyone, waits for a barrier: a synchronous commit of a one-row update that starts
-//! after its commit returned. Flushing the WAL up to the barrier's commit record flushes every
-//! record before it, so when the barrier returns the caller's commit is as durable as a
-//! synchronous one. Barriers are shared: callers that arrive while one runs all wait for the
-//! next, so one fsync serves every commit of that moment.
+//! and a barrier would cost them a second round trip; see `postgres_fast.rs`.) An asynchronous
+//! commit releases its locks at once; the caller, before it tells anyone, waits for a barrier:
+//! a synchronous commit of a one-row update that starts after its commit returned. Flushing the
+//! WAL up to the barrier's commit record flushes every record before it, so when the barrier
+//! returns the caller's commit is as durable as a synchronous one. Barriers are shared: callers
+//! that arrive while one runs all wait for the next, so one fsync serves every commit of that
+//! moment.
 
 use sqlx::PgPool;
 use tokio_util::task::TaskTracker;

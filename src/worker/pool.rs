@@ -496,23 +496,16 @@ async fn run_task(
     let attempt = {
         let call = tokio::time::timeout(task.timeout, shared.runner.execute(&task, tokens));
         tokio::pin!(call);
+        // The answer of a call that ended before its task was stored.
         let mut early = None;
         if let Some(committed) = committed {
             let stored = is_stored(committed, &stop);
             tokio::pin!(stored);
-            let settled = tokio::select! {
-                ok = &mut stored => Some(ok),
-                r = &mut call => {
-                    early = Some(r);
-                    None
+            loop {
+                tokio::select! {
+                    ok = &mut stored => if ok { break } else { return },
+                    r = &mut call, if early.is_none() => early = Some(r),
                 }
-            };
-            let ok = match settled {
-                Some(ok) => ok,
-                None => stored.await,
-            };
-            if !ok {
-                return;
             }
         }
         _registered = shared.attempts.register(task.id, &stop);

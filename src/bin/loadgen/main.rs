@@ -223,15 +223,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let notified = match watch {
         Some(watch) => {
             let (arrived, broken) = watch.close(wait.completed.len(), WATCH_GRACE).await;
+            let mut stream_errors = BTreeMap::new();
             for e in broken {
-                errors
-                    .kinds
-                    .entry(format!("watch: {e}"))
-                    .or_insert(ErrorCount {
-                        calls: 1,
-                        example: e,
-                    });
+                count_error(&mut stream_errors, &CallError::new("event stream", e), 1);
             }
+            errors.absorb("watch", &stream_errors);
             Some(since_submit(&submit, &arrived)?)
         }
         None => None,
