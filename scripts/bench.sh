@@ -19,7 +19,8 @@ bin=${SERVER_BIN:-target/release/ai-integration-service}
 export JWT_SECRET=bench-secret-bench-secret-bench-secret
 data=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
-common=(env PORT="$port" WORKER_POOL_SIZE="$pool" MAX_QUEUE_SIZE="${MAXQ:-10000}" RUST_LOG="${LOG:-warn}")
+common=(env PORT="$port" WORKER_POOL_SIZE="$pool" MAX_QUEUE_SIZE="${MAXQ:-10000}" RUST_LOG="${LOG:-warn}"
+        ENABLE_ECHO=true MAX_ACTIVE_TASKS_PER_USER="${MAXACTIVE:-0}")
 if [ "$mode" = clustered ]; then
   pg() { psql -h 127.0.0.1 -U postgres -qAt "$@"; }
   pg -c "DROP DATABASE IF EXISTS ais_bench" -c "CREATE DATABASE ais_bench" 2>/dev/null

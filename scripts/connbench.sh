@@ -19,7 +19,7 @@ export JWT_SECRET=connbench-secret-connbench-secret-0123
 ulimit -n "$(ulimit -Hn)"
 data=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
-common=(env PORT="$port" WORKER_POOL_SIZE="${POOL:-1000}" MAX_CONNECTIONS="${MAXCONN:-20000}"
+common=(env PORT="$port" WORKER_POOL_SIZE="${POOL:-1000}" MAX_CONNECTIONS="${MAXCONN:-20000}" ENABLE_ECHO=true MAX_ACTIVE_TASKS_PER_USER=0
   NOTIFICATION_BUFFER="${BUFFER:-256}" MAX_QUEUE_SIZE=100000 RUST_LOG="${LOG:-warn}")
 if [ "$mode" = clustered ]; then
   psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS ais_connbench" \

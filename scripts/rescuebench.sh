@@ -22,7 +22,7 @@ redis-cli --scan --pattern 'rescue:*' | xargs -r redis-cli del >/dev/null
 sql() { psql -h 127.0.0.1 -U postgres -d "$db" -Atc "$1"; }
 
 start() { # port, log name
-  env PORT="$1" WORKER_POOL_SIZE="$n" LEASE_DURATION="$lease" RUST_LOG=warn \
+  env PORT="$1" WORKER_POOL_SIZE="$n" LEASE_DURATION="$lease" RUST_LOG=warn ENABLE_ECHO=true MAX_ACTIVE_TASKS_PER_USER=0 \
     DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" REDIS_URL=redis://127.0.0.1:6379 \
     REDIS_KEY_PREFIX=rescue "$bin" > "$logs/$2.log" 2>&1 &
   pids+=($!)

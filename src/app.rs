@@ -17,7 +17,8 @@ use crate::auth::{JwtKeys, Role};
 use crate::batch::Gather;
 use crate::bus::{EventBus, Hub, HubConfig, MemoryBus, RedisBus};
 use crate::config::{Backend, Config, Secret};
-use crate::domain::{UserId, WorkerId};
+use crate::domain::payload::MAX_ECHO_DELAY_MS;
+use crate::domain::{SubmitPolicy, UserId, WorkerId};
 use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
@@ -232,7 +233,14 @@ impl Application {
             max_retries: config.max_retries,
             task_timeout: config.task_timeout,
             type_timeouts: config.task_timeouts.clone(),
-            max_request_timeout: config.max_task_timeout,
+            policy: SubmitPolicy {
+                max_timeout: config.max_task_timeout,
+                echo_enabled: config.enable_echo,
+                echo_max_delay: config
+                    .task_timeout
+                    .min(Duration::from_millis(MAX_ECHO_DELAY_MS as u64)),
+                priority_ceiling: config.max_user_priority,
+            },
             user_submit_rate: config.user_submit_rate,
             max_active_per_user: config.max_active_tasks_per_user,
         };
@@ -320,6 +328,7 @@ impl Application {
                 grace_period: config.shutdown_grace_period,
                 finishes: commits,
                 instance: host.clone(),
+                claim_batch: config.claim_batch_size,
             },
         )
         .with_retry_waker(retry_wake)

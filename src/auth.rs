@@ -1,4 +1,5 @@
-//! JWT authentication: HS256 tokens with `sub` (user id), `role` (user | admin) and `exp`.
+//! JWT authentication: HS256 tokens with `sub` (user id), `role` (user | admin), `exp` and an
+//! optional `tier` (free | pro | enterprise).
 
 use std::time::Duration;
 
@@ -6,7 +7,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, erro
 use serde::{Deserialize, Serialize};
 
 use crate::config::Secret;
-use crate::domain::UserId;
+use crate::domain::{Submitter, Tier, UserId};
 
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +30,9 @@ pub struct Claims {
     pub exp: u64,
     /// Issued at, unix seconds.
     pub iat: u64,
+    /// The user's plan; absent means `free`. An unknown value makes the token invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
 }
 
 /// An authenticated caller.
@@ -38,9 +42,20 @@ pub struct Caller {
     pub user_id: UserId,
     /// With which rights.
     pub role: Role,
+    /// Their plan.
+    pub tier: Tier,
 }
 
 impl Caller {
+    /// The caller as the owner of tasks they submit.
+    pub fn submitter(&self) -> Submitter {
+        Submitter {
+            user_id: self.user_id.clone(),
+            tier: self.tier,
+            admin: self.role == Role::Admin,
+        }
+    }
+
     /// Whether this caller may see or change a task owned by `owner`.
     pub fn may_access(&self, owner: &UserId) -> bool {
         self.role == Role::Admin || &self.user_id == owner
@@ -82,14 +97,26 @@ impl JwtKeys {
         }
     }
 
-    /// Issues a token for `user` valid for `ttl`.
+    /// Issues a token for `user` valid for `ttl`, with no tier (`free`).
     pub fn issue(&self, user: &UserId, role: Role, ttl: Duration) -> Result<String, AuthError> {
+        self.issue_with_tier(user, role, None, ttl)
+    }
+
+    /// Issues a token for `user` on plan `tier` valid for `ttl`.
+    pub fn issue_with_tier(
+        &self,
+        user: &UserId,
+        role: Role,
+        tier: Option<Tier>,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             sub: user.to_string(),
             role,
             iat: now,
             exp: now + ttl.as_secs(),
+            tier,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Invalid(e.to_string()))
@@ -114,6 +141,7 @@ impl JwtKeys {
         let caller = Caller {
             user_id,
             role: data.claims.role,
+            tier: data.claims.tier.unwrap_or_default(),
         };
         Ok((caller, data.claims.exp))
     }
@@ -164,10 +192,32 @@ mod tests {
     }
 
     #[test]
+    fn tier_claim_is_read_and_checked() {
+        let k = keys("0123456789abcdef0123456789abcdef");
+        let user = UserId::parse("alice").unwrap();
+        let t = k
+            .issue_with_tier(&user, Role::User, Some(Tier::Pro), Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(k.verify(&t).unwrap().tier, Tier::Pro);
+        let t = k.issue(&user, Role::User, Duration::from_secs(60)).unwrap();
+        assert_eq!(k.verify(&t).unwrap().tier, Tier::Free);
+        let claims = serde_json::json!({"sub": "alice", "role": "user", "exp": u64::MAX / 2,
+            "iat": 0, "tier": "platinum"});
+        let odd = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap();
+        assert!(matches!(k.verify(&odd), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
     fn users_see_only_their_own() {
         let alice = Caller {
             user_id: UserId::parse("alice").unwrap(),
             role: Role::User,
+            tier: Tier::Free,
         };
         assert!(alice.may_access(&UserId::parse("alice").unwrap()));
         assert!(!alice.may_access(&UserId::parse("bob").unwrap()));

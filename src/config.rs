@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod compat;
 mod providers;
 mod queues;
 
@@ -69,6 +70,8 @@ pub struct Config {
     pub jwt_secret: Option<Secret>,
     /// `WORKER_POOL_SIZE`: tasks run concurrently by this instance (the adaptive limit's top).
     pub worker_pool_size: usize,
+    /// `CLAIM_BATCH_SIZE` (seed 003: `JOB_QUEUE_BATCH_SIZE`): most tasks one claim takes.
+    pub claim_batch_size: usize,
     /// `WORKER_POOL_MIN`: the adaptive limit's floor.
     pub worker_pool_min: usize,
     /// `ADAPTIVE_POOL`: whether the limit follows CPU and memory load.
@@ -88,6 +91,12 @@ pub struct Config {
     pub task_timeouts: std::collections::HashMap<crate::domain::TaskType, Duration>,
     /// `MAX_TASK_TIMEOUT`: the largest `timeout_seconds` a request may ask for.
     pub max_task_timeout: Duration,
+    /// `ENABLE_ECHO`: whether the development type `echo` is served (default: embedded mode
+    /// only).
+    pub enable_echo: bool,
+    /// `MAX_USER_PRIORITY`: the highest priority a user's task gets, asked for or raised by
+    /// the user's tier; admins may use up to 10.
+    pub max_user_priority: crate::domain::Priority,
     /// `JOB_QUEUE_MAX_RETRIES`: retries after the first attempt.
     pub max_retries: u32,
     /// `RETRY_BASE_DELAY`: first retry delay; doubles each attempt (1 s, 2 s, 4 s).
@@ -282,7 +291,8 @@ impl Config {
             }
             _ => {}
         }
-        let worker_pool_size = r.range("WORKER_POOL_SIZE", 10usize, 1, 10_000);
+        let worker_pool_size = r.range(r.aliased("WORKER_POOL_SIZE"), 10usize, 1, 10_000);
+        let claim_batch_size = r.range(r.aliased("CLAIM_BATCH_SIZE"), 256usize, 1, 10_000);
         let worker_pool_min = r.range("WORKER_POOL_MIN", 1usize, 1, 10_000);
         if worker_pool_min > worker_pool_size {
             r.problem(
@@ -319,6 +329,10 @@ impl Config {
             Duration::from_secs(3600),
             Duration::from_secs(1),
         );
+        let enable_echo = r.flag("ENABLE_ECHO", matches!(backend, Backend::Embedded { .. }));
+        let max_user_priority = r.range("MAX_USER_PRIORITY", 9i64, 1, 10);
+        let max_user_priority =
+            crate::domain::Priority::new(max_user_priority).unwrap_or(crate::domain::Priority::MAX);
         let max_retries = r.range("JOB_QUEUE_MAX_RETRIES", 3u32, 0, 100);
         let retry_base_delay = r.duration(
             "RETRY_BASE_DELAY",
@@ -340,17 +354,9 @@ impl Config {
             Duration::from_secs(30),
             Duration::from_millis(100),
         );
-        let user_submit_rate = match r.raw("USER_SUBMIT_RATE") {
-            None => None,
-            Some(raw) => match raw.parse() {
-                Ok(rate) => Some(rate),
-                Err(e) => {
-                    r.problem("USER_SUBMIT_RATE", e);
-                    None
-                }
-            },
-        };
-        let max_active_tasks_per_user = r.range("MAX_ACTIVE_TASKS_PER_USER", 0u64, 0, 100_000_000);
+        let user_submit_rate = r.user_submit_rate();
+        let max_active_tasks_per_user =
+            r.range("MAX_ACTIVE_TASKS_PER_USER", 100u64, 0, 100_000_000);
         let ai = r.ai();
         let notification_retention = r.duration(
             "NOTIFICATION_RETENTION",
@@ -376,6 +382,7 @@ impl Config {
             redis_key_prefix,
             jwt_secret,
             worker_pool_size,
+            claim_batch_size,
             worker_pool_min,
             adaptive_pool,
             direct_dispatch,
@@ -385,6 +392,8 @@ impl Config {
             task_timeout,
             task_timeouts,
             max_task_timeout,
+            enable_echo,
+            max_user_priority,
             max_retries,
             retry_base_delay,
             lease_duration,
@@ -423,6 +432,9 @@ mod tests {
         assert_eq!(c.notification_keepalive, Duration::from_secs(30));
         assert_eq!(c.max_connections, 1000);
         assert!(c.direct_dispatch);
+        assert!(c.enable_echo, "echo is on in embedded mode");
+        assert_eq!(c.max_user_priority.value(), 9);
+        assert_eq!(c.max_active_tasks_per_user, 100);
         assert_eq!(
             c.backend,
             Backend::Embedded {
@@ -471,6 +483,10 @@ mod tests {
             Some(&Duration::from_secs(45))
         );
         assert!(matches!(c.backend, Backend::Clustered { .. }));
+        assert!(
+            !c.enable_echo,
+            "echo is off in clustered mode unless ENABLE_ECHO"
+        );
         assert_eq!(c.task_timeout, Duration::from_secs(300));
         let err = Config::from_vars(&vars(&[
             ("DATABASE_URL", "postgres://localhost/db"),

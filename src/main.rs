@@ -1,4 +1,4 @@
-//! `ai-integration-service`: `serve` (the default) or `token`.
+//! `ai-integration-service`: `serve` (the default), `token` or `task-types`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -6,7 +6,7 @@ use std::time::Duration;
 use ai_integration_service::app::{Application, jwt_secret};
 use ai_integration_service::auth::{JwtKeys, Role};
 use ai_integration_service::config::{Config, parse_duration};
-use ai_integration_service::domain::UserId;
+use ai_integration_service::domain::{Tier, UserId, payload};
 use clap::{Parser, Subcommand};
 
 /// Durable AI task queue and gateway. Configuration comes from environment variables (see
@@ -33,7 +33,17 @@ enum Command {
         /// Lifetime, e.g. 24h, 30m.
         #[arg(long, default_value = "24h", value_parser = parse_ttl)]
         ttl: Duration,
+        /// The user's plan (`tier` claim): free, pro or enterprise.
+        #[arg(long, value_parser = parse_tier)]
+        tier: Option<Tier>,
     },
+    /// Print the task types and their payload fields as a Markdown table (the README's).
+    TaskTypes,
+}
+
+fn parse_tier(raw: &str) -> Result<Tier, String> {
+    raw.parse()
+        .map_err(|e: ai_integration_service::domain::DomainError| e.to_string())
 }
 
 fn parse_ttl(raw: &str) -> Result<Duration, String> {
@@ -42,6 +52,10 @@ fn parse_ttl(raw: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::TaskTypes) = cli.command {
+        print!("{}", payload::markdown_table());
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -51,7 +65,13 @@ fn main() -> ExitCode {
     };
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
-        Command::Token { user, admin, ttl } => token(&config, &user, admin, ttl),
+        Command::Token {
+            user,
+            admin,
+            ttl,
+            tier,
+        } => token(&config, &user, admin, tier, ttl),
+        Command::TaskTypes => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,11 +82,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn token(config: &Config, user: &str, admin: bool, ttl: Duration) -> anyhow::Result<()> {
+fn token(
+    config: &Config,
+    user: &str,
+    admin: bool,
+    tier: Option<Tier>,
+    ttl: Duration,
+) -> anyhow::Result<()> {
     let keys = JwtKeys::new(&jwt_secret(config)?);
     let user = UserId::parse(user)?;
     let role = if admin { Role::Admin } else { Role::User };
-    println!("{}", keys.issue(&user, role, ttl)?);
+    println!("{}", keys.issue_with_tier(&user, role, tier, ttl)?);
     Ok(())
 }
 

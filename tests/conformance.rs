@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ai_integration_service::domain::{
-    ErrorClass, NewTask, Page, PageRequest, Priority, Task, TaskError, TaskEvent, TaskEventType,
-    TaskId, TaskStatus, TaskType, UserId, WorkerId,
+    ErrorClass, NewTask, Page, PageRequest, Priority, SubmitPolicy, Submitter, Task, TaskError,
+    TaskEvent, TaskEventType, TaskId, TaskRequest, TaskStatus, TaskType, UserId, WorkerId,
 };
 use ai_integration_service::queue::{Promoted, QueueEntry, TaskQueue};
 use ai_integration_service::store::{Finish, Inserted, Outcome, TaskFilter, TaskStore};
@@ -111,16 +111,29 @@ impl Spec {
         self
     }
     fn build(self) -> Task {
+        // Parsed as an echo (which takes any payload), so the stores are tried on odd
+        // payloads too; the type is set after, as the store must keep whatever it is given.
+        let task_type: TaskType = self.task_type.parse().unwrap();
+        let request = TaskRequest {
+            task_type: "echo".to_owned(),
+            payload: self.payload,
+            priority: self.priority,
+            idempotency_key: self.key,
+            related_entity: self.related,
+            timeout_seconds: None,
+        };
         let new = NewTask::parse(
-            user(&self.user),
-            self.task_type,
-            self.payload,
-            self.priority,
-            self.key,
-            self.related,
+            &Submitter::user(user(&self.user)),
+            request,
+            &SubmitPolicy::default(),
         )
         .unwrap();
-        Task::create(new, 3, Duration::from_secs(30), self.at)
+        let mut task = Task::create(new, 3, Duration::from_secs(30), self.at);
+        task.task_type = task_type;
+        if self.priority.is_none() {
+            task.priority = task_type.default_priority();
+        }
+        task
     }
 }
 

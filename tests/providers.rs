@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ai_integration_service::domain::ErrorClass;
+use ai_integration_service::domain::payload::ImageStyle;
 use ai_integration_service::providers::{
     Adapter, AnthropicAdapter, ChatMessage, ChatRequest, ChatResponse, GeminiAdapter, ImageRequest,
     ImageSearchRequest, NoSink, OpenAiAdapter, ProviderError, TokenSink, UnsplashAdapter,
@@ -344,6 +345,7 @@ async fn a_wrong_key_is_non_retryable_with_the_providers_message_and_never_the_k
                     query: "cats".into(),
                     count: 1,
                     orientation: None,
+                    style: None,
                 })
                 .await
                 .map(|_| ())
@@ -420,6 +422,7 @@ async fn unsplash_hourly_limit_is_rate_limited() {
             query: "cats".into(),
             count: 3,
             orientation: None,
+            style: None,
         })
         .await;
     let err = assert_class("unsplash", &result, ErrorClass::RateLimited);
@@ -435,6 +438,7 @@ async fn unsplash_hourly_limit_is_rate_limited() {
             query: "cats".into(),
             count: 3,
             orientation: None,
+            style: None,
         })
         .await;
     assert_class("unsplash", &result, ErrorClass::NonRetryable);
@@ -635,6 +639,7 @@ async fn connection_refused_is_retryable() {
             query: "cats".into(),
             count: 1,
             orientation: None,
+            style: None,
         })
         .await;
     assert_class("unsplash", &result, ErrorClass::Retryable);
@@ -664,6 +669,7 @@ async fn malformed_answers_are_retryable() {
             query: "cats".into(),
             count: 1,
             orientation: None,
+            style: None,
         })
         .await;
     assert_class("unsplash", &result, ErrorClass::Retryable);
@@ -728,6 +734,7 @@ async fn openai_generates_images() {
             prompt: "a lighthouse at dusk".into(),
             size: Some("1024x1024".into()),
             count: 2,
+            style: None,
         })
         .await
         .unwrap();
@@ -756,6 +763,7 @@ async fn openai_generates_images() {
             prompt: "a cat".into(),
             size: None,
             count: 1,
+            style: None,
         })
         .await
         .unwrap();
@@ -778,6 +786,7 @@ async fn image_faults_are_classified() {
         prompt: "a cat".into(),
         size: None,
         count: 1,
+        style: None,
     };
     fake.push_fault("openai", Fault::rate_limited("openai", 2));
     let err = adapter.generate_image(&request).await.unwrap_err();
@@ -805,6 +814,7 @@ async fn only_openai_generates_images() {
         prompt: "a cat".into(),
         size: None,
         count: 1,
+        style: None,
     };
     for provider in ["groq", "compat", "claude", "gemini", "unsplash"] {
         let result = adapter(&fake, provider, TIMEOUT)
@@ -823,6 +833,7 @@ async fn unsplash_finds_photos() {
             query: "red bicycle".into(),
             count: 3,
             orientation: Some("landscape".into()),
+            style: None,
         })
         .await
         .unwrap();
@@ -853,6 +864,45 @@ async fn unsplash_finds_photos() {
         Some(format!("Client-ID {}", fake.key("unsplash")))
     );
     assert_eq!(sent.header("accept-version").as_deref(), Some("v1"));
+
+    // Unsplash has no style parameter: a style's keyword joins the query.
+    adapter(&fake, "unsplash", Duration::from_secs(5))
+        .search_images(&ImageSearchRequest {
+            query: "cat".into(),
+            count: 1,
+            orientation: None,
+            style: Some(ImageStyle::Watercolor),
+        })
+        .await
+        .unwrap();
+    let sent = fake.last_request("unsplash").unwrap();
+    assert_eq!(
+        sent.query.as_deref(),
+        Some("query=cat+watercolor&per_page=1")
+    );
+}
+
+#[tokio::test]
+async fn openai_maps_image_styles() {
+    let fake = FakeProviders::start().await;
+    let adapter = adapter(&fake, "openai", Duration::from_secs(5));
+    for (style, key, want) in [
+        (ImageStyle::Vivid, "style", "vivid"),
+        (ImageStyle::Cartoon, "prompt", "a cartoon drawing of: a fox"),
+    ] {
+        adapter
+            .generate_image(&ImageRequest {
+                model: Some("dall-e-3".into()),
+                prompt: "a fox".into(),
+                size: None,
+                count: 1,
+                style: Some(style),
+            })
+            .await
+            .unwrap();
+        let sent = fake.last_request("openai").unwrap();
+        assert_eq!(sent.body[key], want, "{style:?}");
+    }
 }
 
 #[tokio::test]

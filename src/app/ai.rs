@@ -78,13 +78,16 @@ pub fn task_runner(
     backends: AiBackends,
     tracker: &TaskTracker,
 ) -> anyhow::Result<TaskRunner> {
-    let router = Router::new(
+    let mut router = Router::new(
         provider_specs(config)?,
         backends.breakers,
         backends.limiter,
         Budget::new(backends.usage.clone(), config.user_monthly_budget),
         config.rate_wait,
     );
+    if let Some(max) = config.max_concurrent_requests {
+        router = router.with_max_concurrent_calls(max);
+    }
     Ok(TaskRunner::new(TaskRunnerParts {
         router,
         chains: config.chains.clone(),

@@ -154,6 +154,9 @@ pub struct AiConfig {
     pub chains: HashMap<TaskType, Vec<String>>,
     /// Bound on one provider call (`AI_REQUEST_TIMEOUT`).
     pub request_timeout: Duration,
+    /// Most provider calls this instance makes at once (`AI_MAX_CONCURRENT_REQUESTS`, seed
+    /// 003); `None` leaves it to the worker pool.
+    pub max_concurrent_requests: Option<usize>,
     /// Longest wait for a provider's rate limit before moving on (`PROVIDER_RATE_WAIT`).
     pub rate_wait: Duration,
     /// Circuit breaker thresholds.
@@ -305,6 +308,10 @@ impl Reader<'_> {
                 Duration::from_secs(30),
                 Duration::from_millis(10),
             ),
+            max_concurrent_requests: self
+                .raw("AI_MAX_CONCURRENT_REQUESTS")
+                .is_some()
+                .then(|| self.range("AI_MAX_CONCURRENT_REQUESTS", 10usize, 1, 100_000)),
             rate_wait: self.duration("PROVIDER_RATE_WAIT", Duration::from_secs(2), Duration::ZERO),
             breaker,
             user_monthly_budget,
@@ -326,6 +333,31 @@ impl Reader<'_> {
                 Duration::from_secs(15),
                 Duration::from_millis(10),
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PROVIDERS;
+    use crate::providers::Capability;
+
+    /// Error messages name these variables; each must be one this module reads.
+    #[test]
+    fn enabling_vars_are_real_variables() {
+        for c in [
+            Capability::Chat,
+            Capability::ImageGeneration,
+            Capability::ImageSearch,
+        ] {
+            for var in c.enabling_vars() {
+                assert!(
+                    PROVIDERS
+                        .iter()
+                        .any(|p| p.key.contains(var) || p.base_url == *var),
+                    "{var}"
+                );
+            }
         }
     }
 }

@@ -7,15 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    DomainError, Priority, QueueName, TaskError, TaskId, TaskStatus, TaskType, UserId, WorkerId,
+    DomainError, NewTask, Priority, QueueName, TaskError, TaskId, TaskStatus, TaskType, UserId,
+    WorkerId,
 };
-
-/// Largest accepted payload, measured as encoded JSON.
-pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
-/// Longest accepted idempotency key.
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
-/// Longest accepted related-entity type or id.
-const MAX_ENTITY_LEN: usize = 100;
 
 /// A link from a task to an entity of the calling application (seed 000's RelatedEntityType).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,146 +18,6 @@ pub struct RelatedEntity {
     pub entity_type: String,
     /// The entity's id in the calling application.
     pub entity_id: String,
-}
-
-/// A validated request to create a task; the only way to build a [`Task`] from client input.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewTask {
-    /// Owner.
-    pub user_id: UserId,
-    /// Kind of work.
-    pub task_type: TaskType,
-    /// Type-specific input, a JSON object under [`MAX_PAYLOAD_BYTES`].
-    pub payload: Value,
-    /// Explicit or the type's default.
-    pub priority: Priority,
-    /// Deduplicates repeated submits of the same user.
-    pub idempotency_key: Option<String>,
-    /// Optional link to a caller's entity.
-    pub related_entity: Option<RelatedEntity>,
-    /// This task's own per-attempt timeout, overriding the type's and the global one.
-    pub timeout: Option<Duration>,
-}
-
-impl NewTask {
-    /// Sets a per-request timeout of `seconds`, which must be between 1 and `max`.
-    pub fn with_timeout(
-        mut self,
-        seconds: Option<u64>,
-        max: Duration,
-    ) -> Result<Self, DomainError> {
-        if let Some(secs) = seconds {
-            if secs == 0 || secs > max.as_secs() {
-                return Err(DomainError::Invalid(format!(
-                    "timeout_seconds must be between 1 and {}",
-                    max.as_secs()
-                )));
-            }
-            self.timeout = Some(Duration::from_secs(secs));
-        }
-        Ok(self)
-    }
-
-    /// Validates the parts of a submit request. `payload_len` is the size of the payload as the
-    /// client sent it, so the limit is checked without re-encoding.
-    pub fn parse(
-        user_id: UserId,
-        task_type: &str,
-        payload: Value,
-        priority: Option<i64>,
-        idempotency_key: Option<String>,
-        related_entity: Option<(String, String)>,
-    ) -> Result<Self, DomainError> {
-        let task_type: TaskType = task_type.parse()?;
-        let payload = match payload {
-            Value::Null => Value::Object(Default::default()),
-            Value::Object(map) => Value::Object(map),
-            other => {
-                return Err(DomainError::Invalid(format!(
-                    "payload must be a JSON object, got {}",
-                    json_kind(&other)
-                )));
-            }
-        };
-        let size = serde_json::to_vec(&payload)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if size > MAX_PAYLOAD_BYTES {
-            return Err(DomainError::TooLarge(format!(
-                "payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}"
-            )));
-        }
-        if task_type == TaskType::Echo {
-            validate_echo_payload(&payload)?;
-        }
-        let priority = priority
-            .map(Priority::new)
-            .transpose()?
-            .unwrap_or(task_type.default_priority());
-        let idempotency_key = idempotency_key.filter(|k| !k.is_empty());
-        if let Some(key) = &idempotency_key
-            && key.len() > MAX_IDEMPOTENCY_KEY_LEN
-        {
-            return Err(DomainError::Invalid(format!(
-                "idempotency_key must be at most {MAX_IDEMPOTENCY_KEY_LEN} bytes"
-            )));
-        }
-        let related_entity = match related_entity {
-            None => None,
-            Some((t, i)) if t.is_empty() || i.is_empty() => {
-                return Err(DomainError::Invalid(
-                    "related_entity_type and related_entity_id must be given together".into(),
-                ));
-            }
-            Some((t, i)) if t.len() > MAX_ENTITY_LEN || i.len() > MAX_ENTITY_LEN => {
-                return Err(DomainError::Invalid(format!(
-                    "related entity type and id must be at most {MAX_ENTITY_LEN} bytes"
-                )));
-            }
-            Some((entity_type, entity_id)) => Some(RelatedEntity {
-                entity_type,
-                entity_id,
-            }),
-        };
-        Ok(Self {
-            user_id,
-            task_type,
-            payload,
-            priority,
-            idempotency_key,
-            related_entity,
-            timeout: None,
-        })
-    }
-}
-
-/// `echo` accepts `delay_ms` (0..=600000) and `fail_times` (0..=100) to simulate providers.
-fn validate_echo_payload(payload: &Value) -> Result<(), DomainError> {
-    for (field, max) in [("delay_ms", 600_000u64), ("fail_times", 100)] {
-        match payload.get(field) {
-            None => {}
-            Some(v) => match v.as_u64() {
-                Some(n) if n <= max => {}
-                _ => {
-                    return Err(DomainError::Invalid(format!(
-                        "payload.{field} must be an integer from 0 to {max}"
-                    )));
-                }
-            },
-        }
-    }
-    Ok(())
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// An AI generation task: what was asked, by whom, and where it is in its life.
@@ -225,8 +79,12 @@ impl Task {
     /// tests.
     pub(crate) fn echo_for_test(user: &str) -> Self {
         let user = UserId::parse(user).expect("test user id");
-        let new = NewTask::parse(user, "echo", serde_json::json!({}), None, None, None)
-            .expect("an echo task");
+        let new = NewTask::parse(
+            &super::Submitter::user(user),
+            super::TaskRequest::new("echo", serde_json::json!({})),
+            &super::SubmitPolicy::default(),
+        )
+        .expect("an echo task");
         Self::create(new, 2, Duration::from_secs(300), Utc::now())
     }
 }
@@ -353,58 +211,8 @@ mod tests {
     use super::*;
     use crate::domain::ErrorClass;
 
-    fn new_task(payload: Value) -> Result<NewTask, DomainError> {
-        NewTask::parse(
-            UserId::parse("u1").unwrap(),
-            "echo",
-            payload,
-            None,
-            None,
-            None,
-        )
-    }
-
     fn task() -> Task {
         Task::echo_for_test("u1")
-    }
-
-    #[test]
-    fn parse_rejects_bad_payloads() {
-        assert!(
-            new_task(json!([1]))
-                .unwrap_err()
-                .to_string()
-                .contains("JSON object")
-        );
-        assert!(new_task(json!({"delay_ms": -1})).is_err());
-        assert!(new_task(json!({"fail_times": "x"})).is_err());
-        let big = "x".repeat(MAX_PAYLOAD_BYTES);
-        assert!(
-            new_task(json!({ "s": big }))
-                .unwrap_err()
-                .to_string()
-                .contains("limit")
-        );
-        assert_eq!(new_task(Value::Null).unwrap().payload, json!({}));
-    }
-
-    #[test]
-    fn request_timeout_is_bounded_and_wins() {
-        let max = Duration::from_secs(60);
-        let t = new_task(json!({})).unwrap();
-        assert!(t.clone().with_timeout(Some(0), max).is_err());
-        assert!(t.clone().with_timeout(Some(61), max).is_err());
-        let t = t.with_timeout(Some(5), max).unwrap();
-        let task = Task::create(t, 3, Duration::from_secs(300), Utc::now());
-        assert_eq!(task.timeout, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn parse_uses_type_default_priority() {
-        let u = UserId::parse("u").unwrap();
-        let t = NewTask::parse(u.clone(), "summarize", json!({}), None, None, None).unwrap();
-        assert_eq!(t.priority.value(), 7);
-        assert!(NewTask::parse(u, "echo", json!({}), Some(11), None, None).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ProviderError;
 use crate::domain::ErrorClass;
+use crate::domain::payload::ImageStyle;
 
 /// What a provider can be asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -19,6 +20,33 @@ pub enum Capability {
     ImageGeneration,
     /// Existing photos matching a query (Unsplash).
     ImageSearch,
+}
+
+impl Capability {
+    /// In a few words, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Chat => "text generation",
+            Self::ImageGeneration => "image generation",
+            Self::ImageSearch => "image search",
+        }
+    }
+
+    /// The environment variables that would enable a provider with this capability (see the
+    /// provider table in `config/providers.rs`).
+    pub fn enabling_vars(self) -> &'static [&'static str] {
+        match self {
+            Self::Chat => &[
+                "GROQ_API_KEY",
+                "OPENAI_API_KEY",
+                "CLAUDE_API_KEY",
+                "GEMINI_API_KEY",
+                "OPENAI_COMPAT_BASE_URL",
+            ],
+            Self::ImageGeneration => &["OPENAI_API_KEY"],
+            Self::ImageSearch => &["UNSPLASH_API_KEY"],
+        }
+    }
 }
 
 /// Who said a message of a conversation.
@@ -111,6 +139,8 @@ pub struct ImageRequest {
     pub size: Option<String>,
     /// How many images (1-4).
     pub count: u32,
+    /// Seed 000's style; each adapter maps it to its API (see `openai::image_body`).
+    pub style: Option<ImageStyle>,
 }
 
 /// A photo search request.
@@ -122,6 +152,8 @@ pub struct ImageSearchRequest {
     pub count: u32,
     /// `landscape`, `portrait` or `squarish`, when the caller cares.
     pub orientation: Option<String>,
+    /// Seed 000's style; a search adds the style's keyword to its query.
+    pub style: Option<ImageStyle>,
 }
 
 /// One image of an answer.

@@ -56,16 +56,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::domain::{NewTask, UserId};
+    use crate::domain::{NewTask, SubmitPolicy, Submitter, TaskRequest, UserId};
 
     fn task(payload: Value) -> Task {
         let new = NewTask::parse(
-            UserId::parse("u").unwrap(),
-            "echo",
-            payload,
-            None,
-            None,
-            None,
+            &Submitter::user(UserId::parse("u").unwrap()),
+            TaskRequest::new("echo", payload),
+            &SubmitPolicy::default(),
         )
         .unwrap();
         Task::create(new, 3, Duration::from_secs(5), chrono::Utc::now())

@@ -16,6 +16,7 @@ use super::{
     ImageResponse, ProviderError, Role, TokenSink, Usage,
 };
 use crate::domain::ErrorClass;
+use crate::domain::payload::ImageStyle;
 
 /// An OpenAI-compatible provider.
 pub struct OpenAiAdapter {
@@ -248,9 +249,25 @@ pub(crate) fn chat_body(model: &str, request: &ChatRequest) -> Value {
 }
 
 /// The image generation request body. `gpt-image-*` models always answer base64 and reject
-/// `response_format`; DALL-E models are asked for URLs.
+/// `response_format`; DALL-E models are asked for URLs. A style becomes DALL-E 3's own
+/// `style` parameter where it has one (`vivid`, `natural`; `photo` is `natural`), and a phrase
+/// leading the prompt otherwise ("a watercolor painting of: ...").
 pub(crate) fn image_body(model: &str, request: &ImageRequest) -> Value {
-    let mut body = json!({"model": model, "prompt": request.prompt, "n": request.count.max(1)});
+    let native = match request.style {
+        Some(ImageStyle::Vivid) if model.starts_with("dall-e-3") => Some("vivid"),
+        Some(ImageStyle::Natural) if model.starts_with("dall-e-3") => Some("natural"),
+        _ => None,
+    };
+    let prompt = match request.style {
+        Some(style) if native.is_none() => {
+            format!("{} of: {}", style.prompt_phrase(), request.prompt)
+        }
+        _ => request.prompt.clone(),
+    };
+    let mut body = json!({"model": model, "prompt": prompt, "n": request.count.max(1)});
+    if let Some(style) = native {
+        body["style"] = json!(style);
+    }
     if let Some(size) = &request.size {
         body["size"] = json!(size);
     }
@@ -450,6 +467,7 @@ mod tests {
             prompt: "a cat".into(),
             size: Some("1024x1024".into()),
             count: 1,
+            style: None,
         };
         let body = image_body("dall-e-3", &r);
         assert_eq!(body["response_format"], "url");
@@ -460,6 +478,34 @@ mod tests {
                 .get("response_format")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn image_styles_map_to_dalle_3_or_the_prompt() {
+        let styled = |model: &str, style: ImageStyle| {
+            let r = ImageRequest {
+                model: None,
+                prompt: "a cat".into(),
+                size: None,
+                count: 1,
+                style: Some(style),
+            };
+            image_body(model, &r)
+        };
+        let vivid = styled("dall-e-3", ImageStyle::Vivid);
+        assert_eq!(
+            (vivid["style"].as_str(), vivid["prompt"].as_str()),
+            (Some("vivid"), Some("a cat"))
+        );
+        let natural = styled("dall-e-3", ImageStyle::Natural);
+        assert_eq!(natural["style"], "natural");
+        let water = styled("dall-e-3", ImageStyle::Watercolor);
+        assert!(water.get("style").is_none());
+        assert_eq!(water["prompt"], "a watercolor painting of: a cat");
+        // Only DALL-E 3 has the parameter; other models get the phrase.
+        let gpt = styled("gpt-image-1", ImageStyle::Vivid);
+        assert!(gpt.get("style").is_none());
+        assert!(gpt["prompt"].as_str().unwrap().starts_with("a vivid"));
     }
 
     #[test]

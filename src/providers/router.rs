@@ -80,6 +80,21 @@ impl CallContext {
         self
     }
 
+    /// Records a step answered here without a provider (seed 003's extraction fallback for
+    /// `summarize`): free, outcome `ok`, so a task's attempts show how it was answered.
+    pub fn record_local(&mut self, name: &str, model: &str, started: Instant) {
+        let attempt = self.attempt(
+            name,
+            model,
+            Usage::default(),
+            Micros(0),
+            AttemptOutcome::Ok,
+            None,
+            started,
+        );
+        self.record(attempt);
+    }
+
     /// Keeps `attempt` (made by [`Self::attempt`]) with the call's tries.
     fn record(&mut self, attempt: ProviderAttempt) {
         self.attempts.push(attempt);
@@ -181,6 +196,10 @@ pub struct Router {
     budget: Budget,
     /// Longest we wait for a provider's rate limit before moving on to the next provider.
     max_rate_wait: Duration,
+    /// Caps provider calls in flight on this instance (`AI_MAX_CONCURRENT_REQUESTS`), across
+    /// every worker, so a burst of tasks cannot open more connections than a provider plan
+    /// allows; `None` leaves the bound to the worker pool.
+    call_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Router {
@@ -201,7 +220,14 @@ impl Router {
             limiter,
             budget,
             max_rate_wait,
+            call_slots: None,
         }
+    }
+
+    /// The same router making at most `max` provider calls at once.
+    pub fn with_max_concurrent_calls(mut self, max: usize) -> Self {
+        self.call_slots = Some(Arc::new(tokio::sync::Semaphore::new(max)));
+        self
     }
 
     /// Configured providers, by priority then name.
@@ -331,6 +357,12 @@ impl Router {
             if !spec.adapter.capabilities().contains(&capability) {
                 continue;
             }
+            // Waited for before anything is taken (breaker trial, rate, budget), so a call
+            // dropped while it waits has spent nothing. The semaphore is never closed.
+            let _call_slot = match &self.call_slots {
+                Some(slots) => slots.clone().acquire_owned().await.ok(),
+                None => None,
+            };
             let started = Instant::now();
             let permit = match self.breakers.acquire(name).await {
                 Ok(p) => p,
@@ -468,7 +500,11 @@ impl Router {
             None => ProviderError {
                 provider: "none".into(),
                 class: ErrorClass::NonRetryable,
-                message: format!("no configured provider can do {capability:?}"),
+                message: format!(
+                    "no configured provider can do {}; set {}",
+                    capability.describe(),
+                    capability.enabling_vars().join(" or ")
+                ),
                 retry_after: None,
             },
         })

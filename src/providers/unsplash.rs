@@ -11,6 +11,7 @@ use super::{
     Adapter, AdapterConfig, Capability, Image, ImageResponse, ImageSearchRequest, ProviderError,
 };
 use crate::domain::ErrorClass;
+use crate::domain::payload::ImageStyle;
 
 /// Unsplash.
 pub struct UnsplashAdapter {
@@ -55,7 +56,13 @@ impl Adapter for UnsplashAdapter {
         })?;
         {
             let mut query = url.query_pairs_mut();
-            query.append_pair("query", &request.query);
+            // Unsplash has no style parameter; a keyword narrows the search instead.
+            match request.style.and_then(ImageStyle::search_keyword) {
+                Some(keyword) => {
+                    query.append_pair("query", &format!("{} {keyword}", request.query))
+                }
+                None => query.append_pair("query", &request.query),
+            };
             query.append_pair("per_page", &request.count.clamp(1, 30).to_string());
             if let Some(orientation) = &request.orientation {
                 query.append_pair("orientation", orientation);

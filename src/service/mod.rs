@@ -17,7 +17,9 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Caller;
 use crate::batch::{Batcher, Gather};
 use crate::clock;
-use crate::domain::{NewTask, Page, PageRequest, Task, TaskId, TaskStatus, TaskType, UserId};
+use crate::domain::{
+    NewTask, Page, PageRequest, SubmitPolicy, Task, TaskId, TaskStatus, TaskType, UserId,
+};
 use crate::queue::{TaskQueue, push_or_defer};
 use crate::ratelimit::{Decision, Rate, RateLimiter};
 use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};
@@ -103,8 +105,8 @@ pub struct SubmitLimits {
     pub task_timeout: Duration,
     /// Per-type overrides of `task_timeout` (`TASK_TIMEOUT_<TYPE>`).
     pub type_timeouts: std::collections::HashMap<TaskType, Duration>,
-    /// Largest per-request timeout (`MAX_TASK_TIMEOUT`).
-    pub max_request_timeout: Duration,
+    /// What a submit may ask for: timeouts, echo, priorities.
+    pub policy: SubmitPolicy,
     /// Per-user submit rate (`USER_SUBMIT_RATE`).
     pub user_submit_rate: Option<Rate>,
     /// Pending plus processing tasks per user (`MAX_ACTIVE_TASKS_PER_USER`); 0 = no limit.
@@ -214,9 +216,9 @@ impl TaskService {
         Ok(inserted.into_iter().map(|i| i.task).collect())
     }
 
-    /// The largest `timeout_seconds` a request may ask for.
-    pub fn max_request_timeout(&self) -> Duration {
-        self.limits.max_request_timeout
+    /// What a submit may ask for here; the edges parse requests under it.
+    pub fn policy(&self) -> &SubmitPolicy {
+        &self.limits.policy
     }
 
     /// The per-user submit rate and active-task cap. Every request of one call has the same

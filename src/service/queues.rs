@@ -184,7 +184,7 @@ impl QueueService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{NewTask, UserId};
+    use crate::domain::{NewTask, SubmitPolicy, Submitter, TaskRequest, UserId};
     use crate::queue::{MemoryQueue, QueueSet};
     use crate::store::SqliteTaskStore;
 
@@ -198,12 +198,9 @@ mod tests {
         let svc = QueueService::new(db.clone(), db.clone(), queue, states, slots);
         let new = |p: i64| {
             let n = NewTask::parse(
-                UserId::parse("u").unwrap(),
-                "echo",
-                serde_json::json!({}),
-                Some(p),
-                None,
-                None,
+                &Submitter::user(UserId::parse("u").unwrap()),
+                TaskRequest::new("echo", serde_json::json!({})).with_priority(p),
+                &SubmitPolicy::default(),
             )
             .unwrap();
             Task::create(n, 3, Duration::from_secs(5), clock::now())

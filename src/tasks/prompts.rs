@@ -7,15 +7,19 @@ use super::json::{malformed, object_in, str_option};
 use crate::domain::TaskType;
 use crate::providers::{ChatMessage, ChatRequest, ProviderError};
 
-/// The chat request for a text task of `task_type` with `payload` (validated at submit).
-pub fn request(task_type: TaskType, payload: &Value) -> ChatRequest {
+/// The chat request for a text task of `task_type` with `payload` (validated at submit
+/// against the type's schema); an error for a type that is not answered by a chat model.
+pub fn request(task_type: TaskType, payload: &Value) -> Result<ChatRequest, ProviderError> {
     let (system, user, max_tokens) = match task_type {
         TaskType::Summarize => summarize(payload),
         TaskType::ValidateSummary => validate_summary(payload),
         TaskType::ItemInfoGeneration => item_info(payload),
-        _ => test_customization(payload),
+        TaskType::TestCustomization => test_customization(payload),
+        TaskType::Echo | TaskType::ExtractContent | TaskType::ImageGeneration => {
+            return Err(not_a_text_type(task_type));
+        }
     };
-    ChatRequest {
+    Ok(ChatRequest {
         model: payload
             .get("model")
             .and_then(Value::as_str)
@@ -32,6 +36,15 @@ pub fn request(task_type: TaskType, payload: &Value) -> ChatRequest {
             .map(|t| t as f32),
         json_output: true,
         stream: true,
+    })
+}
+
+fn not_a_text_type(task_type: TaskType) -> ProviderError {
+    ProviderError {
+        provider: "none".into(),
+        class: crate::domain::ErrorClass::NonRetryable,
+        message: format!("{task_type} is not answered by a chat model"),
+        retry_after: None,
     }
 }
 
@@ -59,8 +72,8 @@ pub fn result(
                 "summary": summary,
                 "key_points": object.as_ref().and_then(|o| o.get("key_points")).cloned()
                     .unwrap_or_else(|| json!([])),
-                "language": str_option(payload, "language", "en"),
-                "length": str_option(payload, "length", "medium"),
+                "language": preference(payload, "language", "en"),
+                "length": preference(payload, "length", "medium"),
                 "method": "ai",
             })
         }
@@ -89,12 +102,19 @@ pub fn result(
             v["item"] = payload["item"].clone();
             v
         }
-        _ => {
+        TaskType::TestCustomization => {
             let o = object.ok_or_else(|| malformed(provider, "the JSON test asked for"))?;
             if !o.get("questions").is_some_and(Value::is_array) {
                 return Err(malformed(provider, "a `questions` list"));
             }
-            Value::Object(o)
+            let mut v = Value::Object(o);
+            if let Some(instruction) = payload.get("instruction") {
+                v["instruction"] = instruction.clone();
+            }
+            v
+        }
+        TaskType::Echo | TaskType::ExtractContent | TaskType::ImageGeneration => {
+            return Err(not_a_text_type(task_type));
         }
     };
     result["provider"] = json!(provider);
@@ -102,8 +122,13 @@ pub fn result(
     Ok(result)
 }
 
-/// The last resort for `summarize` when every provider failed (seed 003): the text's first
-/// 300 characters, cut at a word boundary when one is near.
+/// The name a summary by extraction is recorded under, in its result and its attempts.
+pub const EXTRACTION_PROVIDER: &str = "extraction";
+/// The "model" of a summary by extraction.
+pub const EXTRACTION_MODEL: &str = "first-300-characters";
+
+/// The last resort for `summarize` when every provider failed or none is configured (seed
+/// 003): the text's first 300 characters, cut at a word boundary when one is near.
 pub fn extractive_summary(payload: &Value) -> Value {
     let text = payload_text(payload)
         .split_whitespace()
@@ -118,12 +143,21 @@ pub fn extractive_summary(payload: &Value) -> Value {
     json!({
         "summary": cut,
         "key_points": [],
-        "language": str_option(payload, "language", "en"),
-        "length": str_option(payload, "length", "medium"),
+        "language": preference(payload, "language", "en"),
+        "length": preference(payload, "length", "medium"),
         "method": "extraction",
-        "provider": "extraction",
-        "model": "first-300-characters",
+        "provider": EXTRACTION_PROVIDER,
+        "model": EXTRACTION_MODEL,
     })
+}
+
+/// A summary option: the payload's own, else seed 003's `user_preferences`, else `default`.
+fn preference<'a>(payload: &'a Value, key: &str, default: &'a str) -> &'a str {
+    payload
+        .get(key)
+        .or_else(|| payload.get("user_preferences").and_then(|p| p.get(key)))
+        .and_then(Value::as_str)
+        .unwrap_or(default)
 }
 
 /// The text to work on: `text`, or `content` (seed 003's articles).
@@ -136,12 +170,12 @@ fn payload_text(payload: &Value) -> &str {
 }
 
 fn summarize(payload: &Value) -> (String, String, u32) {
-    let length = match str_option(payload, "length", "medium") {
+    let length = match preference(payload, "length", "medium") {
         "short" => "one or two sentences",
         "long" => "two or three paragraphs",
         _ => "one paragraph of three to five sentences",
     };
-    let language = str_option(payload, "language", "en");
+    let language = preference(payload, "language", "en");
     (
         format!(
             "You summarize texts faithfully, without adding facts. Write the summary in the \
@@ -149,7 +183,7 @@ fn summarize(payload: &Value) -> (String, String, u32) {
              nothing else: {{\"summary\": string, \"key_points\": [string, at most 5]}}."
         ),
         format!("Summarize this text:\n\n{}", payload_text(payload)),
-        match str_option(payload, "length", "medium") {
+        match preference(payload, "length", "medium") {
             "short" => 200,
             "long" => 1200,
             _ => 600,
@@ -203,17 +237,23 @@ fn test_customization(payload: &Value) -> (String, String, u32) {
         .clamp(1, 20);
     let level = str_option(payload, "level", "intermediate");
     let kind = str_option(payload, "test_type", "multiple_choice");
+    let items = payload.get("items").cloned().unwrap_or_default();
+    // Seed 000's customisation request ("only phrasal verbs, harder distractors") goes in the
+    // user's turn, where a model weighs it below the system rules it must not override.
+    let user = match payload.get("instruction").and_then(Value::as_str) {
+        Some(instruction) => format!("Items: {items}\nInstruction: {}", instruction.trim()),
+        None => format!("Items: {items}"),
+    };
     (
         format!(
             "You write vocabulary tests for a learner at level {level:?}. Write {count} \
-             questions of type {kind:?} that test the given items. Answer with one JSON object \
-             and nothing else: {{\"questions\": [{{\"item\": string, \"question\": string, \
-             \"choices\": [string], \"answer\": string, \"explanation\": string}}]}}."
+             questions of type {kind:?} that test the given items. Follow the learner's \
+             instruction, if any, where it does not contradict these rules. Answer with one \
+             JSON object and nothing else: {{\"questions\": [{{\"item\": string, \
+             \"question\": string, \"choices\": [string], \"answer\": string, \
+             \"explanation\": string}}]}}."
         ),
-        format!(
-            "Items: {}",
-            payload.get("items").cloned().unwrap_or_default()
-        ),
+        user,
         (count as u32) * 200 + 200,
     )
 }
@@ -239,6 +279,49 @@ mod tests {
         );
         let r = result(TaskType::Summarize, &payload, "Just S.", "groq", "m").unwrap();
         assert_eq!(r["summary"], "Just S.");
+    }
+
+    #[test]
+    fn test_customization_carries_the_instruction() {
+        let p = json!({"items": ["run", "walk"], "instruction": "Only past tenses."});
+        let req = request(TaskType::TestCustomization, &p).unwrap();
+        let ChatMessage { content, .. } = &req.messages[0];
+        assert!(
+            content.ends_with("Instruction: Only past tenses."),
+            "{content}"
+        );
+        assert!(req.system.unwrap().contains("instruction"));
+        let answer = r#"{"questions": [{"item": "run"}]}"#;
+        let r = result(TaskType::TestCustomization, &p, answer, "groq", "m").unwrap();
+        assert_eq!(r["instruction"], "Only past tenses.");
+        let plain = request(TaskType::TestCustomization, &json!({"items": ["a"]})).unwrap();
+        assert!(!plain.messages[0].content.contains("Instruction"));
+    }
+
+    #[test]
+    fn only_text_types_have_prompts() {
+        for t in [
+            TaskType::Echo,
+            TaskType::ExtractContent,
+            TaskType::ImageGeneration,
+        ] {
+            assert!(request(t, &json!({})).is_err(), "{t}");
+            assert!(result(t, &json!({}), "{}", "p", "m").is_err(), "{t}");
+        }
+    }
+
+    #[test]
+    fn summarize_reads_seed_003_preferences() {
+        let p =
+            json!({"content": "text", "user_preferences": {"length": "short", "language": "ja"}});
+        let req = request(TaskType::Summarize, &p).unwrap();
+        assert!(req.system.as_deref().unwrap().contains("\"ja\""));
+        assert_eq!(req.max_tokens, 200);
+        let r = result(TaskType::Summarize, &p, "S", "groq", "m").unwrap();
+        assert_eq!(
+            (r["length"].as_str(), r["language"].as_str()),
+            (Some("short"), Some("ja"))
+        );
     }
 
     #[test]

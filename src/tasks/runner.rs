@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::cache::{self, CacheCounters, ResponseCache};
 use super::{AttemptRecorder, Extractor, TokenCollector, prompts};
+use crate::domain::payload::ImageStyle;
 use crate::domain::{ErrorClass, Task, TaskType};
 use crate::providers::{
     CallContext, Capability, EchoProvider, ImageRequest, ImageSearchRequest, Provider,
@@ -159,12 +160,16 @@ impl TaskRunner {
                     .and_then(Value::as_u64)
                     .unwrap_or(1)
                     .clamp(1, 4) as u32;
-                let text = payload
-                    .get("prompt")
-                    .or_else(|| payload.get("query"))
-                    .and_then(Value::as_str)
+                let text = ["prompt", "query", "description"]
+                    .into_iter()
+                    .find_map(|k| payload.get(k).and_then(Value::as_str))
                     .unwrap_or_default()
                     .to_owned();
+                // Validated at submit; an unknown name (an older task) is simply unstyled.
+                let style: Option<ImageStyle> = payload
+                    .get("style")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse().ok());
                 let capability = image_capability(router, payload);
                 let routed = if capability == Capability::ImageSearch {
                     let request = ImageSearchRequest {
@@ -174,6 +179,7 @@ impl TaskRunner {
                             .get("orientation")
                             .and_then(Value::as_str)
                             .map(str::to_owned),
+                        style,
                     };
                     router.search_images(chain, &request, &mut ctx).await?
                 } else {
@@ -188,21 +194,26 @@ impl TaskRunner {
                             .and_then(Value::as_str)
                             .map(str::to_owned),
                         count,
+                        style,
                     };
                     router.generate_image(chain, &request, &mut ctx).await?
                 };
+                let mut result = json!({
+                    "images": routed.value.images,
+                    "source": if capability == Capability::ImageSearch { "search" } else { "generated" },
+                    "provider": routed.provider,
+                    "model": routed.model,
+                });
+                if let Some(style) = style {
+                    result["style"] = json!(style.as_str());
+                }
                 Ok(ProviderOutput {
-                    result: json!({
-                        "images": routed.value.images,
-                        "source": if capability == Capability::ImageSearch { "search" } else { "generated" },
-                        "provider": routed.provider,
-                        "model": routed.model,
-                    }),
+                    result,
                     provider: routed.provider,
                 })
             }
             text_type => {
-                let request = prompts::request(text_type, payload);
+                let request = prompts::request(text_type, payload)?;
                 match router.chat(chain, &request, tokens, &mut ctx).await {
                     Ok(routed) => {
                         let result = prompts::result(
@@ -217,15 +228,24 @@ impl TaskRunner {
                             result,
                         })
                     }
+                    // Seed 003's last resort: every provider failed, or none is configured
+                    // (a first run without keys still shows the AI path working).
                     Err(e)
                         if text_type == TaskType::Summarize
                             && self.inner.extraction_fallback
-                            && e.class != ErrorClass::NonRetryable =>
+                            && (chain.is_empty() || e.class != ErrorClass::NonRetryable) =>
                     {
-                        tracing::info!(task_id = %task.id, error = %e, "every provider failed; summarizing by extraction");
+                        tracing::info!(task_id = %task.id, error = %e, "summarizing by extraction");
+                        let started = std::time::Instant::now();
+                        let result = prompts::extractive_summary(payload);
+                        ctx.record_local(
+                            prompts::EXTRACTION_PROVIDER,
+                            prompts::EXTRACTION_MODEL,
+                            started,
+                        );
                         Ok(ProviderOutput {
-                            provider: "extraction".into(),
-                            result: prompts::extractive_summary(payload),
+                            provider: prompts::EXTRACTION_PROVIDER.into(),
+                            result,
                         })
                     }
                     Err(e) => Err(e),

@@ -20,8 +20,6 @@ use crate::queue::{PopRequest, QueueEntry, QueueStates, TaskQueue, push_or_defer
 use crate::store::{Finish, Outcome, StoreError, TaskStore};
 use crate::tasks::{TaskRunner, TokenCollector};
 
-/// Most ids taken from the queue and claimed in one transaction.
-const CLAIM_BATCH: usize = 256;
 /// Most finished attempts written in one transaction.
 const FINISH_BATCH: usize = 1000;
 
@@ -41,6 +39,8 @@ pub struct PoolConfig {
     pub finishes: Gather,
     /// The host this pool runs on, recorded in the worker registry.
     pub instance: String,
+    /// Most ids taken from the queue and claimed in one transaction (`CLAIM_BATCH_SIZE`).
+    pub claim_batch: usize,
 }
 
 /// Runs tasks: pop ids, claim them in the database (the compare-and-set decides), run each on
@@ -305,7 +305,10 @@ impl WorkerPool {
             let changed = self.states.changed();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if let Some(plan) = self.slots.plan(&self.states, rotation, CLAIM_BATCH) {
+            if let Some(plan) = self
+                .slots
+                .plan(&self.states, rotation, self.config.claim_batch)
+            {
                 return Some(plan);
             }
             tokio::select! {

@@ -94,6 +94,8 @@ async fn dead_letters_list_requeue_purge(mode: Mode) {
     let vars = [
         ("JOB_QUEUE_MAX_RETRIES", "1"),
         ("TASK_TIMEOUT_ECHO", "200ms"),
+        // Without a provider, summarize would answer by extraction; here it must fail.
+        ("AI_FALLBACK_ENABLED", "false"),
     ];
     let Some(app) = spawn_app(mode, &vars).await else {
         return;

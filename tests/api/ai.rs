@@ -11,7 +11,11 @@ use crate::helpers::{Mode, TestApp, both_modes, spawn_app};
 use crate::support::fake_providers::{FakeProviders, Fault};
 
 /// Environment that points `providers` at the fake, plus `extra`.
-fn env(fake: &FakeProviders, providers: &[&str], extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn env(
+    fake: &FakeProviders,
+    providers: &[&str],
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let mut vars = Vec::new();
     for p in providers {
         let (key_var, url_var) = match *p {
@@ -33,13 +37,13 @@ fn env(fake: &FakeProviders, providers: &[&str], extra: &[(&str, &str)]) -> Vec<
     vars
 }
 
-async fn app(mode: Mode, vars: &[(String, String)]) -> Option<TestApp> {
+pub(crate) async fn app(mode: Mode, vars: &[(String, String)]) -> Option<TestApp> {
     let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     spawn_app(mode, &refs).await
 }
 
 /// Submits a task as `user` and waits for its end.
-async fn run(app: &TestApp, user: &str, body: Value) -> Value {
+pub(crate) async fn run(app: &TestApp, user: &str, body: Value) -> Value {
     let (status, task) = app.submit(user, body).await;
     assert_eq!(status, 202, "{task}");
     let id = task["task_id"].as_str().unwrap().to_owned();
@@ -47,7 +51,7 @@ async fn run(app: &TestApp, user: &str, body: Value) -> Value {
 }
 
 /// The provider attempts of a task, as (provider, outcome).
-async fn attempts(app: &TestApp, user: &str, task: &Value) -> Vec<(String, String)> {
+pub(crate) async fn attempts(app: &TestApp, user: &str, task: &Value) -> Vec<(String, String)> {
     let id = task["task_id"].as_str().unwrap();
     // Attempts are written in the background; give the writer a moment.
     let mut last = Vec::new();

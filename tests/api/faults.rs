@@ -76,6 +76,8 @@ impl Cluster {
             .env("REDIS_KEY_PREFIX", &self.prefix)
             .env("JWT_SECRET", JWT_SECRET)
             .env("DATABASE_MAX_CONNECTIONS", "8")
+            .env("ENABLE_ECHO", "true")
+            .env("MAX_ACTIVE_TASKS_PER_USER", "0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

@@ -7,7 +7,7 @@ use ai_integration_service::api::proto::task_service_client::TaskServiceClient;
 use ai_integration_service::app::Application;
 use ai_integration_service::auth::{JwtKeys, Role};
 use ai_integration_service::config::{Config, Secret};
-use ai_integration_service::domain::UserId;
+use ai_integration_service::domain::{Tier, UserId};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +49,9 @@ pub async fn spawn_app(mode: Mode, vars: &[(&str, &str)]) -> Option<TestApp> {
         ("JWT_SECRET", JWT_SECRET),
         ("RETRY_BASE_DELAY", "20ms"),
         ("SHUTDOWN_GRACE_PERIOD", "2s"),
+        // The suites drive the service with echo tasks, many per user, in both modes.
+        ("ENABLE_ECHO", "true"),
+        ("MAX_ACTIVE_TASKS_PER_USER", "0"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -112,8 +115,19 @@ impl TestApp {
 
     /// A token with any role and lifetime.
     pub fn token_with(&self, user: &str, role: Role, ttl: Duration) -> String {
+        self.token_with_tier(user, role, None, ttl)
+    }
+
+    /// A token with a `tier` claim.
+    pub fn token_with_tier(
+        &self,
+        user: &str,
+        role: Role,
+        tier: Option<Tier>,
+        ttl: Duration,
+    ) -> String {
         self.keys
-            .issue(&UserId::parse(user).unwrap(), role, ttl)
+            .issue_with_tier(&UserId::parse(user).unwrap(), role, tier, ttl)
             .unwrap()
     }
 

@@ -104,7 +104,7 @@ both_modes!(
 );
 
 async fn batch_keeps_request_order(mode: Mode) {
-    let Some(app) = spawn_app(mode, &[]).await else {
+    let Some(app) = spawn_app(mode, &[("MAX_USER_PRIORITY", "10")]).await else {
         return;
     };
     let tasks: Vec<Value> = (0..50)

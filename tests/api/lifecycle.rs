@@ -69,7 +69,8 @@ both_modes!(
 );
 
 async fn type_without_provider_fails_clearly(mode: Mode) {
-    let Some(app) = spawn_app(mode, &[]).await else {
+    // Without the extraction fallback, summarize needs a provider.
+    let Some(app) = spawn_app(mode, &[("AI_FALLBACK_ENABLED", "false")]).await else {
         return;
     };
     let (status, t) = app
@@ -89,6 +90,11 @@ async fn type_without_provider_fails_clearly(mode: Mode) {
         .await;
     assert_eq!(done["status"], "failed");
     assert_eq!(done["error"]["class"], "non_retryable");
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("set GROQ_API_KEY or"),
+        "names what would enable one: {message}"
+    );
     assert_eq!(
         done["retry_count"], 0,
         "non-retryable errors are not retried"
@@ -103,7 +109,10 @@ both_modes!(
 async fn timeout_counts_as_retryable_failure(mode: Mode) {
     let Some(app) = spawn_app(
         mode,
-        &[("TASK_TIMEOUT", "200ms"), ("JOB_QUEUE_MAX_RETRIES", "1")],
+        &[
+            ("TASK_TIMEOUT_ECHO", "200ms"),
+            ("JOB_QUEUE_MAX_RETRIES", "1"),
+        ],
     )
     .await
     else {

@@ -17,4 +17,6 @@ mod lifecycle;
 mod loadgen;
 mod notify;
 mod notify_support;
+mod payloads;
 mod queues;
+mod seed_fields;

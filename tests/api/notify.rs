@@ -708,13 +708,11 @@ async fn lost_publishes_are_recovered_from_the_database(mode: Mode) {
     let mut s = sse(&app, "alice", "", None).await;
     let mut w = ws(&app, "alice", "").await;
     next_frame(&mut w).await;
-    let new = ai_integration_service::domain::NewTask::parse(
-        ai_integration_service::domain::UserId::parse("alice").unwrap(),
-        "echo",
-        json!({"delay_ms": 100000}),
-        None,
-        None,
-        None,
+    use ai_integration_service::domain::{NewTask, SubmitPolicy, Submitter, TaskRequest, UserId};
+    let new = NewTask::parse(
+        &Submitter::user(UserId::parse("alice").unwrap()),
+        TaskRequest::new("echo", json!({"delay_ms": 100000})),
+        &SubmitPolicy::default(),
     )
     .unwrap();
     let task = ai_integration_service::domain::Task::create(

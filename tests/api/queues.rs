@@ -204,6 +204,7 @@ async fn a_flood_in_one_queue_does_not_starve_another(mode: Mode) {
         ("QUEUE_ROUTE_SUMMARIZE", "qb"),
         ("WORKER_POOL_SIZE", "4"),
         ("MAX_QUEUE_SIZE", "20000"),
+        ("MAX_USER_PRIORITY", "10"),
         ("GROQ_API_KEY", &fake.key("groq")),
         ("GROQ_BASE_URL", &fake.base_url("groq")),
     ];

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ai_integration_service::bus::{EventPublisher, Hub, HubConfig, Live, MemoryBus};
-use ai_integration_service::domain::{NewTask, StoredEvent, Task, TaskEventType, UserId, WorkerId};
+use ai_integration_service::domain::{
+    NewTask, StoredEvent, SubmitPolicy, Submitter, Task, TaskEventType, TaskRequest, UserId,
+    WorkerId,
+};
 use ai_integration_service::service::{Retention, SessionBook};
 use ai_integration_service::store::{
     Finish, NotificationSession, NotificationStore, Outcome, PgTaskStore, SqliteTaskStore,
@@ -106,7 +109,12 @@ fn user(s: &str) -> UserId {
 }
 
 fn task(owner: &str, at: DateTime<Utc>) -> Task {
-    let new = NewTask::parse(user(owner), "echo", json!({"n": 1}), None, None, None).unwrap();
+    let new = NewTask::parse(
+        &Submitter::user(user(owner)),
+        TaskRequest::new("echo", json!({"n": 1})),
+        &SubmitPolicy::default(),
+    )
+    .unwrap();
     Task::create(new, 3, Duration::from_secs(30), at)
 }
 

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ai_integration_service::domain::{
-    NewTask, Priority, QueueKind, QueueName, Task, TaskId, TaskType, UserId, WorkerId,
+    NewTask, Priority, QueueKind, QueueName, SubmitPolicy, Submitter, Task, TaskId, TaskRequest,
+    TaskType, UserId, WorkerId,
 };
 use ai_integration_service::queue::{
     MemoryQueue, PopRequest, Popped, QueueEntry, QueueSet, QueueSpec, RedisQueue, TaskQueue,
@@ -365,12 +366,9 @@ macro_rules! queue_store_tests {
 
 fn task_in(queue: &str, at: chrono::DateTime<Utc>) -> Task {
     let new = NewTask::parse(
-        UserId::parse("alice").unwrap(),
-        "echo",
-        json!({}),
-        None,
-        None,
-        None,
+        &Submitter::user(UserId::parse("alice").unwrap()),
+        TaskRequest::new("echo", json!({})),
+        &SubmitPolicy::default(),
     )
     .unwrap();
     let mut t = Task::create(new, 3, Duration::from_secs(30), at);

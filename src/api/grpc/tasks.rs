@@ -8,7 +8,7 @@ use crate::api::auth::grpc_caller;
 use crate::api::error::ApiError;
 use crate::api::proto::{self, task_service_server::TaskService};
 use crate::auth::Caller;
-use crate::domain::{NewTask, PageRequest, TaskId};
+use crate::domain::{NewTask, PageRequest, SubmitPolicy, TaskId, TaskRequest};
 use crate::service::ServiceError;
 
 /// The gRPC face of the task service.
@@ -34,25 +34,24 @@ fn api(e: impl Into<ApiError>) -> Status {
 fn new_task(
     caller: &Caller,
     r: proto::SubmitTaskRequest,
-    max_timeout: std::time::Duration,
+    policy: &SubmitPolicy,
 ) -> Result<NewTask, ApiError> {
-    let related = match (r.related_entity_type, r.related_entity_id) {
+    let related_entity = match (r.related_entity_type, r.related_entity_id) {
         (None, None) => None,
         (t, i) => Some((t.unwrap_or_default(), i.unwrap_or_default())),
     };
-    let payload = r
-        .payload
-        .map(struct_to_json)
-        .unwrap_or(serde_json::Value::Null);
-    Ok(NewTask::parse(
-        caller.user_id.clone(),
-        &r.r#type,
-        payload,
-        r.priority.map(i64::from),
-        r.idempotency_key,
-        related,
-    )?
-    .with_timeout(r.timeout_seconds, max_timeout)?)
+    let request = TaskRequest {
+        task_type: r.r#type,
+        payload: r
+            .payload
+            .map(struct_to_json)
+            .unwrap_or(serde_json::Value::Null),
+        priority: r.priority.map(i64::from),
+        idempotency_key: r.idempotency_key,
+        related_entity,
+        timeout_seconds: r.timeout_seconds,
+    };
+    Ok(NewTask::parse(&caller.submitter(), request, policy)?)
 }
 
 #[tonic::async_trait]
@@ -62,8 +61,8 @@ impl TaskService for TaskApi {
         request: Request<proto::SubmitTaskRequest>,
     ) -> Result<Response<proto::Task>, Status> {
         let caller = grpc_caller(&self.state.keys, &request)?;
-        let max = self.state.tasks.max_request_timeout();
-        let new = new_task(&caller, request.into_inner(), max).map_err(api)?;
+        let policy = self.state.tasks.policy();
+        let new = new_task(&caller, request.into_inner(), policy).map_err(api)?;
         let mut tasks = self.state.tasks.submit(vec![new]).await.map_err(api)?;
         let task = tasks.pop().ok_or_else(|| api(ServiceError::Internal))?;
         Ok(Response::new(task_to_proto(task)))
@@ -74,14 +73,14 @@ impl TaskService for TaskApi {
         request: Request<proto::SubmitTasksRequest>,
     ) -> Result<Response<proto::SubmitTasksResponse>, Status> {
         let caller = grpc_caller(&self.state.keys, &request)?;
-        let max = self.state.tasks.max_request_timeout();
+        let policy = self.state.tasks.policy();
         let new = request
             .into_inner()
             .tasks
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
-                new_task(&caller, r, max).map_err(|e| match e {
+                new_task(&caller, r, policy).map_err(|e| match e {
                     ApiError::Service(ServiceError::Invalid(m)) => {
                         invalid(format!("tasks[{i}]: {m}"))
                     }

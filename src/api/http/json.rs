@@ -1,7 +1,5 @@
 //! JSON request and response bodies.
 
-use std::time::Duration;
-
 use axum::extract::FromRequest;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
@@ -11,7 +9,7 @@ use serde_json::Value;
 
 use crate::api::error::ApiError;
 use crate::auth::Caller;
-use crate::domain::{NewTask, Task, TaskError};
+use crate::domain::{NewTask, SubmitPolicy, Task, TaskError, TaskRequest};
 use crate::service::ServiceError;
 
 /// `Json` whose rejections (malformed JSON, wrong content type, body too large) answer in our
@@ -46,26 +44,25 @@ pub struct SubmitRequest {
 }
 
 impl SubmitRequest {
-    /// Validates into a domain request owned by `caller`; `max_timeout` bounds
-    /// `timeout_seconds`.
+    /// Validates into a domain request owned by `caller` under `policy`.
     pub fn into_new_task(
         self,
         caller: &Caller,
-        max_timeout: Duration,
+        policy: &SubmitPolicy,
     ) -> Result<NewTask, ApiError> {
-        let related = match (self.related_entity_type, self.related_entity_id) {
+        let related_entity = match (self.related_entity_type, self.related_entity_id) {
             (None, None) => None,
             (t, i) => Some((t.unwrap_or_default(), i.unwrap_or_default())),
         };
-        Ok(NewTask::parse(
-            caller.user_id.clone(),
-            &self.task_type,
-            self.payload,
-            self.priority,
-            self.idempotency_key,
-            related,
-        )?
-        .with_timeout(self.timeout_seconds, max_timeout)?)
+        let request = TaskRequest {
+            task_type: self.task_type,
+            payload: self.payload,
+            priority: self.priority,
+            idempotency_key: self.idempotency_key,
+            related_entity,
+            timeout_seconds: self.timeout_seconds,
+        };
+        Ok(NewTask::parse(&caller.submitter(), request, policy)?)
     }
 }
 

@@ -3,9 +3,11 @@
 mod admin;
 mod ai;
 pub mod events;
+mod jobs;
 mod json;
 mod page;
 mod queues;
+mod task_types;
 mod tasks;
 mod ws;
 
@@ -33,6 +35,9 @@ pub fn routes(state: AppState) -> Router {
             post(tasks::submit_batch).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
         )
         .route("/api/v1/tasks/{task_id}", get(tasks::get))
+        .route("/api/v1/task-types", get(task_types::list))
+        .route("/api/v1/jobs", post(jobs::create))
+        .route("/api/v1/jobs/{job_id}", get(jobs::get))
         .route("/api/v1/tasks/{task_id}/cancel", post(tasks::cancel))
         .route("/api/v1/admin/queue/stats", get(admin::queue_stats))
         .route("/api/v1/admin/queues", get(queues::list))

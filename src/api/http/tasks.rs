@@ -22,7 +22,7 @@ pub async fn submit(
     Authenticated(caller): Authenticated,
     Body(req): Body<SubmitRequest>,
 ) -> Accepted<TaskBody> {
-    let new = req.into_new_task(&caller, state.tasks.max_request_timeout())?;
+    let new = req.into_new_task(&caller, state.tasks.policy())?;
     let mut tasks = state.tasks.submit(vec![new]).await?;
     let task = tasks.pop().ok_or(ServiceError::Internal)?;
     Ok((StatusCode::ACCEPTED, Json(task.into())))
@@ -39,7 +39,7 @@ pub async fn submit_batch(
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            r.into_new_task(&caller, state.tasks.max_request_timeout())
+            r.into_new_task(&caller, state.tasks.policy())
                 .map_err(|e| match e {
                     ApiError::Service(ServiceError::Invalid(m)) => {
                         ServiceError::Invalid(format!("tasks[{i}]: {m}")).into()
