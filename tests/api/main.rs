@@ -18,3 +18,4 @@ mod loadgen;
 mod notify;
 mod notify_support;
 mod queues;
+mod tickets;
