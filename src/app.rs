@@ -24,7 +24,7 @@ use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::service::{
     AdminService, AiService, NotificationService, QueueService, Retention, SessionBook,
-    StreamLimits, SubmitLimits, TaskService,
+    StreamLimits, StreamTickets, SubmitLimits, TaskService,
 };
 use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
 use crate::tasks::{MemoryCache, RedisCache};
@@ -386,11 +386,13 @@ impl Application {
             tasks.clone(),
             config.ai.user_monthly_budget,
         );
+        let tickets = StreamTickets::new(backends.notifications.clone(), config.stream_ticket_ttl);
         let router = api::router(AppState {
             tasks,
             admin,
             keys,
             notifications,
+            tickets,
             ai,
         });
         let addr = SocketAddr::new(config.host, config.port);

@@ -19,6 +19,23 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// The name in tokens and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// The role with this name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::User, Self::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == name)
+    }
+}
+
 /// The claims we issue and accept.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -74,6 +91,10 @@ pub enum AuthError {
     /// Bad signature, bad shape or bad claims.
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// A stream ticket that is unknown, expired or already used; which of the three is not
+    /// said, so a guesser learns nothing.
+    #[error("invalid stream ticket")]
+    BadTicket,
 }
 
 /// Signs and verifies tokens with one HS256 secret.
@@ -210,6 +231,20 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(k.verify(&odd), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn role_names_round_trip() {
+        for role in [Role::User, Role::Admin] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+            let json = serde_json::to_string(&role).unwrap();
+            assert_eq!(
+                json,
+                format!("\"{}\"", role.as_str()),
+                "the same names as the claims"
+            );
+        }
+        assert_eq!(Role::parse("root"), None);
     }
 
     #[test]

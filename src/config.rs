@@ -121,6 +121,9 @@ pub struct Config {
     /// `NOTIFICATION_BUFFER`: events one connection may have waiting before it is cut off as
     /// a slow consumer.
     pub notification_buffer: usize,
+    /// `STREAM_TICKET_TTL`: how long a stream ticket (`POST /api/v1/events/ticket`) stays
+    /// usable.
+    pub stream_ticket_ttl: Duration,
 }
 
 /// One problem with one variable.
@@ -370,6 +373,11 @@ impl Config {
         );
         let max_connections = r.range("MAX_CONNECTIONS", 1000usize, 1, 1_000_000);
         let notification_buffer = r.range("NOTIFICATION_BUFFER", 1024usize, 1, 1_000_000);
+        let stream_ticket_ttl = r.duration(
+            "STREAM_TICKET_TTL",
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        );
 
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
@@ -405,6 +413,7 @@ impl Config {
             notification_keepalive,
             max_connections,
             notification_buffer,
+            stream_ticket_ttl,
         })
     }
 }
@@ -431,6 +440,7 @@ mod tests {
         assert_eq!(c.notification_retention, Duration::from_secs(86_400));
         assert_eq!(c.notification_keepalive, Duration::from_secs(30));
         assert_eq!(c.max_connections, 1000);
+        assert_eq!(c.stream_ticket_ttl, Duration::from_secs(60));
         assert!(c.direct_dispatch);
         assert!(c.enable_echo, "echo is on in embedded mode");
         assert_eq!(c.max_user_priority.value(), 9);

@@ -14,6 +14,8 @@ mod support;
 mod notifications;
 #[path = "conformance/queues.rs"]
 mod queues;
+#[path = "conformance/stream_tickets.rs"]
+mod stream_tickets;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -10,7 +10,7 @@ pub mod proto;
 use axum::Router;
 
 use crate::auth::JwtKeys;
-use crate::service::{AdminService, AiService, NotificationService, TaskService};
+use crate::service::{AdminService, AiService, NotificationService, StreamTickets, TaskService};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -23,6 +23,8 @@ pub struct AppState {
     pub keys: JwtKeys,
     /// Live event streams.
     pub notifications: NotificationService,
+    /// One-time tickets that open a stream without a JWT in its URL.
+    pub tickets: StreamTickets,
     /// Providers, usage, budgets.
     pub ai: AiService,
 }

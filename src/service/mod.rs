@@ -8,6 +8,7 @@ mod queue_depth;
 mod queues;
 mod retention;
 mod sessions;
+mod tickets;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ use queue_depth::QueueDepth;
 pub use queues::{QueueService, QueueView};
 pub use retention::Retention;
 pub use sessions::{SessionBook, SessionCell};
+pub use tickets::{IssuedTicket, Redeemed, StreamTickets};
 
 /// Where a submitted task goes once its insert commits.
 enum Next {

@@ -1,5 +1,5 @@
-//! Deletes notifications older than `NOTIFICATION_RETENTION`, and ends sessions whose instance
-//! died. The per-user counters stay, so ids never restart: a client resuming from a deleted
+//! Deletes notifications older than `NOTIFICATION_RETENTION` and expired stream tickets, and
+//! ends sessions whose instance died. The per-user counters stay, so ids never restart: a client resuming from a deleted
 //! id is told its history is gone (`recovered: false`) instead of being handed reused ids.
 
 use std::sync::Arc;
@@ -51,8 +51,12 @@ impl Retention {
         }
         let stale = chrono::TimeDelta::from_std(SESSION_STALE).unwrap_or(chrono::TimeDelta::MAX);
         let ended = self.store.end_stale_sessions(now - stale).await?;
+        let tickets = self.store.delete_expired_stream_tickets(now).await?;
         if total > 0 || ended > 0 {
             tracing::info!(events = total, sessions = ended, "notification retention");
+        }
+        if tickets > 0 {
+            tracing::debug!(tickets, "expired stream tickets deleted");
         }
         Ok(total)
     }

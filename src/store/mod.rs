@@ -16,6 +16,7 @@ mod sql;
 mod sqlite;
 mod sqlite_checkpoint;
 mod sqlite_writer;
+mod tickets;
 mod usage;
 mod wal_flush;
 
@@ -51,6 +52,7 @@ pub use postgres::PgTaskStore;
 pub use queues::{QueueRecord, QueueStore};
 pub use sqlite::SqliteTaskStore;
 pub use sqlite_checkpoint::{CheckpointPass, Checkpointer};
+pub use tickets::{NewStreamTicket, StreamGrant, TicketHash};
 pub use usage::{ProviderStats, Reservation, Spend, UsageStore, UsageSummary};
 
 /// The outcome of inserting one task.

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{NewStreamTicket, StoreError, StreamGrant, TicketHash};
 use crate::domain::{StoredEvent, TaskId, UserId};
 
 /// How a client is connected (seed 000's ConnectionType, plus gRPC streams).
@@ -140,4 +140,21 @@ pub trait NotificationStore: Send + Sync + 'static {
         user: &UserId,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    // ===== Stream tickets =====
+
+    /// Stores a one-time stream ticket.
+    async fn insert_stream_ticket(&self, ticket: &NewStreamTicket) -> Result<(), StoreError>;
+
+    /// Uses up the ticket with SHA-256 `hash`: deletes it and returns its grant, if it exists
+    /// and has not expired at `now`. Atomic: of concurrent calls with one hash, on any
+    /// instance, at most one gets the grant.
+    async fn take_stream_ticket(
+        &self,
+        hash: &TicketHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StreamGrant>, StoreError>;
+
+    /// Deletes the tickets expired at `now` (used ones are gone already). Returns how many.
+    async fn delete_expired_stream_tickets(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }

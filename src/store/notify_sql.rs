@@ -246,6 +246,55 @@ macro_rules! impl_notification_store {
                 $crate::store::NotificationStore::events_after(self, user, delivered, None, limit)
                     .await
             }
+
+            async fn insert_stream_ticket(
+                &self,
+                t: &$crate::store::NewStreamTicket,
+            ) -> Result<(), $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO stream_tickets \
+                     (hash, user_id, role, tier, token_expires_at, expires_at) ",
+                );
+                qb.push_values(std::iter::once(t), |mut b, t| {
+                    b.push_bind(t.hash.to_vec())
+                        .push_bind(t.grant.user_id.as_str().to_owned())
+                        .push_bind(t.grant.role.as_str())
+                        .push_bind(t.grant.tier.clone())
+                        .push_bind(t.grant.token_expires_at)
+                        .push_bind(t.expires_at);
+                });
+                qb.build().execute(&self.writer).await?;
+                Ok(())
+            }
+
+            async fn take_stream_ticket(
+                &self,
+                hash: &$crate::store::TicketHash,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Option<$crate::store::StreamGrant>, $crate::store::StoreError> {
+                // One statement: the row lock (PostgreSQL) or the single writer (SQLite) lets
+                // only one of concurrent uses delete the row, and only the deleter gets it back.
+                let mut qb =
+                    sqlx::QueryBuilder::<$db>::new("DELETE FROM stream_tickets WHERE hash = ");
+                qb.push_bind(hash.to_vec())
+                    .push(" AND expires_at > ")
+                    .push_bind(now)
+                    .push(" RETURNING user_id, role, tier, token_expires_at");
+                let row: Option<$crate::store::tickets::GrantRow> =
+                    qb.build_query_as().fetch_optional(&self.writer).await?;
+                row.map($crate::store::tickets::grant_from_row).transpose()
+            }
+
+            async fn delete_expired_stream_tickets(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "DELETE FROM stream_tickets WHERE expires_at <= ",
+                );
+                qb.push_bind(now);
+                Ok(qb.build().execute(&self.writer).await?.rows_affected())
+            }
         }
     };
 }

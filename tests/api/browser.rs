@@ -1,5 +1,6 @@
 //! The page at `/` in real headless Chromium: it submits an echo task and shows it completing
-//! from the live events, over SSE and over WebSocket.
+//! from the live events, over SSE and over WebSocket, opening each stream with a one-time
+//! ticket (never the JWT in a URL) and reconnecting with a fresh one when a stream is lost.
 
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ struct Browser {
     _profile: tempfile::TempDir,
     page: Ws,
     next_id: u64,
+    /// DevTools events received so far (`Network.*` once [`Self::watch_network`] ran).
+    events: Vec<Value>,
 }
 
 impl Browser {
@@ -88,6 +91,7 @@ impl Browser {
             _profile: profile,
             page,
             next_id: 1,
+            events: Vec::new(),
         }
     }
 
@@ -112,7 +116,46 @@ impl Browser {
                     assert!(v.get("error").is_none(), "{method}: {v}");
                     return v["result"].clone();
                 }
+                if v.get("method").is_some() {
+                    self.events.push(v);
+                }
             }
+        }
+    }
+
+    /// Records the page's requests from now on (see [`Self::request_urls`]).
+    async fn watch_network(&mut self) {
+        self.call("Network.enable", json!({})).await;
+    }
+
+    /// The URL of every request and WebSocket the page opened so far, in order.
+    fn request_urls(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| match e["method"].as_str() {
+                Some("Network.requestWillBeSent") => e["params"]["request"]["url"].as_str(),
+                Some("Network.webSocketCreated") => e["params"]["url"].as_str(),
+                _ => None,
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits until the page shows its task's final status; panics after `within`.
+    async fn wait_final(&mut self, what: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let done = self
+                .eval("document.body && document.body.dataset.final")
+                .await;
+            if done == "completed" {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let html = self.eval("document.body.innerHTML").await;
+                panic!("{what}: the page did not show the task completing:\n{html}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -151,26 +194,14 @@ async fn the_page_shows_a_task_completing_over_sse_and_websocket() {
     };
     let token = app.token("browser-user");
     let mut browser = Browser::launch().await;
+    browser.watch_network().await;
     for transport in ["sse", "ws"] {
         let url = format!(
             "{}/?token={token}&transport={transport}&autorun=1",
             app.base
         );
         browser.call("Page.navigate", json!({"url": url})).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let done = browser
-                .eval("document.body && document.body.dataset.final")
-                .await;
-            if done == "completed" {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                let html = browser.eval("document.body.innerHTML").await;
-                panic!("{transport}: the page did not show the task completing:\n{html}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        browser.wait_final(transport, Duration::from_secs(30)).await;
         let log = browser
             .eval("document.getElementById('events').textContent")
             .await;
@@ -194,6 +225,116 @@ async fn the_page_shows_a_task_completing_over_sse_and_websocket() {
             conn.as_str().unwrap_or("").contains(expected),
             "{transport}: {conn}"
         );
+        let address = browser.eval("location.href").await;
+        assert!(
+            !address.as_str().unwrap_or("").contains(&token),
+            "{transport}: the token stayed in the address bar: {address}"
+        );
     }
+    assert_streams_used_tickets(&browser.request_urls(), &token, 2);
+    app.cleanup().await;
+}
+
+/// Every stream the page opened had a ticket and no token (at least `streams` of them), and
+/// no URL but the page's own carried the token.
+fn assert_streams_used_tickets(urls: &[String], token: &str, streams: usize) -> Vec<String> {
+    let opened: Vec<String> = urls
+        .iter()
+        .filter(|u| u.contains("/api/v1/events?") || u.contains("/ws?"))
+        .cloned()
+        .collect();
+    assert!(opened.len() >= streams, "streams opened: {opened:?}");
+    for u in &opened {
+        assert!(u.contains("ticket="), "a stream without a ticket: {u}");
+        assert!(
+            !u.contains("access_token"),
+            "a stream with access_token: {u}"
+        );
+    }
+    let minted = urls
+        .iter()
+        .filter(|u| u.ends_with("/api/v1/events/ticket"))
+        .count();
+    assert!(minted >= opened.len(), "a ticket per stream: {urls:?}");
+    for u in urls.iter().filter(|u| u.contains(token)) {
+        let page = u.contains("/?token=");
+        assert!(page, "the token in a URL other than the page's own: {u}");
+    }
+    opened
+}
+
+/// A stream the server drops (here: a restart) is reopened by the page with a fresh ticket,
+/// from the last event id it saw, and the task's events still show once each, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_reconnects_with_a_fresh_ticket() {
+    if !chromium_available() {
+        return;
+    }
+    let Some(app) = spawn_app(Mode::Embedded, &[]).await else {
+        return;
+    };
+    let token = app.token("browser-user");
+    let mut browser = Browser::launch().await;
+    browser.watch_network().await;
+    let url = format!("{}/?token={token}&transport=sse", app.base);
+    browser.call("Page.navigate", json!({"url": url})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while browser.eval("typeof run").await != "function" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the page never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser
+        .eval("document.getElementById('delay').value = 3000; document.getElementById('run').click(); 1")
+        .await;
+    loop {
+        let log = browser
+            .eval("document.getElementById('events').textContent")
+            .await;
+        if log.as_str().unwrap_or("").contains("TaskStarted") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no TaskStarted: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let app = app.restart_on_same_port().await;
+    browser
+        .wait_final("reconnect", Duration::from_secs(60))
+        .await;
+
+    let opened = assert_streams_used_tickets(&browser.request_urls(), &token, 2);
+    assert!(
+        opened[1..].iter().all(|u| u.contains("since=")),
+        "reconnections resume from the last id: {opened:?}"
+    );
+    let tickets: std::collections::HashSet<&str> = opened
+        .iter()
+        .filter_map(|u| u.split("ticket=").nth(1))
+        .map(|t| t.split('&').next().unwrap_or(t))
+        .collect();
+    assert_eq!(tickets.len(), opened.len(), "a fresh ticket per connection");
+    let log = browser
+        .eval("document.getElementById('events').textContent")
+        .await;
+    let ids: Vec<u64> = log
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "events once each, in order: {log}"
+    );
+    assert!(
+        log.as_str().unwrap_or("").contains("TaskCompleted"),
+        "{log}"
+    );
     app.cleanup().await;
 }

@@ -210,6 +210,14 @@ impl TestApp {
         next
     }
 
+    /// [`restart`](Self::restart) on the same port, as a server restarted behind an address
+    /// its clients keep using.
+    pub async fn restart_on_same_port(mut self) -> TestApp {
+        let port = self.base.rsplit(':').next().unwrap_or("0").to_owned();
+        self.vars.insert("PORT".into(), port);
+        self.restart().await
+    }
+
     /// Stops the app and removes its database and keys.
     pub async fn cleanup(mut self) {
         self.stop().await;

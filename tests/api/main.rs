@@ -20,3 +20,4 @@ mod notify_support;
 mod payloads;
 mod queues;
 mod seed_fields;
+mod tickets;

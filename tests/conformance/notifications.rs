@@ -34,13 +34,13 @@ impl EventPublisher for Recorder {
 
 /// One store seen through both ports, and what it published.
 #[derive(Clone)]
-struct Stores {
-    tasks: Arc<dyn TaskStore>,
-    notes: Arc<dyn NotificationStore>,
+pub(crate) struct Stores {
+    pub(crate) tasks: Arc<dyn TaskStore>,
+    pub(crate) notes: Arc<dyn NotificationStore>,
     published: Arc<Recorder>,
 }
 
-async fn with_pg<F, Fut>(body: F)
+pub(crate) async fn with_pg<F, Fut>(body: F)
 where
     F: FnOnce(Stores) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -67,7 +67,7 @@ where
     .await;
 }
 
-async fn with_sqlite<F, Fut>(body: F)
+pub(crate) async fn with_sqlite<F, Fut>(body: F)
 where
     F: FnOnce(Stores) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -103,6 +103,7 @@ macro_rules! notification_tests {
         }
     )+};
 }
+pub(crate) use notification_tests;
 
 fn user(s: &str) -> UserId {
     UserId::parse(s).unwrap()

@@ -4,7 +4,9 @@
 //! Resume with the `Last-Event-ID` header (browsers send it on reconnect) or `since`. The
 //! first event is `subscribed` (history recovered) or `resync` (it was not: older than
 //! retention or unknown; refetch state), and a stream closed by the server ends with an
-//! `error` event saying why.
+//! `error` event saying why. Authentication: `Authorization: Bearer`, or for browsers (whose
+//! EventSource sets no headers) a one-time `ticket` (see `tickets.rs`); the `access_token`
+//! parameter still works but puts the JWT in the URL, where logs keep it.
 
 use std::convert::Infallible;
 
@@ -17,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::tickets::stream_caller;
 use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::auth::AuthError;
@@ -35,7 +38,10 @@ pub struct EventsQuery {
     user_id: Option<String>,
     /// Admins: everyone's events (live only).
     all: Option<bool>,
-    /// The token, for clients that cannot set headers (EventSource, WebSocket).
+    /// A one-time stream ticket (`POST /api/v1/events/ticket`), for clients that cannot set
+    /// headers (EventSource, browser WebSocket).
+    pub ticket: Option<String>,
+    /// The token itself, for the same clients. Discouraged: URLs end up in logs.
     pub access_token: Option<String>,
 }
 
@@ -139,21 +145,22 @@ pub fn subscribed_json(recovered: bool, last: u64) -> Value {
     })
 }
 
-/// `GET /api/v1/events?since&task_id&user_id&all&access_token`.
+/// `GET /api/v1/events?since&task_id&user_id&all&ticket&access_token`.
 pub async fn sse(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
-    let token = bearer(&headers)
-        .or(q.access_token.as_deref())
-        .ok_or(AuthError::Missing)?;
-    let (caller, exp) = state.keys.verify_with_expiry(token)?;
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("invalid"));
-    let req = q.request(last_event_id, Transport::Sse, exp)?;
+    // Parsed before authenticating, so that a mistake does not use up a ticket.
+    let mut req = q.request(last_event_id, Transport::Sse, 0)?;
+    let (caller, exp) = stream_caller(&state, &headers, &q)
+        .await?
+        .ok_or(AuthError::Missing)?;
+    req.expires_at = Some(exp);
     // Ids of an all-users stream are per owner: no single id to resume from.
     let resumable = req.scope != Scope::All;
     let stream = state.notifications.open(&caller, req, None).await?;

@@ -9,6 +9,7 @@ mod page;
 mod queues;
 mod task_types;
 mod tasks;
+mod tickets;
 mod ws;
 
 use axum::Router;
@@ -56,6 +57,7 @@ pub fn routes(state: AppState) -> Router {
             post(ai::reset_breaker),
         )
         .route("/api/v1/events", get(events::sse))
+        .route("/api/v1/events/ticket", post(tickets::mint))
         .route("/ws", get(ws::ws))
         .route("/", get(page::index))
         .route("/healthz", get(|| async { "ok" }))

@@ -1,7 +1,8 @@
 //! `/ws`: the event stream over WebSocket.
 //!
-//! Authentication, in this order: `Authorization: Bearer`, the `access_token` query
-//! parameter, the subprotocol `bearer.<JWT>` (offered together with `ais.v1`, which the server
+//! Authentication, in this order: `Authorization: Bearer`, a one-time `ticket` query parameter
+//! (`POST /api/v1/events/ticket`), the `access_token` query parameter (discouraged: URLs end up
+//! in logs), the subprotocol `bearer.<JWT>` (offered together with `ais.v1`, which the server
 //! selects), or, with none of those, a first text frame `{"type": "auth", "token": "<JWT>"}`
 //! within 10 seconds. Frames: first `{"type": "subscribed" | "resync", "recovered", "id"}`,
 //! then one JSON text frame per event (the shape of [`event_json`]). The server pings every
@@ -20,7 +21,8 @@ use axum::response::Response;
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::events::{EventsQuery, bearer, event_json, subscribed_json};
+use super::events::{EventsQuery, event_json, subscribed_json};
+use super::tickets::stream_caller;
 use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::auth::{Caller, JwtKeys};
@@ -96,7 +98,7 @@ enum Auth {
     FirstFrame(Box<JwtKeys>),
 }
 
-/// `GET /ws?since&task_id&user_id&all&access_token`.
+/// `GET /ws?since&task_id&user_id&all&ticket&access_token`.
 pub async fn ws(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -113,17 +115,16 @@ pub async fn ws(
         .map(str::trim)
         .find_map(|p| p.strip_prefix(TOKEN_PROTOCOL))
         .map(str::to_owned);
-    let token = bearer(&headers)
-        .map(str::to_owned)
-        .or(q.access_token.clone())
-        .or(protocol_token);
     // Credentials that were sent must be good: refuse the upgrade with a 401 otherwise.
-    let auth = match token {
-        Some(t) => {
-            let (caller, exp) = state.keys.verify_with_expiry(&t)?;
-            Auth::Verified(caller, exp)
-        }
-        None => Auth::FirstFrame(Box::new(state.keys.clone())),
+    let auth = match stream_caller(&state, &headers, &q).await? {
+        Some((caller, exp)) => Auth::Verified(caller, exp),
+        None => match protocol_token {
+            Some(t) => {
+                let (caller, exp) = state.keys.verify_with_expiry(&t)?;
+                Auth::Verified(caller, exp)
+            }
+            None => Auth::FirstFrame(Box::new(state.keys.clone())),
+        },
     };
     // Over the limit, the client still gets a WebSocket, closed at once with the reason
     // (browsers show no HTTP status for a refused upgrade).
