@@ -16,16 +16,11 @@ use tokio::sync::broadcast;
 
 use crate::domain::StoredEvent;
 
+/// The store's after-commit hook, which every bus implements.
+pub use crate::store::EventPublisher;
 pub use hub::{Hub, HubConfig, Live, LiveEvents};
 pub use memory::MemoryBus;
 pub use redis::RedisBus;
-
-/// Where the store hands events after their transaction commits. Must not block: it runs on
-/// the commit path.
-pub trait EventPublisher: Send + Sync + 'static {
-    /// Publishes events that are committed (in commit order per user).
-    fn publish(&self, events: Vec<StoredEvent>);
-}
 
 /// What subscribers receive.
 #[derive(Debug, Clone)]

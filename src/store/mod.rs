@@ -4,6 +4,7 @@
 //! transaction as its [`TaskEvent`](crate::domain::TaskEvent), so the database alone decides who
 //! owns a task and a terminal status never changes again.
 
+mod after_commit;
 mod error;
 mod notifications;
 mod notify_sql;
@@ -24,28 +25,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::bus::EventPublisher;
 use crate::domain::{
-    ErrorClass, Page, PageRequest, StoredEvent, Task, TaskError, TaskEvent, TaskId, TaskStatus,
-    TaskType, UserId, WorkerId,
+    ErrorClass, Page, PageRequest, Task, TaskError, TaskEvent, TaskId, TaskStatus, TaskType,
+    UserId, WorkerId,
 };
 
-/// Where a store hands the events of each transaction once it has committed (nowhere until
-/// [`with_publisher`](PgTaskStore::with_publisher) is called).
-#[derive(Clone, Default)]
-pub(crate) struct AfterCommit(Option<std::sync::Arc<dyn EventPublisher>>);
-
-impl AfterCommit {
-    /// Hands committed events on; never blocks.
-    pub(crate) fn publish(&self, events: Vec<StoredEvent>) {
-        if let Some(p) = &self.0
-            && !events.is_empty()
-        {
-            p.publish(events);
-        }
-    }
-}
-
+pub(crate) use after_commit::AfterCommit;
+pub use after_commit::EventPublisher;
 pub use error::StoreError;
 pub use notifications::{EventBounds, NotificationSession, NotificationStore, Transport};
 pub use postgres::PgTaskStore;

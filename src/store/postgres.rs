@@ -8,12 +8,12 @@ use sqlx::pool::PoolConnectionMetadata;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Executor, SqlSafeStr};
 
+use super::EventPublisher;
 use super::notify_sql::impl_notification_store;
 use super::queue_sql::impl_queue_store;
 use super::sql::impl_task_store;
 use super::wal_flush::WalFlush;
 use super::{AfterCommit, StoreError};
-use crate::bus::EventPublisher;
 use crate::domain::StoredEvent;
 
 /// Connections of the asynchronous-commit pool: one each for the claim and outcome loops, and
@@ -154,7 +154,7 @@ impl PgTaskStore {
 
     /// Hands every committed event to `publisher`.
     pub fn with_publisher(mut self, publisher: std::sync::Arc<dyn EventPublisher>) -> Self {
-        self.publisher = AfterCommit(Some(publisher));
+        self.publisher = AfterCommit::from(publisher);
         self
     }
 

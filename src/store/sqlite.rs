@@ -10,13 +10,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::EventPublisher;
 use super::notify_sql::impl_notification_store;
 use super::queue_sql::impl_queue_store;
 use super::sql::impl_task_store;
 use super::sqlite_checkpoint::Checkpointer;
 use super::sqlite_writer::{Write, WriteQueue, Written};
 use super::{AfterCommit, StoreError};
-use crate::bus::EventPublisher;
 use crate::domain::StoredEvent;
 
 /// Tasks in a SQLite file.
@@ -121,7 +121,7 @@ impl SqliteTaskStore {
 
     /// Hands every committed event to `publisher`.
     pub fn with_publisher(mut self, publisher: Arc<dyn EventPublisher>) -> Self {
-        self.publisher = AfterCommit(Some(publisher));
+        self.publisher = AfterCommit::from(publisher);
         self.writes = Arc::default();
         self
     }

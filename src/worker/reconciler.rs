@@ -6,8 +6,19 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
-use crate::queue::{QueueEntry, TaskQueue};
-use crate::store::TaskStore;
+use crate::queue::{QueueEntry, QueueError, TaskQueue};
+use crate::store::{StoreError, TaskStore};
+
+/// Why a reconciliation pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// Pending tasks could not be read.
+    #[error("reading pending tasks: {0}")]
+    Store(#[from] StoreError),
+    /// The queue did not take them.
+    #[error("queueing pending tasks: {0}")]
+    Queue(#[from] QueueError),
+}
 
 /// Pending tasks read per pass.
 const PASS_LIMIT: u32 = 100_000;
@@ -38,10 +49,7 @@ impl Reconciler {
     /// One pass over pending tasks last changed at least `min_age` ago: ready ones to the
     /// ready set, ones waiting out a retry delay to the delayed set. Returns how many ids were
     /// pushed. At start-up `min_age` is zero: everything pending is queued.
-    pub async fn reconcile(
-        &self,
-        min_age: Duration,
-    ) -> Result<usize, crate::service::ServiceError> {
+    pub async fn reconcile(&self, min_age: Duration) -> Result<usize, ReconcileError> {
         let now = clock::now();
         let settled_before = now - min_age;
         let pending = self.store.find_pending_tasks(PASS_LIMIT).await?;
