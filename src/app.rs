@@ -22,7 +22,7 @@ use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::service::{
-    AdminService, AiService, NotificationService, QueueService, Retention, SessionBook,
+    AdminService, AiService, NotificationService, QueueService, Readiness, Retention, SessionBook,
     StreamLimits, SubmitLimits, TaskService,
 };
 use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
@@ -377,13 +377,28 @@ impl Application {
             tasks.clone(),
             config.ai.user_monthly_budget,
         );
-        let router = api::router(AppState {
-            tasks,
-            admin,
-            keys,
-            notifications,
-            ai,
-        });
+        // Unready from the first instant of the drain: the child is cancelled within the
+        // shutdown token's own `cancel()`.
+        let readiness = Readiness::new(
+            backends.store.clone(),
+            backends.queue.clone(),
+            shutdown.child_token(),
+        );
+        let (health_watch, health) =
+            api::grpc::health::health_service(readiness.clone(), api::grpc::health::PROBE_INTERVAL)
+                .await;
+        background.spawn(health_watch.run(shutdown.child_token()));
+        let router = api::router(
+            AppState {
+                tasks,
+                admin,
+                keys,
+                notifications,
+                ai,
+                readiness,
+            },
+            health,
+        );
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await

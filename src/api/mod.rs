@@ -10,7 +10,7 @@ pub mod proto;
 use axum::Router;
 
 use crate::auth::JwtKeys;
-use crate::service::{AdminService, AiService, NotificationService, TaskService};
+use crate::service::{AdminService, AiService, NotificationService, Readiness, TaskService};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -25,10 +25,12 @@ pub struct AppState {
     pub notifications: NotificationService,
     /// Providers, usage, budgets.
     pub ai: AiService,
+    /// Whether to take traffic (`/readyz`; gRPC health follows the same answer).
+    pub readiness: Readiness,
 }
 
-/// HTTP routes and gRPC services (with health and reflection) as one router: HTTP/1.1 and
+/// HTTP routes and gRPC services (with `health` and reflection) as one router: HTTP/1.1 and
 /// HTTP/2 (h2c) requests are told apart by the server, gRPC ones by path.
-pub fn router(state: AppState) -> Router {
-    http::routes(state.clone()).merge(grpc::routes(state))
+pub fn router(state: AppState, health: grpc::health::HealthApi) -> Router {
+    http::routes(state.clone()).merge(grpc::routes(state, health))
 }

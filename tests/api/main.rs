@@ -12,6 +12,8 @@ mod bad_input;
 mod browser;
 mod faults;
 mod grpc;
+mod grpcurl;
+mod health;
 mod http;
 mod lifecycle;
 mod loadgen;

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod convert;
+pub mod health;
 mod notifications;
 mod providers;
 mod tasks;
@@ -18,15 +19,8 @@ use super::proto::task_service_server::TaskServiceServer;
 /// Most bytes in one gRPC message: a full 1,000-task batch of large payloads fits.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-/// The gRPC services as an axum router.
-pub fn routes(state: AppState) -> Router {
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    // Serving status of the whole server ("") is SERVING from the default; name ours too.
-    tokio::spawn(async move {
-        health_reporter
-            .set_serving::<TaskServiceServer<tasks::TaskApi>>()
-            .await;
-    });
+/// The gRPC services as an axum router, with `health` (fed by its [`health::HealthWatch`]).
+pub fn routes(state: AppState, health: health::HealthApi) -> Router {
     // Both reflection versions: older grpcurl builds speak only v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -48,7 +42,7 @@ pub fn routes(state: AppState) -> Router {
         .add_service(ProviderServiceServer::new(providers::ProviderApi::new(
             state.clone(),
         )))
-        .add_service(health)
+        .add_service(tonic_health::pb::health_server::HealthServer::new(health))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .into_axum_router()

@@ -59,8 +59,8 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// 200 when the database and the queue answer, 503 otherwise.
+/// 200 when the database and the queue answer, 503 otherwise and from the start of the drain.
 async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    state.tasks.ready().await?;
+    state.readiness.check().await?;
     Ok((StatusCode::OK, "ready"))
 }
