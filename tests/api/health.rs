@@ -1,6 +1,6 @@
 //! gRPC health tells the truth: NOT_SERVING while PostgreSQL is down and from the first
 //! instant of a drain, SERVING otherwise, and `Watch` streams each change; checked with
-//! tonic's health client and with grpcurl.
+//! tonic's health client and with grpcurl. Server reflection lists and describes every service.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -212,4 +212,66 @@ async fn sigterm_reaches_a_grpcurl_watch() {
     assert!(status.success(), "server exit status {status}");
     drop(a);
     cluster.cleanup().await;
+}
+
+/// grpcurl (which speaks reflection v1alpha) lists our four services, health and both
+/// reflection versions, and describes each; tonic's v1 reflection client sees the same list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_and_describes_every_service() {
+    if !grpcurl::available() {
+        return;
+    }
+    let Some(app) = spawn_app(Mode::Embedded, &[]).await else {
+        return;
+    };
+    let mut expected: Vec<&str> = NAMES[1..].to_vec();
+    expected.extend([
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]);
+    expected.sort_unstable();
+
+    let out = grpcurl::run(&app.base, &[], &["list"]);
+    assert!(out.status.success(), "{out:?}");
+    let listed = String::from_utf8(out.stdout).unwrap();
+    let mut listed: Vec<&str> = listed.lines().collect();
+    listed.sort_unstable();
+    assert_eq!(listed, expected);
+    for service in &expected {
+        let out = grpcurl::run(&app.base, &[], &["describe", service]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "describe {service}: {out:?}");
+        assert!(text.contains("is a service:"), "describe {service}: {text}");
+    }
+
+    assert_eq!(v1_list(&app.base).await, expected);
+    app.cleanup().await;
+}
+
+/// The services reflection v1 lists, sorted.
+async fn v1_list(base: &str) -> Vec<String> {
+    use futures::StreamExt;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let mut client = ServerReflectionClient::new(channel(base).await);
+    let ask = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = client
+        .server_reflection_info(futures::stream::iter([ask]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("not a list: {answer:?}");
+    };
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort_unstable();
+    names
 }

@@ -21,11 +21,16 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The gRPC services as an axum router, with `health` (fed by its [`health::HealthWatch`]).
 pub fn routes(state: AppState, health: health::HealthApi) -> Router {
-    // Both reflection versions: older grpcurl builds speak only v1alpha.
+    // Both reflection versions: older grpcurl builds speak only v1alpha. Each lists (and can
+    // describe) both, since a client sees only the version it asks.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(super::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
     };
     // Infallible for the descriptor sets compiled into this binary.
     let reflection_v1 = reflection().build_v1().expect("valid descriptor sets");
