@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+mod fallback;
 pub mod grpc;
 pub mod http;
 pub mod proto;
@@ -30,7 +31,10 @@ pub struct AppState {
 }
 
 /// HTTP routes and gRPC services (with `health` and reflection) as one router: HTTP/1.1 and
-/// HTTP/2 (h2c) requests are told apart by the server, gRPC ones by path.
+/// HTTP/2 (h2c) requests are told apart by the server, gRPC ones by path; a path neither has
+/// answers in the caller's protocol.
 pub fn router(state: AppState, health: grpc::health::HealthApi) -> Router {
-    http::routes(state.clone()).merge(grpc::routes(state, health))
+    http::routes(state.clone())
+        .merge(grpc::routes(state, health))
+        .fallback(fallback::no_route)
 }

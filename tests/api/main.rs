@@ -10,6 +10,7 @@ mod admin;
 mod ai;
 mod bad_input;
 mod browser;
+mod fallback;
 mod faults;
 mod grpc;
 mod grpcurl;

@@ -20,6 +20,7 @@ use super::proto::task_service_server::TaskServiceServer;
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The gRPC services as an axum router, with `health` (fed by its [`health::HealthWatch`]).
+/// Without a fallback: the caller decides what an unknown path answers.
 pub fn routes(state: AppState, health: health::HealthApi) -> Router {
     // Both reflection versions: older grpcurl builds speak only v1alpha. Each lists (and can
     // describe) both, since a client sees only the version it asks.
@@ -51,4 +52,7 @@ pub fn routes(state: AppState, health: health::HealthApi) -> Router {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .into_axum_router()
+        // tonic's own fallback answers every unknown path with gRPC UNIMPLEMENTED, even plain
+        // HTTP requests; `api::fallback` tells the two apart instead.
+        .reset_fallback()
 }

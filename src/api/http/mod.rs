@@ -55,6 +55,8 @@ pub fn routes(state: AppState) -> Router {
         .route("/", get(page::index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        // After every route: it applies to the routes present when it is called.
+        .method_not_allowed_fallback(super::fallback::method_not_allowed)
         .layer(DefaultBodyLimit::max(SINGLE_BODY_LIMIT))
         .with_state(state)
 }
