@@ -23,7 +23,7 @@ use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::service::{
-    AdminService, AiService, NotificationService, QueueService, Retention, SessionBook,
+    AdminService, AiService, NotificationService, QueueService, Readiness, Retention, SessionBook,
     StreamLimits, StreamTickets, SubmitLimits, TaskService,
 };
 use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
@@ -387,14 +387,29 @@ impl Application {
             config.ai.user_monthly_budget,
         );
         let tickets = StreamTickets::new(backends.notifications.clone(), config.stream_ticket_ttl);
-        let router = api::router(AppState {
-            tasks,
-            admin,
-            keys,
-            notifications,
-            tickets,
-            ai,
-        });
+        // Unready from the first instant of the drain: the child is cancelled within the
+        // shutdown token's own `cancel()`.
+        let readiness = Readiness::new(
+            backends.store.clone(),
+            backends.queue.clone(),
+            shutdown.child_token(),
+        );
+        let (health_watch, health) =
+            api::grpc::health::health_service(readiness.clone(), api::grpc::health::PROBE_INTERVAL)
+                .await;
+        background.spawn(health_watch.run(shutdown.child_token()));
+        let router = api::router(
+            AppState {
+                tasks,
+                admin,
+                keys,
+                notifications,
+                tickets,
+                ai,
+                readiness,
+            },
+            health,
+        );
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await

@@ -1,7 +1,7 @@
 //! The one place where errors become HTTP and gRPC statuses.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -16,6 +16,20 @@ pub enum ApiError {
     Auth(AuthError),
     /// The service refused or failed.
     Service(ServiceError),
+    /// No route has this path.
+    NoRoute {
+        /// The request's method, for the message.
+        method: Method,
+        /// The path asked for.
+        path: String,
+    },
+    /// The path's route has no such method.
+    MethodNotAllowed {
+        /// The method asked for.
+        method: Method,
+        /// The path, which has other methods.
+        path: String,
+    },
 }
 
 impl From<AuthError> for ApiError {
@@ -45,6 +59,17 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 tonic::Code::Unauthenticated,
                 "unauthenticated",
+            ),
+            // gRPC has one code for both: no such method.
+            Self::NoRoute { .. } => (
+                StatusCode::NOT_FOUND,
+                tonic::Code::Unimplemented,
+                "not_found",
+            ),
+            Self::MethodNotAllowed { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                tonic::Code::Unimplemented,
+                "method_not_allowed",
             ),
             Self::Service(e) => match e {
                 S::Invalid(_) => (
@@ -96,6 +121,10 @@ impl ApiError {
         match self {
             Self::Auth(e) => e.to_string(),
             Self::Service(e) => e.to_string(),
+            Self::NoRoute { method, path } => format!("no route for {method} {path}"),
+            Self::MethodNotAllowed { method, path } => {
+                format!("method {method} is not allowed on {path}")
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+mod fallback;
 pub mod grpc;
 pub mod http;
 pub mod proto;
@@ -10,7 +11,9 @@ pub mod proto;
 use axum::Router;
 
 use crate::auth::JwtKeys;
-use crate::service::{AdminService, AiService, NotificationService, StreamTickets, TaskService};
+use crate::service::{
+    AdminService, AiService, NotificationService, Readiness, StreamTickets, TaskService,
+};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -27,10 +30,15 @@ pub struct AppState {
     pub tickets: StreamTickets,
     /// Providers, usage, budgets.
     pub ai: AiService,
+    /// Whether to take traffic (`/readyz`; gRPC health follows the same answer).
+    pub readiness: Readiness,
 }
 
-/// HTTP routes and gRPC services (with health and reflection) as one router: HTTP/1.1 and
-/// HTTP/2 (h2c) requests are told apart by the server, gRPC ones by path.
-pub fn router(state: AppState) -> Router {
-    http::routes(state.clone()).merge(grpc::routes(state))
+/// HTTP routes and gRPC services (with `health` and reflection) as one router: HTTP/1.1 and
+/// HTTP/2 (h2c) requests are told apart by the server, gRPC ones by path; a path neither has
+/// answers in the caller's protocol.
+pub fn router(state: AppState, health: grpc::health::HealthApi) -> Router {
+    http::routes(state.clone())
+        .merge(grpc::routes(state, health))
+        .fallback(fallback::no_route)
 }

@@ -6,6 +6,7 @@ mod error;
 pub mod notifications;
 mod queue_depth;
 mod queues;
+mod readiness;
 mod retention;
 mod sessions;
 mod tickets;
@@ -34,6 +35,7 @@ pub use notifications::{
 };
 use queue_depth::QueueDepth;
 pub use queues::{QueueService, QueueView};
+pub use readiness::Readiness;
 pub use retention::Retention;
 pub use sessions::{SessionBook, SessionCell};
 pub use tickets::{IssuedTicket, Redeemed, StreamTickets};
@@ -308,12 +310,5 @@ impl TaskService {
                 task.status
             ))),
         }
-    }
-
-    /// Whether the database and the queue answer.
-    pub async fn ready(&self) -> Result<(), ServiceError> {
-        self.store.ping().await?;
-        self.queue.ping().await?;
-        Ok(())
     }
 }

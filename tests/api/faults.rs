@@ -12,9 +12,9 @@ use crate::helpers::JWT_SECRET;
 use crate::support;
 
 /// One server process; killed when dropped so a failing test leaves nothing running.
-struct Instance {
-    child: Child,
-    base: String,
+pub(crate) struct Instance {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 impl Drop for Instance {
@@ -32,16 +32,16 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Cluster {
+pub(crate) struct Cluster {
     db: String,
-    redis: String,
-    prefix: String,
+    pub(crate) redis: String,
+    pub(crate) prefix: String,
     http: reqwest::Client,
     token: String,
 }
 
 impl Cluster {
-    async fn new() -> Option<Self> {
+    pub(crate) async fn new() -> Option<Self> {
         let db = support::pg_url().await?;
         let redis = support::redis_url().await?;
         Some(Self {
@@ -55,7 +55,7 @@ impl Cluster {
 
     /// A cluster whose database is a private PostgreSQL, which the test may stop, crash and
     /// start; `None` outside CI when PostgreSQL, Redis or the server binaries are missing.
-    async fn on_private_postgres() -> Option<(Self, PrivatePostgres)> {
+    pub(crate) async fn on_private_postgres() -> Option<(Self, PrivatePostgres)> {
         let mut cluster = Self::new().await?;
         support::drop_pg_database(&cluster.db).await;
         let pg = PrivatePostgres::start()?;
@@ -64,7 +64,7 @@ impl Cluster {
     }
 
     /// Starts an instance and waits until it is ready.
-    async fn start(&self, extra: &[(&str, &str)]) -> Instance {
+    pub(crate) async fn start(&self, extra: &[(&str, &str)]) -> Instance {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ai-integration-service"));
         cmd.env_clear()
@@ -180,7 +180,7 @@ impl Cluster {
         }
     }
 
-    async fn cleanup(self) {
+    pub(crate) async fn cleanup(self) {
         support::drop_pg_database(&self.db).await;
         support::cleanup_redis_prefix(&self.redis, &self.prefix).await;
     }
@@ -199,7 +199,7 @@ fn token_for(user: &str, role: ai_integration_service::auth::Role) -> String {
     .unwrap()
 }
 
-fn sigterm(instance: &Instance) {
+pub(crate) fn sigterm(instance: &Instance) {
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(instance.child.id().to_string())
@@ -487,7 +487,7 @@ async fn three_instances_race_on_5000_tasks() {
 
 /// A private PostgreSQL cluster (initdb into a temp dir, run as the `postgres` user), for the
 /// test that stops and restarts it without touching the shared server. Stopped when dropped.
-struct PrivatePostgres {
+pub(crate) struct PrivatePostgres {
     bin: std::path::PathBuf,
     dir: tempfile::TempDir,
     port: u16,
@@ -542,7 +542,7 @@ impl PrivatePostgres {
 
     /// `pg_ctl start` (waits until it accepts connections), `stop` (`-m fast`) or `crash`
     /// (`stop -m immediate`: no shutdown checkpoint, and WAL not yet written is lost).
-    fn ctl(&self, action: &str) {
+    pub(crate) fn ctl(&self, action: &str) {
         let mut cmd = self.as_postgres("pg_ctl");
         cmd.arg("-D").arg(self.data()).arg("-w");
         if action == "start" {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod convert;
+pub mod health;
 mod notifications;
 mod providers;
 mod tasks;
@@ -18,20 +19,19 @@ use super::proto::task_service_server::TaskServiceServer;
 /// Most bytes in one gRPC message: a full 1,000-task batch of large payloads fits.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-/// The gRPC services as an axum router.
-pub fn routes(state: AppState) -> Router {
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    // Serving status of the whole server ("") is SERVING from the default; name ours too.
-    tokio::spawn(async move {
-        health_reporter
-            .set_serving::<TaskServiceServer<tasks::TaskApi>>()
-            .await;
-    });
-    // Both reflection versions: older grpcurl builds speak only v1alpha.
+/// The gRPC services as an axum router, with `health` (fed by its [`health::HealthWatch`]).
+/// Without a fallback: the caller decides what an unknown path answers.
+pub fn routes(state: AppState, health: health::HealthApi) -> Router {
+    // Both reflection versions: older grpcurl builds speak only v1alpha. Each lists (and can
+    // describe) both, since a client sees only the version it asks.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(super::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
     };
     // Infallible for the descriptor sets compiled into this binary.
     let reflection_v1 = reflection().build_v1().expect("valid descriptor sets");
@@ -48,8 +48,11 @@ pub fn routes(state: AppState) -> Router {
         .add_service(ProviderServiceServer::new(providers::ProviderApi::new(
             state.clone(),
         )))
-        .add_service(health)
+        .add_service(tonic_health::pb::health_server::HealthServer::new(health))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .into_axum_router()
+        // tonic's own fallback answers every unknown path with gRPC UNIMPLEMENTED, even plain
+        // HTTP requests; `api::fallback` tells the two apart instead.
+        .reset_fallback()
 }

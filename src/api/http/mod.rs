@@ -62,12 +62,14 @@ pub fn routes(state: AppState) -> Router {
         .route("/", get(page::index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        // After every route: it applies to the routes present when it is called.
+        .method_not_allowed_fallback(super::fallback::method_not_allowed)
         .layer(DefaultBodyLimit::max(SINGLE_BODY_LIMIT))
         .with_state(state)
 }
 
-/// 200 when the database and the queue answer, 503 otherwise.
+/// 200 when the database and the queue answer, 503 otherwise and from the start of the drain.
 async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    state.tasks.ready().await?;
+    state.readiness.check().await?;
     Ok((StatusCode::OK, "ready"))
 }
