@@ -7,34 +7,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, erro
 use serde::{Deserialize, Serialize};
 
 use crate::config::Secret;
+pub use crate::domain::Role;
 use crate::domain::{Submitter, Tier, UserId};
-
-/// What a caller may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Sees and changes only their own tasks.
-    User,
-    /// Sees and changes everyone's tasks.
-    Admin,
-}
-
-impl Role {
-    /// The name in tokens and in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::User => "user",
-            Self::Admin => "admin",
-        }
-    }
-
-    /// The role with this name.
-    pub fn parse(name: &str) -> Option<Self> {
-        [Self::User, Self::Admin]
-            .into_iter()
-            .find(|r| r.as_str() == name)
-    }
-}
 
 /// The claims we issue and accept.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::auth::Role;
+use crate::domain::Role;
 use crate::domain::UserId;
 
 /// A SHA-256 digest of a ticket.
