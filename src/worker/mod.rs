@@ -3,6 +3,7 @@
 
 mod adaptive;
 mod backoff;
+mod direct_start;
 mod dispatch;
 mod load;
 mod pool;
@@ -15,6 +16,7 @@ mod slots;
 
 pub use adaptive::{AdaptiveLimit, CPU_HIGH, Load, MEMORY_HIGH, next_limit};
 pub use backoff::retry_delay;
+pub use direct_start::DirectStarts;
 pub use dispatch::{CommitGate, Dispatch, Dispatched};
 pub use load::{LoadSource, ProcLoad};
 pub use pool::{PoolConfig, WorkerPool};
