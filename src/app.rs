@@ -14,22 +14,22 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
 use crate::auth::{JwtKeys, Role};
-use crate::batch::Gather;
 use crate::bus::{EventBus, Hub, HubConfig, MemoryBus, RedisBus};
 use crate::config::{Backend, Config, Secret};
 use crate::domain::payload::MAX_ECHO_DELAY_MS;
 use crate::domain::{SubmitPolicy, UserId, WorkerId};
+use crate::execution::{MemoryCache, RedisCache};
+use crate::group_commit::Gather;
 use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::service::{
-    AdminService, AiService, NotificationService, QueueService, Readiness, Retention, SessionBook,
-    StreamLimits, StreamTickets, SubmitLimits, TaskService,
+    AdminService, NotificationService, ProvidersService, QueueService, Readiness, Retention,
+    SessionBook, StreamLimits, StreamTickets, SubmitLimits, TaskService,
 };
 use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
-use crate::tasks::{MemoryCache, RedisCache};
 
-mod ai;
+mod runner;
 use crate::worker::{
     AdaptiveLimit, DelayScheduler, Dispatch, PoolConfig, ProcLoad, QueueSync, Reaper, Reconciler,
     Slots, WorkerPool,
@@ -84,7 +84,7 @@ struct Backends {
     /// Rate limits, shared by every instance in clustered mode.
     limiter: Arc<dyn RateLimiter>,
     /// What the AI side runs on.
-    ai: ai::AiBackends,
+    ai: runner::AiBackends,
 }
 
 async fn connect(
@@ -114,7 +114,7 @@ async fn connect(
                 bus,
                 queue: Arc::new(MemoryQueue::with_queues(config.queues.clone())),
                 limiter: limiter.clone(),
-                ai: ai::AiBackends {
+                ai: runner::AiBackends {
                     usage: store,
                     breakers: Arc::new(MemoryBreakers::new(config.ai.breaker)),
                     limiter,
@@ -159,7 +159,7 @@ async fn connect(
                         .context("connecting to Redis")?,
                 ),
                 limiter: limiter.clone(),
-                ai: ai::AiBackends {
+                ai: runner::AiBackends {
                     usage: store,
                     breakers: Arc::new(RedisBreakers::new(
                         redis.clone(),
@@ -314,7 +314,7 @@ impl Application {
         background.spawn(reaper.run(shutdown.child_token()));
 
         let usage = backends.ai.usage.clone();
-        let runner = ai::task_runner(&config.ai, backends.ai, &background)
+        let runner = runner::task_runner(&config.ai, backends.ai, &background)
             .context("building the AI providers")?;
         let mut pool = WorkerPool::new(
             worker_id,
@@ -380,7 +380,7 @@ impl Application {
             slots,
         );
         let admin = AdminService::new(backends.store.clone(), backends.queue.clone(), queues);
-        let ai = AiService::new(
+        let providers = ProvidersService::new(
             runner.clone(),
             usage,
             tasks.clone(),
@@ -405,7 +405,7 @@ impl Application {
                 keys,
                 notifications,
                 tickets,
-                ai,
+                providers,
                 readiness,
             },
             health,

@@ -12,7 +12,7 @@ use axum::Router;
 
 use crate::auth::JwtKeys;
 use crate::service::{
-    AdminService, AiService, NotificationService, Readiness, StreamTickets, TaskService,
+    AdminService, NotificationService, ProvidersService, Readiness, StreamTickets, TaskService,
 };
 
 /// What every handler can reach.
@@ -29,7 +29,7 @@ pub struct AppState {
     /// One-time tickets that open a stream without a JWT in its URL.
     pub tickets: StreamTickets,
     /// Providers, usage, budgets.
-    pub ai: AiService,
+    pub providers: ProvidersService,
     /// Whether to take traffic (`/readyz`; gRPC health follows the same answer).
     pub readiness: Readiness,
 }

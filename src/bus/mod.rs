@@ -6,7 +6,7 @@
 //! overtaking each other) reads the missing ones back from the database. The bus is only how
 //! fast they arrive, never whether.
 
-pub mod hub;
+pub mod fanout;
 mod memory;
 mod redis;
 
@@ -18,7 +18,7 @@ use crate::domain::StoredEvent;
 
 /// The store's after-commit hook, which every bus implements.
 pub use crate::store::EventPublisher;
-pub use hub::{Hub, HubConfig, Live, LiveEvents};
+pub use fanout::{Hub, HubConfig, Live, LiveEvents};
 pub use memory::MemoryBus;
 pub use redis::RedisBus;
 

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::batch::BatchError;
 use crate::domain::DomainError;
+use crate::group_commit::BatchError;
 use crate::queue::QueueError;
 use crate::store::StoreError;
 

@@ -2,9 +2,9 @@
 //! providers and usage, readiness. Each in its own file.
 
 mod admin;
-mod ai;
 mod error;
 pub mod notifications;
+mod providers;
 mod queue_depth;
 mod queues;
 mod readiness;
@@ -14,11 +14,11 @@ mod tasks;
 mod tickets;
 
 pub use admin::{AdminService, DeadLetter, DeadLetterFilter, QueueStats, Selection};
-pub use ai::{AiService, BudgetReport, ProviderHealth, ProvidersReport};
 pub use error::ServiceError;
 pub use notifications::{
     CloseReason, EventStream, NotificationService, Scope, StreamItem, StreamLimits, StreamRequest,
 };
+pub use providers::{BudgetReport, ProviderHealth, ProvidersReport, ProvidersService};
 pub use queues::{QueueService, QueueView};
 pub use readiness::Readiness;
 pub use retention::Retention;

@@ -7,11 +7,11 @@ use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Caller;
-use crate::batch::{Batcher, Gather};
 use crate::clock;
 use crate::domain::{
     NewTask, Page, PageRequest, SubmitPolicy, Task, TaskId, TaskStatus, TaskType, UserId,
 };
+use crate::group_commit::{Batcher, Gather};
 use crate::queue::{TaskQueue, push_or_defer};
 use crate::ratelimit::{Decision, Rate, RateLimiter};
 use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};

@@ -18,8 +18,8 @@ use tokio_util::task::TaskTracker;
 use super::sql::Lead;
 use super::sqlite_checkpoint::run_passive;
 use super::{AfterCommit, Finish, Inserted, SqliteTaskStore, StoreError};
-use crate::batch::{BatchError, Batcher};
 use crate::domain::{Task, TaskId, WorkerId};
+use crate::group_commit::{BatchError, Batcher};
 
 /// Most writes in one transaction.
 const MAX_WRITES: usize = 256;

@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use tokio_util::task::TaskTracker;
 
 use super::StoreError;
-use crate::batch::{BatchError, Batcher};
+use crate::group_commit::{BatchError, Batcher};
 
 /// Most callers one barrier answers (more wait for the next one).
 const MAX_WAITERS: usize = 4096;

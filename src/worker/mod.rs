@@ -2,15 +2,18 @@
 //! reconciler that rebuilds the queue from the database.
 
 mod adaptive;
+mod attempt;
 mod backoff;
 mod direct_start;
 mod dispatch;
+mod heartbeat;
 mod load;
 mod pool;
 mod progress;
 mod queue_sync;
 mod reaper;
 mod reconciler;
+mod running;
 mod scheduler;
 mod slots;
 

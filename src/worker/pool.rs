@@ -1,24 +1,26 @@
 //! The worker pool: claims tasks from the named queues in batches and runs up to its (adaptive)
 //! limit at once, each queue up to its own concurrency, skipping paused queues.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::attempt::{Shared, run_dispatched, run_task};
 use super::dispatch::{Dispatch, Dispatched};
+use super::heartbeat::heartbeat_loop;
 use super::progress::{StreamingAttempts, publish_progress};
-use super::retry_delay;
+use super::running::{RunningAttempts, watch_attempts};
 use super::slots::{SlotGuard, Slots};
-use crate::batch::{BatchError, Batcher, Gather};
 use crate::clock;
-use crate::domain::{ErrorClass, Task, TaskError, TaskId, TaskType, WorkerId};
-use crate::queue::{PopRequest, QueueEntry, QueueStates, TaskQueue, push_or_defer};
-use crate::store::{Finish, Outcome, StoreError, TaskStore};
-use crate::tasks::{TaskRunner, TokenCollector};
+use crate::domain::{TaskId, WorkerId};
+use crate::execution::TaskRunner;
+use crate::group_commit::{Batcher, Gather};
+use crate::queue::{PopRequest, QueueStates, TaskQueue, push_or_defer};
+use crate::store::{Finish, TaskStore};
 
 /// Most finished attempts written in one transaction.
 const FINISH_BATCH: usize = 1000;
@@ -62,20 +64,6 @@ pub struct WorkerPool {
     /// Tasks that submits started directly (see [`Dispatch`]), with the dispatch to tell what
     /// each pop found.
     dispatch: Option<(Arc<Dispatch>, mpsc::UnboundedReceiver<Dispatched>)>,
-}
-
-/// What one running task needs, shared by all of them.
-struct Shared {
-    id: WorkerId,
-    /// The attempts running now, each with the token that stops it.
-    attempts: RunningAttempts,
-    queue: Arc<dyn TaskQueue>,
-    /// Collectors of streamed text, published by the progress loop.
-    streaming: StreamingAttempts,
-    runner: TaskRunner,
-    finishes: Batcher<Finish, bool, StoreError>,
-    retry_base_delay: Duration,
-    retry_wake: Arc<Notify>,
 }
 
 impl WorkerPool {
@@ -337,292 +325,9 @@ impl WorkerPool {
     }
 }
 
-/// Tries to write an outcome while the database is unreachable, and the pause before the
-/// second (doubling after): about 6 s in all.
-const OUTCOME_TRIES: u32 = 6;
-const OUTCOME_RETRY_FIRST: Duration = Duration::from_millis(200);
-
-/// How often running attempts are checked against the database.
-const WATCH_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Stop tokens of the attempts running in this pool.
-#[derive(Clone, Default)]
-struct RunningAttempts(Arc<std::sync::Mutex<HashMap<TaskId, CancellationToken>>>);
-
-impl RunningAttempts {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, CancellationToken>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Registers a stored task's attempt, stopped by `stop`, until the guard drops: from then
-    /// on heartbeats renew its lease and the watch stops it if the task is taken from it.
-    fn register(&self, id: TaskId, stop: &CancellationToken) -> AttemptGuard<'_> {
-        self.lock().insert(id, stop.clone());
-        AttemptGuard { attempts: self, id }
-    }
-}
-
-/// Unregisters an attempt when it ends, however it ends.
-struct AttemptGuard<'a> {
-    attempts: &'a RunningAttempts,
-    id: TaskId,
-}
-
-impl Drop for AttemptGuard<'_> {
-    fn drop(&mut self) {
-        self.attempts.lock().remove(&self.id);
-    }
-}
-
-/// Stops attempts whose task is no longer processing under this worker: cancelled (from any
-/// instance) or taken over after a lost lease. One query per [`WATCH_INTERVAL`] while tasks
-/// run, so a cancel reaches the provider call within about half a second, with no pub/sub.
-async fn watch_attempts(
-    store: Arc<dyn TaskStore>,
-    id: WorkerId,
-    attempts: RunningAttempts,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(WATCH_INTERVAL) => {}
-            _ = stop.cancelled() => return,
-        }
-        let ids: Vec<TaskId> = attempts.lock().keys().copied().collect();
-        if ids.is_empty() {
-            continue;
-        }
-        match store.still_held(&ids, &id).await {
-            Ok(held) => {
-                let held: HashSet<TaskId> = held.into_iter().collect();
-                let asked: HashSet<TaskId> = ids.into_iter().collect();
-                for (task_id, token) in attempts.lock().iter() {
-                    if asked.contains(task_id) && !held.contains(task_id) {
-                        tracing::info!(task_id = %task_id, "task cancelled or taken over; stopping its attempt");
-                        token.cancel();
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "could not check running tasks"),
-        }
-    }
-}
-
-/// Renews this pool's leases every third of the lease, so a live worker never loses a task
-/// however long its attempt runs, and a dead one loses them within one lease.
-async fn heartbeat_loop(
-    store: Arc<dyn TaskStore>,
-    id: WorkerId,
-    attempts: RunningAttempts,
-    lease: Duration,
-    stop: CancellationToken,
-) {
-    let every = lease / 3;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.cancelled() => return,
-        }
-        let running: Vec<TaskId> = attempts.lock().keys().copied().collect();
-        let now = clock::now();
-        if let Err(e) = store.heartbeat(&id, &running, now + lease, now).await {
-            tracing::warn!(error = %e, "heartbeat failed");
-        }
-    }
-}
-
-/// Runs the tasks that submits started directly, until shutdown. Tasks still in the channel
-/// then are dropped with their slots: they are `processing` under this pool, so its hand-back
-/// returns them to the queue.
-async fn run_dispatched(
-    mut started: mpsc::UnboundedReceiver<Dispatched>,
-    shared: Arc<Shared>,
-    running: TaskTracker,
-    abort: CancellationToken,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let next = tokio::select! {
-            d = started.recv() => d,
-            _ = shutdown.cancelled() => None,
-        };
-        let Some(Dispatched {
-            task,
-            slot,
-            committed,
-        }) = next
-        else {
-            break;
-        };
-        let stop = abort.child_token();
-        running.spawn(run_task(shared.clone(), task, slot, stop, committed));
-    }
-    // Later submits see the channel closed and queue their tasks instead.
-    started.close();
-}
-
-/// Whether the insert of a task handed over before its commit stored it; false too when the
-/// attempt is stopped first.
-async fn is_stored(committed: oneshot::Receiver<()>, stop: &CancellationToken) -> bool {
-    tokio::select! {
-        stored = committed => stored.is_ok(),
-        _ = stop.cancelled() => false,
-    }
-}
-
 async fn pause(shutdown: &CancellationToken, d: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(d) => {}
         _ = shutdown.cancelled() => {}
-    }
-}
-
-/// Runs one attempt and records its outcome. The pool slot bounds provider calls, so it is
-/// released as soon as the call ends; the write of the outcome joins a group commit whose
-/// bounded channel keeps the pool from running far ahead of the database. `stop` ends the
-/// attempt (shutdown past its grace period, or the task cancelled or taken over). A task handed
-/// over before its insert committed comes with `committed` (see [`Dispatch`]): its call runs
-/// meanwhile, but nothing about it is written, renewed or watched until the task is stored,
-/// and if it is not, the call is dropped.
-async fn run_task(
-    shared: Arc<Shared>,
-    task: Task,
-    slot: SlotGuard,
-    stop: CancellationToken,
-    committed: Option<oneshot::Receiver<()>>,
-) {
-    // Echo streams nothing; it skips the registry (the benchmarks' hot path).
-    let streaming = (task.task_type != TaskType::Echo).then(|| shared.streaming.prepare(task.id));
-    let unwatched = TokenCollector::default();
-    let tokens = streaming.as_ref().map_or(&unwatched, |s| s.collector());
-    let _registered;
-    let attempt = {
-        let call = tokio::time::timeout(task.timeout, shared.runner.execute(&task, tokens));
-        tokio::pin!(call);
-        // The answer of a call that ended before its task was stored.
-        let mut early = None;
-        if let Some(committed) = committed {
-            let stored = is_stored(committed, &stop);
-            tokio::pin!(stored);
-            loop {
-                tokio::select! {
-                    ok = &mut stored => if ok { break } else { return },
-                    r = &mut call, if early.is_none() => early = Some(r),
-                }
-            }
-        }
-        _registered = shared.attempts.register(task.id, &stop);
-        if let Some(s) = &streaming {
-            s.publish();
-        }
-        match early {
-            Some(r) => r,
-            None => tokio::select! {
-                r = &mut call => r,
-                _ = stop.cancelled() => return,
-            },
-        }
-    };
-    drop(streaming);
-    drop(slot);
-    let now = clock::now();
-    let outcome = match attempt {
-        Ok(Ok(out)) => Outcome::Completed {
-            result: out.result,
-            provider: Some(out.provider),
-        },
-        Ok(Err(e)) => failure(&shared, &task, e.to_task_error(), e.retry_after, now),
-        Err(_) => {
-            let msg = format!(
-                "attempt timed out after {}",
-                humantime::format_duration(task.timeout)
-            );
-            failure(
-                &shared,
-                &task,
-                TaskError::new(ErrorClass::Retryable, msg),
-                None,
-                now,
-            )
-        }
-    };
-    let retry_at = match &outcome {
-        Outcome::Retry { run_after, .. } => Some(*run_after),
-        _ => None,
-    };
-    let finish = Finish {
-        task_id: task.id,
-        worker_id: shared.id.clone(),
-        outcome,
-        at: now,
-    };
-    match record_outcome(&shared, &task, finish).await {
-        Ok(applied) if applied.first() == Some(&true) => {
-            if let Some(due) = retry_at {
-                match shared
-                    .queue
-                    .push_delayed(&[QueueEntry::of(&task)], due)
-                    .await
-                {
-                    Ok(()) => shared.retry_wake.notify_one(),
-                    Err(e) => tracing::warn!(
-                        task_id = %task.id, error = %e,
-                        "could not schedule retry; reconciler will"
-                    ),
-                }
-            }
-        }
-        // Cancelled or reclaimed meanwhile: the database kept the other outcome.
-        Ok(_) => tracing::debug!(task_id = %task.id, "outcome discarded: task no longer ours"),
-        Err(e) => tracing::error!(task_id = %task.id, error = %e, "could not record outcome"),
-    }
-}
-
-/// Writes an attempt's outcome, trying again for a while when the database is unreachable: a
-/// lost outcome means the task runs again (and pays its provider again) once its lease lapses.
-/// The attempt stays registered meanwhile, so heartbeats keep its lease.
-async fn record_outcome(
-    shared: &Shared,
-    task: &Task,
-    finish: Finish,
-) -> Result<Vec<bool>, BatchError<StoreError>> {
-    let mut delay = OUTCOME_RETRY_FIRST;
-    let mut tries = 1;
-    loop {
-        match shared
-            .finishes
-            .call(&task.user_id, vec![finish.clone()])
-            .await
-        {
-            Err(BatchError::Failed(e))
-                if matches!(*e, StoreError::Unavailable(_)) && tries < OUTCOME_TRIES =>
-            {
-                tracing::warn!(task_id = %task.id, error = %e, "could not record outcome; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                tries += 1;
-            }
-            result => return result,
-        }
-    }
-}
-
-fn failure(
-    shared: &Shared,
-    task: &Task,
-    error: TaskError,
-    retry_after: Option<Duration>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Outcome {
-    if !task.can_retry(&error) {
-        return Outcome::Failed { error };
-    }
-    let delay = match (error.class, retry_after) {
-        (ErrorClass::RateLimited, Some(d)) => d,
-        _ => retry_delay(shared.retry_base_delay, task.retry_count + 1),
-    };
-    Outcome::Retry {
-        error,
-        run_after: now + delay,
     }
 }

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock;
 use crate::domain::TaskId;
+use crate::execution::TokenCollector;
 use crate::store::TaskStore;
-use crate::tasks::TokenCollector;
 
 /// How often streamed text is published.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);

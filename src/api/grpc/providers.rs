@@ -47,7 +47,7 @@ impl ProviderService for ProviderApi {
         let window = window(request.into_inner().window_seconds).map_err(ApiError::from)?;
         let report = self
             .state
-            .ai
+            .providers
             .providers(&caller, window)
             .await
             .map_err(ApiError::from)?;
@@ -95,7 +95,7 @@ impl ProviderService for ProviderApi {
         let caller = grpc_caller(&self.state.keys, &request)?;
         let provider = request.into_inner().provider;
         self.state
-            .ai
+            .providers
             .reset_breaker(&caller, &provider)
             .await
             .map_err(ApiError::from)?;
@@ -112,7 +112,7 @@ impl ProviderService for ProviderApi {
         let r = request.into_inner();
         let rows = self
             .state
-            .ai
+            .providers
             .usage(
                 &caller,
                 non_empty(&r.user_id),
@@ -148,7 +148,7 @@ impl ProviderService for ProviderApi {
         let user = request.into_inner().user_id;
         let report = self
             .state
-            .ai
+            .providers
             .budget(&caller, non_empty(&user))
             .await
             .map_err(ApiError::from)?;
@@ -163,7 +163,7 @@ impl ProviderService for ProviderApi {
         let r = request.into_inner();
         let report = self
             .state
-            .ai
+            .providers
             .set_budget(&caller, &r.user_id, r.monthly_micros.map(Micros))
             .await
             .map_err(ApiError::from)?;
@@ -178,7 +178,7 @@ impl ProviderService for ProviderApi {
         let id = TaskId::parse(&request.into_inner().task_id).map_err(ApiError::from)?;
         let attempts = self
             .state
-            .ai
+            .providers
             .attempts(&caller, id)
             .await
             .map_err(ApiError::from)?;

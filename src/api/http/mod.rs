@@ -1,11 +1,11 @@
 //! HTTP/JSON routes.
 
 mod admin;
-mod ai;
 pub mod events;
 mod jobs;
 mod json;
 mod page;
+mod providers;
 mod queues;
 mod task_types;
 mod tasks;
@@ -47,14 +47,17 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/v1/admin/dead-letters", get(admin::dead_letters))
         .route("/api/v1/admin/dead-letters/requeue", post(admin::requeue))
         .route("/api/v1/admin/dead-letters/purge", post(admin::purge))
-        .route("/api/v1/tasks/{task_id}/attempts", get(ai::attempts))
-        .route("/api/v1/usage", get(ai::usage))
-        .route("/api/v1/budget", get(ai::budget))
-        .route("/api/v1/admin/budgets/{user_id}", put(ai::set_budget))
-        .route("/api/v1/admin/providers", get(ai::providers))
+        .route("/api/v1/tasks/{task_id}/attempts", get(providers::attempts))
+        .route("/api/v1/usage", get(providers::usage))
+        .route("/api/v1/budget", get(providers::budget))
+        .route(
+            "/api/v1/admin/budgets/{user_id}",
+            put(providers::set_budget),
+        )
+        .route("/api/v1/admin/providers", get(providers::providers))
         .route(
             "/api/v1/admin/providers/{name}/reset",
-            post(ai::reset_breaker),
+            post(providers::reset_breaker),
         )
         .route("/api/v1/events", get(events::sse))
         .route("/api/v1/events/ticket", post(tickets::mint))

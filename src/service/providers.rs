@@ -11,9 +11,9 @@ use super::{ServiceError, TaskService};
 use crate::auth::Caller;
 use crate::clock;
 use crate::domain::{Micros, ProviderAttempt, TaskId, UserId, month_of, parse_month};
+use crate::execution::{CacheStats, TaskRunner};
 use crate::providers::BreakerSnapshot;
 use crate::store::{ProviderStats, Spend, UsageStore, UsageSummary};
-use crate::tasks::{CacheStats, TaskRunner};
 
 /// One provider's health, for operators.
 #[derive(Debug, Clone, Serialize)]
@@ -60,14 +60,14 @@ pub struct BudgetReport {
 
 /// Usage, budgets and providers.
 #[derive(Clone)]
-pub struct AiService {
+pub struct ProvidersService {
     runner: TaskRunner,
     usage: Arc<dyn UsageStore>,
     tasks: TaskService,
     default_budget: Option<Micros>,
 }
 
-impl AiService {
+impl ProvidersService {
     /// The service over `runner`'s router and `usage`; `tasks` checks task access.
     pub fn new(
         runner: TaskRunner,

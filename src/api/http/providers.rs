@@ -34,7 +34,7 @@ pub async fn providers(
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
     let report = state
-        .ai
+        .providers
         .providers(&caller, window(q.window_seconds)?)
         .await?;
     let providers: Vec<Value> = report
@@ -79,7 +79,7 @@ pub async fn reset_breaker(
     Authenticated(caller): Authenticated,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    state.ai.reset_breaker(&caller, &name).await?;
+    state.providers.reset_breaker(&caller, &name).await?;
     Ok(Json(json!({ "provider": name, "breaker": "closed" })))
 }
 
@@ -122,7 +122,7 @@ pub async fn usage(
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
     let rows = state
-        .ai
+        .providers
         .usage(&caller, q.user_id.as_deref(), q.all, q.month.as_deref())
         .await?;
     Ok(Json(usage_body(&rows)))
@@ -153,7 +153,10 @@ pub async fn budget(
     query: Result<Query<BudgetQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
-    let report = state.ai.budget(&caller, q.user_id.as_deref()).await?;
+    let report = state
+        .providers
+        .budget(&caller, q.user_id.as_deref())
+        .await?;
     Ok(Json(budget_body(&report)))
 }
 
@@ -184,7 +187,7 @@ pub async fn set_budget(
             .into());
         }
     };
-    let report = state.ai.set_budget(&caller, &user, amount).await?;
+    let report = state.providers.set_budget(&caller, &user, amount).await?;
     Ok(Json(budget_body(&report)))
 }
 
@@ -210,7 +213,7 @@ pub async fn attempts(
     Path(task_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = TaskId::parse(&task_id)?;
-    let attempts = state.ai.attempts(&caller, id).await?;
+    let attempts = state.providers.attempts(&caller, id).await?;
     Ok(Json(json!({
         "task_id": id,
         "attempts": attempts.iter().map(attempt_body).collect::<Vec<_>>(),

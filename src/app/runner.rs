@@ -6,15 +6,15 @@ use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 
 use crate::config::AiConfig;
+use crate::execution::{
+    AttemptRecorder, ExtractConfig, Extractor, ResponseCache, TaskRunner, TaskRunnerParts,
+};
 use crate::providers::{
     Adapter, AdapterConfig, AnthropicAdapter, Breakers, Budget, GeminiAdapter, OpenAiAdapter,
     ProviderSpec, Router, UnsplashAdapter, http_client,
 };
 use crate::ratelimit::RateLimiter;
 use crate::store::UsageStore;
-use crate::tasks::{
-    AttemptRecorder, ExtractConfig, Extractor, ResponseCache, TaskRunner, TaskRunnerParts,
-};
 
 /// The shared state the AI side runs on.
 pub struct AiBackends {
