@@ -24,8 +24,8 @@ use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::service::{
-    AdminService, NotificationService, ProvidersService, QueueService, Readiness, Retention,
-    SessionBook, StreamLimits, StreamTickets, SubmitLimits, TaskService,
+    AdminService, MetricsService, NotificationService, ProvidersService, QueueService, Readiness,
+    Retention, SessionBook, StreamLimits, StreamTickets, SubmitLimits, TaskService,
 };
 use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
 
@@ -220,6 +220,8 @@ impl Application {
     /// Connects the backends, starts the background loops and binds the port (0 = any free
     /// port, for tests).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Before anything records: metrics recorded earlier would go nowhere.
+        crate::telemetry::metrics::recorder();
         let shutdown = CancellationToken::new();
         let background = TaskTracker::new();
         let backends = connect(&config, &background, &shutdown).await?;
@@ -372,6 +374,7 @@ impl Application {
             shutdown.clone(),
         );
 
+        let metrics = MetricsService::new(backends.queue.clone(), slots.clone());
         let queues = QueueService::new(
             backends.store.clone(),
             backends.queues.clone(),
@@ -407,6 +410,7 @@ impl Application {
                 tickets,
                 providers,
                 readiness,
+                metrics,
             },
             health,
         );

@@ -19,4 +19,5 @@ pub mod queue;
 pub mod ratelimit;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 pub mod worker;

@@ -12,7 +12,8 @@ use axum::Router;
 
 use crate::auth::JwtKeys;
 use crate::service::{
-    AdminService, NotificationService, ProvidersService, Readiness, StreamTickets, TaskService,
+    AdminService, MetricsService, NotificationService, ProvidersService, Readiness, StreamTickets,
+    TaskService,
 };
 
 /// What every handler can reach.
@@ -32,6 +33,8 @@ pub struct AppState {
     pub providers: ProvidersService,
     /// Whether to take traffic (`/readyz`; gRPC health follows the same answer).
     pub readiness: Readiness,
+    /// The Prometheus scrape.
+    pub metrics: MetricsService,
 }
 
 /// HTTP routes and gRPC services (with `health` and reflection) as one router: HTTP/1.1 and
@@ -41,4 +44,5 @@ pub fn router(state: AppState, health: grpc::health::HealthApi) -> Router {
     http::routes(state.clone())
         .merge(grpc::routes(state, health))
         .fallback(fallback::no_route)
+        .layer(axum::middleware::from_fn(http::track_metrics))
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod error;
+mod metrics;
 pub mod notifications;
 mod providers;
 mod queue_depth;
@@ -15,6 +16,7 @@ mod tickets;
 
 pub use admin::{AdminService, DeadLetter, DeadLetterFilter, QueueStats, Selection};
 pub use error::ServiceError;
+pub use metrics::MetricsService;
 pub use notifications::{
     CloseReason, EventStream, NotificationService, Scope, StreamItem, StreamLimits, StreamRequest,
 };

@@ -15,6 +15,7 @@ use crate::group_commit::{Batcher, Gather};
 use crate::queue::{TaskQueue, push_or_defer};
 use crate::ratelimit::{Decision, Rate, RateLimiter};
 use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};
+use crate::telemetry::metrics;
 use crate::worker::{DirectStarts, Dispatch};
 
 use super::ServiceError;
@@ -149,6 +150,9 @@ impl TaskService {
         let starts = DirectStarts::begin(self.dispatch.as_deref(), &mut tasks);
         let inserted = self.inserts.call(owner, tasks).await?;
         starts.committed(&inserted);
+        for i in inserted.iter().filter(|i| i.created) {
+            metrics::tasks_submitted(i.task.task_type, i.task.queue, 1);
+        }
         let queued = inserted
             .iter()
             .filter(|i| i.created && i.task.status == TaskStatus::Pending)
@@ -236,6 +240,7 @@ impl TaskService {
         match self.store.cancel(id, clock::now()).await? {
             None => Err(ServiceError::NotFound(id.to_string())),
             Some((task, true)) => {
+                metrics::task_cancelled(task.task_type, task.queue);
                 if let Err(e) = self.queue.remove(id).await {
                     // Harmless: a claim of a cancelled task finds it not pending and skips it.
                     tracing::warn!(task_id = %id, error = %e, "could not drop cancelled task from queue");

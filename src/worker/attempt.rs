@@ -19,6 +19,7 @@ use crate::execution::{TaskRunner, TokenCollector};
 use crate::group_commit::{BatchError, Batcher};
 use crate::queue::{QueueEntry, TaskQueue};
 use crate::store::{Finish, Outcome, StoreError};
+use crate::telemetry::metrics::{self, AttemptEnd};
 
 /// What one running task needs, shared by all of them.
 pub(super) struct Shared {
@@ -92,6 +93,15 @@ pub(super) async fn run_task(
     stop: CancellationToken,
     committed: Option<oneshot::Receiver<()>>,
 ) {
+    let started = clock::now();
+    // From submit, or from a retry falling due, to this start.
+    let due = task.run_after.max(task.created_at);
+    metrics::attempt_started(
+        task.task_type,
+        (task.started_at.unwrap_or(started) - due)
+            .to_std()
+            .unwrap_or_default(),
+    );
     // Echo streams nothing; it skips the registry (the benchmarks' hot path).
     let streaming = (task.task_type != TaskType::Echo).then(|| shared.streaming.prepare(task.id));
     let unwatched = TokenCollector::default();
@@ -127,6 +137,7 @@ pub(super) async fn run_task(
     drop(streaming);
     drop(slot);
     let now = clock::now();
+    let ran = (now - started).to_std().unwrap_or_default();
     let outcome = match attempt {
         Ok(Ok(out)) => Outcome::Completed {
             result: out.result,
@@ -151,6 +162,11 @@ pub(super) async fn run_task(
         Outcome::Retry { run_after, .. } => Some(*run_after),
         _ => None,
     };
+    let (end, provider) = match &outcome {
+        Outcome::Completed { provider, .. } => (AttemptEnd::Completed, provider.clone()),
+        Outcome::Retry { error, .. } => (AttemptEnd::Retried, error.provider.clone()),
+        Outcome::Failed { error } => (AttemptEnd::Failed, error.provider.clone()),
+    };
     let finish = Finish {
         task_id: task.id,
         worker_id: shared.id.clone(),
@@ -159,6 +175,13 @@ pub(super) async fn run_task(
     };
     match record_outcome(&shared, &task, finish).await {
         Ok(applied) if applied.first() == Some(&true) => {
+            metrics::attempt_finished(
+                task.task_type,
+                task.queue,
+                provider.as_deref().unwrap_or("none"),
+                end,
+                ran,
+            );
             if let Some(due) = retry_at {
                 match shared
                     .queue

@@ -59,7 +59,7 @@ async fn wrong_paths_answer_like_http(mode: Mode) {
     };
     use reqwest::Method;
     for (method, path) in [
-        (Method::GET, "/metrics"),
+        (Method::GET, "/metric"),
         (Method::POST, "/api/v1/taks"),
         (Method::GET, "/api/v1/tasks/a/b/c"),
     ] {

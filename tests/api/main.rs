@@ -18,6 +18,7 @@ mod health;
 mod http;
 mod lifecycle;
 mod loadgen;
+mod metrics;
 mod notify;
 mod notify_support;
 mod payloads;

@@ -4,6 +4,9 @@ mod admin;
 pub mod events;
 mod jobs;
 mod json;
+mod metrics;
+
+pub use metrics::track as track_metrics;
 mod page;
 mod providers;
 mod queues;
@@ -65,6 +68,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/", get(page::index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics::scrape))
         // After every route: it applies to the routes present when it is called.
         .method_not_allowed_fallback(super::fallback::method_not_allowed)
         .layer(DefaultBodyLimit::max(SINGLE_BODY_LIMIT))
