@@ -5,7 +5,9 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto proto
 COPY migrations migrations
 COPY src src
-RUN cargo build --release --locked --bin ai-integration-service
+# The load tools are members of the workspace: cargo reads their manifests, builds none of them.
+COPY tools tools
+RUN cargo build --release --locked -p ai-integration-service --bin ai-integration-service
 
 # Run: a small image with only the binary, as an unprivileged user.
 FROM debian:bookworm-slim

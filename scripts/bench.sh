@@ -3,8 +3,10 @@
 # stops the server. Usage:
 #   scripts/bench.sh embedded|clustered POOL_SIZE [loadgen args...]
 # Env: MAXQ (MAX_QUEUE_SIZE, default 10000), LOG (RUST_LOG, default warn), PORT (default 18101),
-# SERVER_BIN (the server binary, default target/release/ai-integration-service: set it to compare
-# another build with the same loadgen).
+# SERVER_BIN (the server binary, default $CARGO_TARGET_DIR/release/ai-integration-service, i.e.
+# target/release/...: set it to compare another build with the same loadgen).
+# loadgen (the workspace crate tools/loadgen) runs from the same release directory: build both
+# with `cargo build --release` at the root.
 # After the run it prints the CPU time (user + system, seconds) that the server, PostgreSQL and
 # Redis used during it: on a shared 2-core box a cheaper build shows there even when latency
 # percentiles drown in the machine's noise. Then how busy the whole machine was, how much of it
@@ -15,7 +17,8 @@ cd "$(dirname "$0")/.."
 mode=$1 pool=$2
 shift 2
 port=${PORT:-18101}
-bin=${SERVER_BIN:-target/release/ai-integration-service}
+dir=${CARGO_TARGET_DIR:-target}/release
+bin=${SERVER_BIN:-$dir/ai-integration-service}
 export JWT_SECRET=bench-secret-bench-secret-bench-secret
 data=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
@@ -64,7 +67,7 @@ machine() {
 }
 before=("$(cpu_of pid "$server")" "$(cpu_of postgres)" "$(cpu_of redis-server)")
 machine_before=$(machine) started=$(date +%s%N)
-target/release/loadgen --url "http://127.0.0.1:$port" "$@"
+"$dir/loadgen" --url "http://127.0.0.1:$port" "$@"
 machine_after=$(machine) ended=$(date +%s%N)
 after=("$(cpu_of pid "$server")" "$(cpu_of postgres)" "$(cpu_of redis-server)")
 awk -v t="$tick" -v s0="${before[0]}" -v s1="${after[0]}" -v p0="${before[1]}" -v p1="${after[1]}" \

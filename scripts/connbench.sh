@@ -5,7 +5,9 @@
 #   scripts/connbench.sh embedded|clustered [connload args...]
 # Env: MAXCONN (MAX_CONNECTIONS, default 20000), BUFFER (NOTIFICATION_BUFFER, default 256),
 # POOL (WORKER_POOL_SIZE, default 1000: an echo task takes microseconds, so claims amortise over many slots), LOG (RUST_LOG, default warn), PORT (default 18102),
-# PROFILE (cargo profile directory under target/, default release).
+# PROFILE (cargo profile directory under target/, default release). The server and connload (the
+# workspace crate tools/connload) both run from $CARGO_TARGET_DIR/$PROFILE: build them with
+# `cargo build --release` at the root.
 # Clustered mode uses a fresh database ais_connbench on 127.0.0.1:5432 and Redis prefix
 # connbench. The server's log is printed when it exits badly.
 set -euo pipefail

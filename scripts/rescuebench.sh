@@ -4,13 +4,14 @@
 # SIGKILL; the script reports, per orphaned task, the time from the kill to its second
 # TaskStarted event (written by B), against the target LEASE + 1 s. Usage:
 #   scripts/rescuebench.sh [N]        (default 100)
-# Env: LEASE (LEASE_DURATION, default 30s), PORT (A's port, default 18111; B uses PORT+1).
+# Env: LEASE (LEASE_DURATION, default 30s), PORT (A's port, default 18111; B uses PORT+1),
+# SERVER_BIN (default $CARGO_TARGET_DIR/release/ai-integration-service, i.e. target/release/...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100}
 lease=${LEASE:-30s}
 port=${PORT:-18111}
-bin=target/release/ai-integration-service
+bin=${SERVER_BIN:-${CARGO_TARGET_DIR:-target}/release/ai-integration-service}
 db=ais_rescue
 export JWT_SECRET=bench-secret-bench-secret-bench-secret
 logs=$(mktemp -d)

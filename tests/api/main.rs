@@ -17,7 +17,6 @@ mod grpcurl;
 mod health;
 mod http;
 mod lifecycle;
-mod loadgen;
 mod metrics;
 mod notify;
 mod notify_support;

@@ -1,12 +1,15 @@
-//! The load generator against a real server: it submits, waits, reads and reports, and with
-//! `--watch` times each task's terminal event at the client.
+//! The load generator against a real server (the service's own `Application` on port 0, in both
+//! modes): it submits, waits, reads and reports, and with `--watch` times each task's terminal
+//! event at the client.
+
+mod support;
 
 use serde_json::Value;
 
-use crate::helpers::{JWT_SECRET, Mode, both_modes, spawn_app};
+use support::{JWT_SECRET, Mode, spawn_app};
 
 async fn reports_a_clean_run_with_notification_times(mode: Mode) {
-    let Some(app) = spawn_app(mode, &[]).await else {
+    let Some(app) = spawn_app(mode).await else {
         return;
     };
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
@@ -42,7 +45,17 @@ async fn reports_a_clean_run_with_notification_times(mode: Mode) {
     }
     app.cleanup().await;
 }
-both_modes!(
-    reports_a_clean_run_with_notification_times,
-    reports_a_clean_run_with_notification_times
-);
+
+mod reports_a_clean_run_with_notification_times {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded() {
+        reports_a_clean_run_with_notification_times(Mode::Embedded).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clustered() {
+        reports_a_clean_run_with_notification_times(Mode::Clustered).await;
+    }
+}

@@ -188,3 +188,32 @@ pub fn machine_percent(from: MachineCpu, to: MachineCpu) -> (f64, f64) {
         to.steal.saturating_sub(from.steal) as f64 * 100.0 / total,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let m = memory("self").unwrap();
+        assert!(m.rss_kib > 0 && m.hwm_kib >= m.rss_kib, "{m:?}");
+        assert!(cpu_seconds("self").unwrap() >= 0.0);
+        let limit = raise_file_limit().unwrap();
+        assert_eq!(limit.soft, limit.hard);
+    }
+
+    #[test]
+    fn machine_percentages_between_readings() {
+        let from = MachineCpu {
+            busy: 100,
+            steal: 10,
+            total: 1000,
+        };
+        let to = MachineCpu {
+            busy: 150,
+            steal: 30,
+            total: 1200,
+        };
+        assert_eq!(machine_percent(from, to), (25.0, 10.0));
+    }
+}

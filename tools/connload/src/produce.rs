@@ -1,7 +1,8 @@
 //! The event source: echo tasks submitted at a fixed rate over `POST /api/v1/tasks` (or
 //! `POST /api/v1/tasks/batch`, several tasks of one user per call), spread round-robin over the
 //! users whose connections are open. Every echo task makes three events (TaskCreated,
-//! TaskStarted, TaskCompleted), each delivered to every connection of its user.
+//! TaskStarted, TaskCompleted), each delivered to every connection of its user. Also what the
+//! server and the machine spent on CPU meanwhile.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,8 +15,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::client::clip;
 use ai_integration_service::error_text::error_chain;
+
+use crate::client::clip;
+use crate::process;
+use crate::report::{Cpu, round1};
 
 /// What to submit.
 pub struct Plan {
@@ -163,4 +167,24 @@ async fn submit(
         status.as_u16(),
         clip(&body, 100)
     ))
+}
+
+/// CPU used over the produce phase: the server's, and the whole machine's.
+pub fn cpu_use(
+    server: &str,
+    (server_before, machine_before): (f64, process::MachineCpu),
+    produced: Option<&Produced>,
+) -> anyhow::Result<Option<Cpu>> {
+    let Some(p) = produced else {
+        return Ok(None);
+    };
+    let seconds = p.elapsed.as_secs_f64().max(1e-9);
+    let server_cpu = process::cpu_seconds(server)? - server_before;
+    let (busy, steal) = process::machine_percent(machine_before, process::machine_cpu()?);
+    Ok(Some(Cpu {
+        server_cores: (server_cpu / seconds * 100.0).round() / 100.0,
+        machine_busy_percent: round1(busy),
+        machine_steal_percent: round1(steal),
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
+    }))
 }

@@ -1,13 +1,16 @@
 //! The report: every parameter and figure of a run, as text or JSON, with the verdict against
-//! the targets of issue 5.
+//! the targets of issue 5. The text form is in `text.rs`.
+
+mod text;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
+use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::process::{FileLimit, Memory};
+use crate::client::{KINDS, LatencySnapshot};
+use crate::process::{FileLimit, Memory};
 
 /// Target: resident memory per idle connection, KiB.
 pub const TARGET_KIB_PER_CONNECTION: f64 = 16.0;
@@ -17,11 +20,17 @@ pub const TARGET_P99_MS: f64 = 20.0;
 /// Percentiles of a histogram of microseconds, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// Values recorded.
     pub count: u64,
+    /// Median.
     pub p50: f64,
+    /// 90th percentile.
     pub p90: f64,
+    /// 99th percentile.
     pub p99: f64,
+    /// 99.9th percentile.
     pub p999: f64,
+    /// Largest value.
     pub max: f64,
 }
 
@@ -56,33 +65,54 @@ impl Summary {
 /// The exact parameters of a run.
 #[derive(Debug, Serialize)]
 pub struct Params {
+    /// `--label`.
     pub label: Option<String>,
+    /// The server's base URL.
     pub url: String,
+    /// WebSockets plus SSE streams asked for.
     pub connections: usize,
+    /// `--ws`.
     pub ws: usize,
+    /// `--sse`.
     pub sse: usize,
+    /// Users the connections belong to.
     pub users: usize,
+    /// `--event-rate`, events per second.
     pub event_rate: f64,
+    /// Echo tasks per second (a third of the event rate).
     pub task_rate: f64,
+    /// `--duration`, seconds.
     pub duration_s: f64,
+    /// `--settle`, seconds.
     pub settle_s: f64,
+    /// `--hold`, seconds.
     pub hold_s: f64,
+    /// `--connect-concurrency`.
     pub connect_concurrency: usize,
+    /// `--submit-concurrency`.
     pub submit_concurrency: usize,
+    /// `--batch`.
     pub batch: u64,
+    /// `--drain-timeout`, seconds.
     pub drain_timeout_s: f64,
+    /// `--source-addrs`.
     pub source_addrs: Vec<String>,
+    /// The server process measured.
     pub server_pid: u32,
+    /// This process's open-files limit, after raising it.
     pub file_limit: FileLimit,
 }
 
 /// Opening the connections.
 #[derive(Debug, Serialize)]
 pub struct Connect {
+    /// WebSockets that opened.
     pub opened_ws: usize,
+    /// SSE streams that opened.
     pub opened_sse: usize,
     /// Connections that failed to open, by reason.
     pub failed: BTreeMap<String, u64>,
+    /// Time spent opening, without the settle pauses.
     pub seconds: f64,
     /// Connect to first (`subscribed`) frame.
     pub open_time_ms: Option<Summary>,
@@ -93,10 +123,15 @@ pub struct Connect {
 /// Server memory at each step, KiB.
 #[derive(Debug, Serialize)]
 pub struct MemoryReport {
+    /// Before any connection.
     pub server_before: Memory,
+    /// After the WebSockets opened (and `--settle`).
     pub server_after_ws: Memory,
+    /// After the SSE streams opened (and `--settle`).
     pub server_after_sse: Memory,
+    /// After holding everything idle for `--hold`.
     pub server_idle: Memory,
+    /// After the event phase drained.
     pub server_after_events: Memory,
     /// (after WebSockets - before) / WebSockets opened.
     pub kib_per_ws: Option<f64>,
@@ -104,32 +139,45 @@ pub struct MemoryReport {
     pub kib_per_sse: Option<f64>,
     /// (idle - before) / connections opened: the headline figure.
     pub kib_per_connection: Option<f64>,
+    /// This load program, after the event phase.
     pub client_after_events: Memory,
 }
 
 /// The event phase.
 #[derive(Debug, Serialize)]
 pub struct Events {
+    /// Echo tasks submitted.
     pub tasks_sent: u64,
+    /// Echo tasks the server accepted.
     pub tasks_accepted: u64,
+    /// Tasks whose submit failed, by kind.
     pub submit_errors: BTreeMap<String, u64>,
+    /// Submit call latency from each call's due time.
     pub submit_latency_ms: Option<Summary>,
+    /// How long producing took.
     pub produce_seconds: f64,
     /// Three events per accepted task over the produce phase.
     pub events_stored_per_s: f64,
     /// Events the open connections should have received (3 per task, per connection).
     pub expected_deliveries: u64,
+    /// Events received, over every connection.
     pub delivered: u64,
+    /// Deliveries per second over the produce phase.
     pub deliveries_per_s: f64,
     /// Expected but not received by a connection that stayed open.
     pub missing: u64,
     /// Received by connections beyond what was expected (a submit counted failed that was
     /// stored anyway).
     pub unexpected: u64,
+    /// Times an id skipped past the next expected one.
     pub gaps: u64,
+    /// Ids skipped over in those gaps.
     pub skipped_ids: u64,
+    /// Events whose id was at or below one already seen.
     pub duplicates: u64,
+    /// Whether every open connection got all its events within `--drain-timeout`.
     pub drained: bool,
+    /// How long the drain waited.
     pub drain_seconds: f64,
     /// Events whose `created_at` is after their arrival (recorded as 0).
     pub negative_latencies: u64,
@@ -153,35 +201,69 @@ pub struct Cpu {
 /// Stored -> delivered latency.
 #[derive(Debug, Serialize)]
 pub struct LatencyReport {
+    /// Over WebSockets.
     pub ws: Option<Summary>,
+    /// Over SSE streams.
     pub sse: Option<Summary>,
+    /// Over both: what the target is about.
     pub all: Option<Summary>,
     /// Per event type (both transports).
     pub by_type: BTreeMap<String, Summary>,
 }
 
+impl LatencyReport {
+    /// Percentiles of every event, per transport, both together and per event type.
+    pub fn of(snap: &LatencySnapshot) -> anyhow::Result<Self> {
+        let mut all = snap.ws.clone();
+        all.add(&snap.sse).context("merging histograms")?;
+        Ok(Self {
+            ws: Summary::of(&snap.ws),
+            sse: Summary::of(&snap.sse),
+            all: Summary::of(&all),
+            by_type: KINDS
+                .iter()
+                .zip(&snap.by_kind)
+                .filter_map(|(k, h)| Some(((*k).to_owned(), Summary::of(h)?)))
+                .collect(),
+        })
+    }
+}
+
 /// Everything a run measured.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// The run's parameters.
     pub params: Params,
+    /// Phase 1.
     pub connect: Connect,
+    /// The server's memory at each step.
     pub memory: MemoryReport,
+    /// Phases 2 and 3.
     pub events: Events,
+    /// Stored -> delivered.
     pub latency_ms: LatencyReport,
     /// Connections the server or the network ended while held, by reason.
     pub disconnects: BTreeMap<String, u64>,
+    /// Against the targets.
     pub verdict: Verdict,
 }
 
 /// The targets of issue 5.
 #[derive(Debug, Serialize)]
 pub struct Verdict {
+    /// Connections the target is about.
     pub connections_target: usize,
+    /// Connections open after the idle hold.
     pub connections_held: usize,
+    /// [`TARGET_KIB_PER_CONNECTION`].
     pub kib_per_connection_target: f64,
+    /// Whether the idle RSS per connection met it.
     pub kib_per_connection_met: Option<bool>,
+    /// Events per second the target is about.
     pub event_rate_target: f64,
+    /// [`TARGET_P99_MS`].
     pub p99_target_ms: f64,
+    /// Whether stored -> delivered p99 met it.
     pub p99_met: Option<bool>,
 }
 
@@ -202,167 +284,7 @@ impl Verdict {
     }
 }
 
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn kib(v: Option<f64>) -> String {
-    v.map_or("n/a".into(), |v| format!("{v:.1} KiB"))
-}
-
-fn yes_no(v: Option<bool>) -> &'static str {
-    match v {
-        Some(true) => "MET",
-        Some(false) => "NOT MET",
-        None => "n/a",
-    }
-}
-
-impl Report {
-    /// The report as text.
-    pub fn render(&self) -> Result<String, std::fmt::Error> {
-        let mut o = String::new();
-        let p = &self.params;
-        writeln!(
-            o,
-            "connload{}: {} | {} connections ({} ws + {} sse) over {} users | {} events/s ({:.1} echo tasks/s) for {} s",
-            p.label
-                .as_deref()
-                .map(|l| format!(" [{l}]"))
-                .unwrap_or_default(),
-            p.url,
-            p.connections,
-            p.ws,
-            p.sse,
-            p.users,
-            p.event_rate,
-            p.task_rate,
-            p.duration_s,
-        )?;
-        writeln!(
-            o,
-            "  params: settle {} s, hold {} s, connect concurrency {}, submit concurrency {}, batch {}, drain timeout {} s, server pid {}, sources {}, open files soft/hard {}/{}",
-            p.settle_s,
-            p.hold_s,
-            p.connect_concurrency,
-            p.submit_concurrency,
-            p.batch,
-            p.drain_timeout_s,
-            p.server_pid,
-            if p.source_addrs.is_empty() {
-                "default".into()
-            } else {
-                p.source_addrs.join(",")
-            },
-            p.file_limit.soft,
-            p.file_limit.hard,
-        )?;
-        let c = &self.connect;
-        writeln!(
-            o,
-            "  connect:        {} ws + {} sse open in {:.2} s; open time {}",
-            c.opened_ws,
-            c.opened_sse,
-            c.seconds,
-            Summary::line(&c.open_time_ms)
-        )?;
-        for (reason, n) in &c.failed {
-            writeln!(o, "    failed to open: {n} x {reason}")?;
-        }
-        if c.file_limit_hit {
-            writeln!(
-                o,
-                "    the open-files limit (soft {}, hard {}) stopped connections from opening",
-                p.file_limit.soft, p.file_limit.hard
-            )?;
-        }
-        let m = &self.memory;
-        writeln!(
-            o,
-            "  server RSS:     before {} | after ws {} | after sse {} | idle {} | after events {} (peak {})",
-            mib(m.server_before.rss_kib),
-            mib(m.server_after_ws.rss_kib),
-            mib(m.server_after_sse.rss_kib),
-            mib(m.server_idle.rss_kib),
-            mib(m.server_after_events.rss_kib),
-            mib(m.server_after_events.hwm_kib),
-        )?;
-        writeln!(
-            o,
-            "  per connection: {} (ws {}, sse {})  [target <= {} KiB: {}]",
-            kib(m.kib_per_connection),
-            kib(m.kib_per_ws),
-            kib(m.kib_per_sse),
-            TARGET_KIB_PER_CONNECTION,
-            yes_no(self.verdict.kib_per_connection_met),
-        )?;
-        writeln!(
-            o,
-            "  client RSS:     {} after events",
-            mib(m.client_after_events.rss_kib)
-        )?;
-        let e = &self.events;
-        writeln!(
-            o,
-            "  events:         {} of {} tasks accepted in {:.2} s = {:.0} events/s stored; submit latency {}",
-            e.tasks_accepted,
-            e.tasks_sent,
-            e.produce_seconds,
-            e.events_stored_per_s,
-            Summary::line(&e.submit_latency_ms),
-        )?;
-        for (kind, n) in &e.submit_errors {
-            writeln!(o, "    submit failed: {n} x {kind}")?;
-        }
-        writeln!(
-            o,
-            "  delivered:      {} of {} expected ({:.0}/s); missing {}, unexpected {}, gaps {} ({} ids), duplicates {}; {} in {:.2} s after the last submit",
-            e.delivered,
-            e.expected_deliveries,
-            e.deliveries_per_s,
-            e.missing,
-            e.unexpected,
-            e.gaps,
-            e.skipped_ids,
-            e.duplicates,
-            if e.drained { "drained" } else { "NOT drained" },
-            e.drain_seconds,
-        )?;
-        let l = &self.latency_ms;
-        writeln!(o, "  stored->delivered, ws:  {}", Summary::line(&l.ws))?;
-        writeln!(o, "  stored->delivered, sse: {}", Summary::line(&l.sse))?;
-        writeln!(
-            o,
-            "  stored->delivered, all: {}  [target p99 <= {} ms: {}]",
-            Summary::line(&l.all),
-            TARGET_P99_MS,
-            yes_no(self.verdict.p99_met),
-        )?;
-        for (kind, sum) in &l.by_type {
-            writeln!(o, "    {kind:<14} {}", Summary::line(&Some(sum.clone())))?;
-        }
-        if let Some(c) = &e.cpu {
-            writeln!(
-                o,
-                "  cpu while producing: server {:.2} cores; machine {:.1}% busy + {:.1}% steal of {} cores",
-                c.server_cores, c.machine_busy_percent, c.machine_steal_percent, c.cores
-            )?;
-        }
-        if e.negative_latencies > 0 {
-            writeln!(
-                o,
-                "    {} events arrived before their created_at (clock step); counted as 0",
-                e.negative_latencies
-            )?;
-        }
-        if self.disconnects.is_empty() {
-            writeln!(o, "  disconnects:    none")?;
-        } else {
-            writeln!(o, "  disconnects:")?;
-            for (reason, n) in &self.disconnects {
-                writeln!(o, "    {n} x {reason}")?;
-            }
-        }
-        Ok(o)
-    }
+/// `v` rounded to one decimal.
+pub fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
 }
