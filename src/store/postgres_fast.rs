@@ -19,7 +19,7 @@ use super::postgres::number_per_user;
 use super::row::{TASK_COLUMNS, TaskRow, timeout_ms};
 use super::sql::{NewEvent, at_micros};
 use super::{Finish, Inserted, Outcome, PgTaskStore, StoreError};
-use crate::domain::{StoredEvent, Task, TaskId, WorkerId};
+use crate::domain::{StoredEvent, Task, TaskId, UserId, WorkerId};
 
 /// Submit: inserts a batch of tasks (passed as arrays) with their numbered events.
 const INSERT_TASKS: &str = concat!(
@@ -357,7 +357,10 @@ impl PgTaskStore {
                 .filter(|&i| i < n)
                 .ok_or_else(|| StoreError::Corrupt(format!("completion {ord} out of range")))?;
             applied[i] = true;
-            let event = NewEvent::completed(&finishes[i], &user, providers[i])?;
+            let user = UserId::parse(&user)
+                .map_err(|_| StoreError::Corrupt(format!("user_id {user:?}")))?;
+            let f = &finishes[i];
+            let event = NewEvent::completed(f.task_id, user, providers[i], f.at);
             stored.push(event.stored(u64::try_from(seq).unwrap_or(0)));
         }
         stored.sort_by_key(|e| e.id);

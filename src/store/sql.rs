@@ -5,97 +5,21 @@
 //! [`sqlx::QueryBuilder`] writes the right one, so one macro body serves both stores.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::domain::{Task, TaskEventType, TaskId, UserId};
+use crate::domain::{Task, UserId};
+
+pub use crate::domain::NewEvent;
+
+/// A user id read back from the database.
+pub fn stored_user(user: &str, what: impl FnOnce() -> String) -> Result<UserId, super::StoreError> {
+    UserId::parse(user).map_err(|_| super::StoreError::Corrupt(what()))
+}
 
 /// Rows per multi-row INSERT: 25 binds a row stays under SQLite's 32,766-variable limit.
 pub const INSERT_CHUNK: usize = 500;
 /// Ids per `IN (...)` list.
 pub const IN_CHUNK: usize = 1000;
-
-/// An event row about to be written.
-pub struct NewEvent {
-    pub task_id: TaskId,
-    pub user_id: UserId,
-    pub kind: TaskEventType,
-    pub data: Value,
-    pub at: DateTime<Utc>,
-}
-
-impl NewEvent {
-    /// This event as stored with per-user id `id`.
-    pub fn stored(self, id: u64) -> crate::domain::StoredEvent {
-        crate::domain::StoredEvent {
-            id,
-            event: crate::domain::TaskEvent {
-                task_id: self.task_id,
-                user_id: self.user_id,
-                kind: self.kind,
-                data: self.data,
-                // As stored: PostgreSQL keeps microseconds.
-                created_at: chrono::SubsecRound::trunc_subsecs(self.at, 6),
-            },
-        }
-    }
-
-    /// The `TaskCreated` event of a new task.
-    pub fn created(t: &Task) -> Self {
-        Self {
-            task_id: t.id,
-            user_id: t.user_id.clone(),
-            kind: TaskEventType::TaskCreated,
-            data: json!({
-                "status": "pending",
-                "task_type": t.task_type,
-                "priority": t.priority.value(),
-            }),
-            at: t.created_at,
-        }
-    }
-
-    /// The events new `tasks` owe: each one's `TaskCreated`, then `TaskStarted` for those a
-    /// worker started directly (see worker/dispatch.rs).
-    pub fn for_new_tasks<'a>(tasks: impl Iterator<Item = &'a Task> + Clone) -> Vec<Self> {
-        tasks
-            .clone()
-            .map(Self::created)
-            .chain(tasks.filter_map(Self::started))
-            .collect()
-    }
-
-    /// The `TaskCompleted` event of a completion by `user`'s task (the user as stored).
-    pub fn completed(
-        f: &super::Finish,
-        user: &str,
-        provider: Option<&str>,
-    ) -> Result<Self, super::StoreError> {
-        Ok(Self {
-            task_id: f.task_id,
-            user_id: UserId::parse(user)
-                .map_err(|_| super::StoreError::Corrupt(format!("user_id {user:?}")))?,
-            kind: TaskEventType::TaskCompleted,
-            data: json!({"status": "completed", "provider": provider}),
-            at: f.at,
-        })
-    }
-
-    /// The `TaskStarted` event of a task a worker holds (`None` if none does).
-    pub fn started(t: &Task) -> Option<Self> {
-        let worker = t.worker_id.as_ref()?;
-        Some(Self {
-            task_id: t.id,
-            user_id: t.user_id.clone(),
-            kind: TaskEventType::TaskStarted,
-            data: json!({
-                "status": "processing",
-                "worker_id": worker.as_str(),
-                "attempt": t.attempts,
-            }),
-            at: t.started_at.unwrap_or(t.updated_at),
-        })
-    }
-}
 
 /// `t` with every timestamp cut to microseconds, PostgreSQL's precision, so both databases
 /// store the same instant and page tokens (microseconds) match stored values exactly.
@@ -315,7 +239,6 @@ macro_rules! impl_task_store {
                 lead: &mut $crate::store::sql::Lead,
             ) -> Result<(Vec<bool>, Vec<$crate::store::sql::NewEvent>), $crate::store::StoreError>
             {
-                use $crate::domain::TaskEventType as E;
                 use $crate::store::Outcome;
                 // Completions, the common case, go in one statement.
                 let completions: Vec<$crate::store::sql::CompleteRow> = finishes
@@ -342,15 +265,19 @@ macro_rules! impl_task_store {
                         let user = completed.get(&f.task_id.as_uuid());
                         applied.push(user.is_some());
                         if let Some(user) = user {
+                            let user = $crate::store::sql::stored_user(user, || {
+                                format!("user_id {user:?}")
+                            })?;
                             events.push($crate::store::sql::NewEvent::completed(
-                                f,
+                                f.task_id,
                                 user,
                                 provider.as_deref(),
-                            )?);
+                                f.at,
+                            ));
                         }
                         continue;
                     }
-                    let (mut qb, kind, data) = match &f.outcome {
+                    let (mut qb, error) = match &f.outcome {
                         Outcome::Completed { .. } => continue,
                         Outcome::Retry { error, run_after } => {
                             let mut qb = sqlx::QueryBuilder::<$db>::new(lead.take());
@@ -363,9 +290,7 @@ macro_rules! impl_task_store {
                                 .push_bind(error.provider.clone())
                                 .push(", run_after = ")
                                 .push_bind(*run_after);
-                            (qb, E::TaskRetrying, serde_json::json!({
-                                "status": "pending", "error": error, "run_after": run_after,
-                            }))
+                            (qb, error)
                         }
                         Outcome::Failed { error } => {
                             let mut qb = sqlx::QueryBuilder::<$db>::new(lead.take());
@@ -375,9 +300,7 @@ macro_rules! impl_task_store {
                                 .push_bind(error.provider.clone())
                                 .push(", completed_at = ")
                                 .push_bind(f.at);
-                            (qb, E::TaskFailed, serde_json::json!({
-                                "status": "failed", "error": error,
-                            }))
+                            (qb, error)
                         }
                     };
                     qb.push(", worker_id = NULL, lease_expires_at = NULL, updated_at = ")
@@ -391,18 +314,17 @@ macro_rules! impl_task_store {
                         qb.build_query_as().fetch_optional(&mut *tx).await?;
                     applied.push(row.is_some());
                     if let Some((user, retry_count)) = row {
-                        let mut data = data;
-                        if kind == E::TaskRetrying {
-                            data["attempt"] = serde_json::json!(retry_count);
-                        }
-                        events.push($crate::store::sql::NewEvent {
-                            task_id: f.task_id,
-                            user_id: $crate::domain::UserId::parse(&user).map_err(|_| {
-                                $crate::store::StoreError::Corrupt("user_id".into())
-                            })?,
-                            kind,
-                            data,
-                            at: f.at,
+                        let user = $crate::store::sql::stored_user(&user, || "user_id".into())?;
+                        events.push(match &f.outcome {
+                            Outcome::Retry { run_after, .. } => {
+                                let attempt = u32::try_from(retry_count).map_err(|_| {
+                                    $crate::store::StoreError::Corrupt("retry_count".into())
+                                })?;
+                                $crate::store::sql::NewEvent::retrying(
+                                    f.task_id, user, error, *run_after, attempt, f.at,
+                                )
+                            }
+                            _ => $crate::store::sql::NewEvent::failed(f.task_id, user, error, f.at),
                         });
                     }
                 }
@@ -534,13 +456,7 @@ macro_rules! impl_task_store {
                     return Ok(self.find_by_id(id).await?.map(|t| (t, false)));
                 };
                 let task: $crate::domain::Task = row.try_into()?;
-                let event = $crate::store::sql::NewEvent {
-                    task_id: task.id,
-                    user_id: task.user_id.clone(),
-                    kind: $crate::domain::TaskEventType::TaskCancelled,
-                    data: serde_json::json!({ "status": "cancelled" }),
-                    at: now,
-                };
+                let event = $crate::store::sql::NewEvent::cancelled(&task, now);
                 let stored = Self::insert_events(&mut tx, vec![event]).await?;
                 tx.commit().await?;
                 self.publisher.publish(stored);
@@ -567,7 +483,7 @@ macro_rules! impl_task_store {
                 let mut applied = Vec::with_capacity(updates.len());
                 let mut events = Vec::with_capacity(updates.len());
                 let postgres = <$db as sqlx::Database>::NAME == "PostgreSQL";
-                for (task_id, progress, mut data) in updates {
+                for (task_id, progress, data) in updates {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "UPDATE tasks SET progress = COALESCE(",
                     );
@@ -594,21 +510,10 @@ macro_rules! impl_task_store {
                         qb.build_query_scalar().fetch_optional(&mut *tx).await?;
                     applied.push(user.is_some());
                     let Some(user) = user else { continue };
-                    let size = serde_json::to_vec(&data).map(|v| v.len()).unwrap_or(0);
-                    if size > $crate::domain::MAX_EVENT_BYTES {
-                        data = serde_json::json!({ "omitted": "progress data over 1 MiB", "bytes": size });
-                    }
-                    if let (Some(p), serde_json::Value::Object(map)) = (progress, &mut data) {
-                        map.entry("progress").or_insert(serde_json::json!(p));
-                    }
-                    events.push($crate::store::sql::NewEvent {
-                        task_id,
-                        user_id: $crate::domain::UserId::parse(&user)
-                            .map_err(|_| $crate::store::StoreError::Corrupt("user_id".into()))?,
-                        kind: $crate::domain::TaskEventType::TaskProgress,
-                        data,
-                        at: now,
-                    });
+                    let user = $crate::store::sql::stored_user(&user, || "user_id".into())?;
+                    events.push($crate::store::sql::NewEvent::progress(
+                        task_id, user, progress, data, now,
+                    ));
                 }
                 if events.is_empty() {
                     tx.rollback().await?;
@@ -859,7 +764,7 @@ macro_rules! impl_task_store {
                 now: chrono::DateTime<chrono::Utc>,
                 limit: u32,
             ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
-                use $crate::domain::{ErrorClass, TaskError, TaskEventType, TaskStatus};
+                use $crate::domain::{ErrorClass, TaskError, TaskStatus};
                 let error = TaskError::new(
                     ErrorClass::Retryable,
                     "worker lost: its lease expired before the attempt finished",
@@ -895,25 +800,7 @@ macro_rules! impl_task_store {
                 let tasks = $crate::store::row::into_tasks(rows)?;
                 let events = tasks
                     .iter()
-                    .map(|t| {
-                        let (kind, data) = if t.status == TaskStatus::Pending {
-                            (TaskEventType::TaskRetrying, serde_json::json!({
-                                "status": "pending", "error": error,
-                                "attempt": t.retry_count, "run_after": now,
-                            }))
-                        } else {
-                            (TaskEventType::TaskFailed, serde_json::json!({
-                                "status": "failed", "error": error,
-                            }))
-                        };
-                        $crate::store::sql::NewEvent {
-                            task_id: t.id,
-                            user_id: t.user_id.clone(),
-                            kind,
-                            data,
-                            at: now,
-                        }
-                    })
+                    .map(|t| $crate::store::sql::NewEvent::lease_expired(t, &error, now))
                     .collect();
                 let stored = Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
@@ -962,18 +849,7 @@ macro_rules! impl_task_store {
                 let tasks = $crate::store::row::into_tasks(rows)?;
                 let events = tasks
                     .iter()
-                    .map(|t| $crate::store::sql::NewEvent {
-                        task_id: t.id,
-                        user_id: t.user_id.clone(),
-                        kind: $crate::domain::TaskEventType::TaskRetrying,
-                        data: serde_json::json!({
-                            "status": "pending",
-                            "reason": "handed back at shutdown",
-                            "attempt": t.retry_count,
-                            "run_after": now,
-                        }),
-                        at: now,
-                    })
+                    .map(|t| $crate::store::sql::NewEvent::handed_back(t, now))
                     .collect();
                 let stored = Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
@@ -1006,18 +882,7 @@ macro_rules! impl_task_store {
                 }
                 let events = requeued
                     .iter()
-                    .map(|t: &$crate::domain::Task| $crate::store::sql::NewEvent {
-                        task_id: t.id,
-                        user_id: t.user_id.clone(),
-                        kind: $crate::domain::TaskEventType::TaskRetrying,
-                        data: serde_json::json!({
-                            "status": "pending",
-                            "reason": "requeued from the dead-letter queue",
-                            "attempt": 0,
-                            "run_after": now,
-                        }),
-                        at: now,
-                    })
+                    .map(|t| $crate::store::sql::NewEvent::requeued_dead_letter(t, now))
                     .collect();
                 let stored = Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
