@@ -391,44 +391,7 @@ macro_rules! impl_task_store {
                 Ok(self.fetch_tasks(qb).await?.pop())
             }
 
-            async fn save(
-                &self,
-                t: &$crate::domain::Task,
-            ) -> Result<(), $crate::store::StoreError> {
-                let t = $crate::store::sql::at_micros(t.clone());
-                let mut qb = sqlx::QueryBuilder::<$db>::default();
-                Self::push_tasks_insert(&mut qb, std::slice::from_ref(&t));
-                qb.push(
-                    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
-                     priority = excluded.priority, payload = excluded.payload, \
-                     result = excluded.result, error = excluded.error, \
-                     progress = excluded.progress, retry_count = excluded.retry_count, \
-                     attempts = excluded.attempts, \
-                     max_retries = excluded.max_retries, provider = excluded.provider, \
-                     worker_id = excluded.worker_id, lease_expires_at = excluded.lease_expires_at, \
-                     timeout_ms = excluded.timeout_ms, run_after = excluded.run_after, \
-                     queue = excluded.queue, \
-                     updated_at = excluded.updated_at, started_at = excluded.started_at, \
-                     completed_at = excluded.completed_at",
-                );
-                qb.build().execute(&self.writer).await?;
-                Ok(())
-            }
 
-            async fn delete(
-                &self,
-                id: $crate::domain::TaskId,
-            ) -> Result<bool, $crate::store::StoreError> {
-                let mut tx = self.writer.begin().await?;
-                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM task_events WHERE task_id = ");
-                qb.push_bind(id.as_uuid());
-                qb.build().execute(&mut *tx).await?;
-                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM tasks WHERE id = ");
-                qb.push_bind(id.as_uuid());
-                let n = qb.build().execute(&mut *tx).await?.rows_affected();
-                tx.commit().await?;
-                Ok(n > 0)
-            }
 
             async fn cancel(
                 &self,
@@ -535,45 +498,8 @@ macro_rules! impl_task_store {
                 self.fetch_tasks(qb).await
             }
 
-            async fn find_processing_tasks(
-                &self,
-                provider: Option<&str>,
-            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
-                let mut qb = Self::select();
-                qb.push(" AND status = 'processing'");
-                if let Some(p) = provider {
-                    qb.push(" AND provider = ").push_bind(p.to_owned());
-                }
-                qb.push(" ORDER BY started_at");
-                self.fetch_tasks(qb).await
-            }
 
-            async fn find_failed_tasks(
-                &self,
-                max_retries: u32,
-                older_than: chrono::DateTime<chrono::Utc>,
-                limit: u32,
-            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
-                let mut qb = Self::select();
-                qb.push(" AND status = 'failed' AND retry_count < ")
-                    .push_bind(max_retries as i32)
-                    .push(" AND updated_at < ")
-                    .push_bind(older_than)
-                    .push(" ORDER BY updated_at LIMIT ")
-                    .push_bind(i64::from(limit));
-                self.fetch_tasks(qb).await
-            }
 
-            async fn find_timed_out_tasks(
-                &self,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
-                let mut qb = Self::select();
-                qb.push(" AND status = 'processing' AND lease_expires_at < ")
-                    .push_bind(now)
-                    .push(" ORDER BY lease_expires_at");
-                self.fetch_tasks(qb).await
-            }
 
             async fn list(
                 &self,
@@ -628,45 +554,8 @@ macro_rules! impl_task_store {
                 Ok(u64::try_from(n).unwrap_or(0))
             }
 
-            async fn find_by_type(
-                &self,
-                task_type: $crate::domain::TaskType,
-                status: Option<$crate::domain::TaskStatus>,
-                limit: u32,
-            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
-                let mut qb = Self::select();
-                qb.push(" AND task_type = ").push_bind(task_type.as_str());
-                if let Some(s) = status {
-                    qb.push(" AND status = ").push_bind(s.as_str());
-                }
-                qb.push(" ORDER BY created_at DESC LIMIT ").push_bind(i64::from(limit));
-                self.fetch_tasks(qb).await
-            }
 
-            async fn find_by_related_entity(
-                &self,
-                entity_type: &str,
-                entity_id: &str,
-            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
-                let mut qb = Self::select();
-                qb.push(" AND related_entity_type = ")
-                    .push_bind(entity_type.to_owned())
-                    .push(" AND related_entity_id = ")
-                    .push_bind(entity_id.to_owned())
-                    .push(" ORDER BY created_at DESC");
-                self.fetch_tasks(qb).await
-            }
 
-            async fn find_tasks_by_worker(
-                &self,
-                worker: &$crate::domain::WorkerId,
-            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
-                let mut qb = Self::select();
-                qb.push(" AND worker_id = ")
-                    .push_bind(worker.as_str().to_owned())
-                    .push(" AND status = 'processing' ORDER BY started_at");
-                self.fetch_tasks(qb).await
-            }
 
             async fn events_for_task(
                 &self,
@@ -964,6 +853,128 @@ macro_rules! impl_task_store {
             async fn ping(&self) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::TaskStoreTesting for $store {
+            async fn save(
+                &self,
+                t: &$crate::domain::Task,
+            ) -> Result<(), $crate::store::StoreError> {
+                let t = $crate::store::sql::at_micros(t.clone());
+                let mut qb = sqlx::QueryBuilder::<$db>::default();
+                Self::push_tasks_insert(&mut qb, std::slice::from_ref(&t));
+                qb.push(
+                    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                     priority = excluded.priority, payload = excluded.payload, \
+                     result = excluded.result, error = excluded.error, \
+                     progress = excluded.progress, retry_count = excluded.retry_count, \
+                     attempts = excluded.attempts, \
+                     max_retries = excluded.max_retries, provider = excluded.provider, \
+                     worker_id = excluded.worker_id, lease_expires_at = excluded.lease_expires_at, \
+                     timeout_ms = excluded.timeout_ms, run_after = excluded.run_after, \
+                     queue = excluded.queue, \
+                     updated_at = excluded.updated_at, started_at = excluded.started_at, \
+                     completed_at = excluded.completed_at",
+                );
+                qb.build().execute(&self.writer).await?;
+                Ok(())
+            }
+
+            async fn delete(
+                &self,
+                id: $crate::domain::TaskId,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.writer.begin().await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM task_events WHERE task_id = ");
+                qb.push_bind(id.as_uuid());
+                qb.build().execute(&mut *tx).await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM tasks WHERE id = ");
+                qb.push_bind(id.as_uuid());
+                let n = qb.build().execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                Ok(n > 0)
+            }
+
+            async fn find_processing_tasks(
+                &self,
+                provider: Option<&str>,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND status = 'processing'");
+                if let Some(p) = provider {
+                    qb.push(" AND provider = ").push_bind(p.to_owned());
+                }
+                qb.push(" ORDER BY started_at");
+                self.fetch_tasks(qb).await
+            }
+
+            async fn find_failed_tasks(
+                &self,
+                max_retries: u32,
+                older_than: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND status = 'failed' AND retry_count < ")
+                    .push_bind(max_retries as i32)
+                    .push(" AND updated_at < ")
+                    .push_bind(older_than)
+                    .push(" ORDER BY updated_at LIMIT ")
+                    .push_bind(i64::from(limit));
+                self.fetch_tasks(qb).await
+            }
+
+            async fn find_timed_out_tasks(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND status = 'processing' AND lease_expires_at < ")
+                    .push_bind(now)
+                    .push(" ORDER BY lease_expires_at");
+                self.fetch_tasks(qb).await
+            }
+
+            async fn find_by_type(
+                &self,
+                task_type: $crate::domain::TaskType,
+                status: Option<$crate::domain::TaskStatus>,
+                limit: u32,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND task_type = ").push_bind(task_type.as_str());
+                if let Some(s) = status {
+                    qb.push(" AND status = ").push_bind(s.as_str());
+                }
+                qb.push(" ORDER BY created_at DESC LIMIT ").push_bind(i64::from(limit));
+                self.fetch_tasks(qb).await
+            }
+
+            async fn find_by_related_entity(
+                &self,
+                entity_type: &str,
+                entity_id: &str,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND related_entity_type = ")
+                    .push_bind(entity_type.to_owned())
+                    .push(" AND related_entity_id = ")
+                    .push_bind(entity_id.to_owned())
+                    .push(" ORDER BY created_at DESC");
+                self.fetch_tasks(qb).await
+            }
+
+            async fn find_tasks_by_worker(
+                &self,
+                worker: &$crate::domain::WorkerId,
+            ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
+                let mut qb = Self::select();
+                qb.push(" AND worker_id = ")
+                    .push_bind(worker.as_str().to_owned())
+                    .push(" AND status = 'processing' ORDER BY started_at");
+                self.fetch_tasks(qb).await
             }
         }
     };

@@ -5,14 +5,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use ai_integration_service::domain::{ErrorClass, Task, TaskEventType, TaskId, TaskStatus};
-use ai_integration_service::store::TaskStore;
+use ai_integration_service::store::TaskStoreTesting;
 use chrono::TimeDelta;
 use serde_json::json;
 
 use crate::fixtures::*;
-use crate::support::store_tests;
+use crate::store_tests;
 
-async fn claim_sets_processing_worker_and_lease(store: Arc<dyn TaskStore>) {
+async fn claim_sets_processing_worker_and_lease(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let a = task("alice", t0);
     let b = task("alice", t0 + ms(1));
@@ -56,7 +56,7 @@ async fn claim_sets_processing_worker_and_lease(store: Arc<dyn TaskStore>) {
     assert_eq!(get(&store, a.id).await.worker_id, Some(w.clone()));
 }
 
-async fn concurrent_claims_hand_out_each_task_once(store: Arc<dyn TaskStore>) {
+async fn concurrent_claims_hand_out_each_task_once(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let tasks: Vec<Task> = (0..200).map(|i| task("alice", t0 + ms(i))).collect();
     insert(&store, tasks.clone()).await;
@@ -126,7 +126,7 @@ async fn concurrent_claims_hand_out_each_task_once(store: Arc<dyn TaskStore>) {
     }
 }
 
-async fn cancelled_tasks_are_not_claimable(store: Arc<dyn TaskStore>) {
+async fn cancelled_tasks_are_not_claimable(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let a = task("alice", t0);
     insert(&store, vec![a.clone()]).await;
@@ -144,7 +144,7 @@ async fn cancelled_tasks_are_not_claimable(store: Arc<dyn TaskStore>) {
 }
 
 /// A heartbeat extends the leases of the tasks the worker names and still holds, and only those.
-async fn heartbeat_renews_only_own_leases(store: Arc<dyn TaskStore>) {
+async fn heartbeat_renews_only_own_leases(store: Arc<dyn TaskStoreTesting>) {
     let t0 = now();
     let tasks = insert(&store, (0..3).map(|i| task("alice", t0 + ms(i))).collect()).await;
     let (w1, w2) = (worker("w1"), worker("w2"));
@@ -190,7 +190,7 @@ async fn heartbeat_renews_only_own_leases(store: Arc<dyn TaskStore>) {
 
 /// Expired leases: back to pending with the attempt counted, or failed when no retry is left;
 /// live leases are untouched; each change has its event.
-async fn requeue_expired_counts_the_lost_attempt(store: Arc<dyn TaskStore>) {
+async fn requeue_expired_counts_the_lost_attempt(store: Arc<dyn TaskStoreTesting>) {
     let t0 = now();
     let mut exhausted = task("alice", t0);
     exhausted.max_retries = 0;
@@ -244,7 +244,7 @@ async fn requeue_expired_counts_the_lost_attempt(store: Arc<dyn TaskStore>) {
 }
 
 /// A clean shutdown hands held tasks back without counting an attempt.
-async fn release_hands_back_without_counting(store: Arc<dyn TaskStore>) {
+async fn release_hands_back_without_counting(store: Arc<dyn TaskStoreTesting>) {
     let t0 = now();
     let tasks = insert(&store, (0..2).map(|i| task("alice", t0 + ms(i))).collect()).await;
     let (w, other) = (worker("w"), worker("other"));
@@ -276,7 +276,7 @@ async fn release_hands_back_without_counting(store: Arc<dyn TaskStore>) {
 }
 
 /// Workers that stop heartbeating are reported once, then marked dead.
-async fn stale_workers_are_reaped_once(store: Arc<dyn TaskStore>) {
+async fn stale_workers_are_reaped_once(store: Arc<dyn TaskStoreTesting>) {
     let t0 = now();
     let (old, alive, stopped) = (worker("old"), worker("alive"), worker("stopped"));
     store.register_worker(&old, "h", t0).await.unwrap();
@@ -311,7 +311,7 @@ async fn stale_workers_are_reaped_once(store: Arc<dyn TaskStore>) {
 }
 
 /// `still_held` answers which running tasks a worker still owns.
-async fn still_held_drops_cancelled_and_foreign_tasks(store: Arc<dyn TaskStore>) {
+async fn still_held_drops_cancelled_and_foreign_tasks(store: Arc<dyn TaskStoreTesting>) {
     let t0 = now();
     let tasks = insert(&store, (0..3).map(|i| task("alice", t0 + ms(i))).collect()).await;
     let (w, other) = (worker("w"), worker("other"));

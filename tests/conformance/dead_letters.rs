@@ -5,15 +5,15 @@ use std::sync::Arc;
 use ai_integration_service::domain::{
     ErrorClass, PageRequest, TaskError, TaskEventType, TaskStatus,
 };
-use ai_integration_service::store::{Outcome, TaskFilter, TaskStore};
+use ai_integration_service::store::{Outcome, TaskFilter, TaskStoreTesting};
 
 use crate::fixtures::*;
-use crate::support::store_tests;
+use crate::store_tests;
 
 /// Dead letters: requeue resets retries but not the attempt count, keeps the last error and
 /// adds an event; only failed tasks move; purge deletes only failed tasks; the error-class
 /// filter reads the stored error.
-async fn dead_letters_requeue_and_purge(store: Arc<dyn TaskStore>) {
+async fn dead_letters_requeue_and_purge(store: Arc<dyn TaskStoreTesting>) {
     let t0 = now();
     let mut dead = task("alice", t0);
     dead.max_retries = 0;
@@ -109,4 +109,4 @@ async fn dead_letters_requeue_and_purge(store: Arc<dyn TaskStore>) {
     );
 }
 
-store_tests!(dead_letters_requeue_and_purge,);
+store_tests!(dead_letters_requeue_and_purge);

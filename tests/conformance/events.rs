@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use ai_integration_service::domain::{TaskEventType, TaskId};
-use ai_integration_service::store::{Outcome, TaskStore};
+use ai_integration_service::store::{Outcome, TaskStoreTesting};
 use chrono::TimeDelta;
 use serde_json::json;
 
 use crate::fixtures::*;
-use crate::support::store_tests;
+use crate::store_tests;
 
-async fn events_record_every_transition_in_order(store: Arc<dyn TaskStore>) {
+async fn events_record_every_transition_in_order(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let a = task("alice", t0);
     let b = spec("alice", t0 + ms(1)).task_type("summarize").build();
@@ -112,4 +112,4 @@ async fn events_record_every_transition_in_order(store: Arc<dyn TaskStore>) {
     );
 }
 
-store_tests!(events_record_every_transition_in_order,);
+store_tests!(events_record_every_transition_in_order);

@@ -8,7 +8,7 @@ use ai_integration_service::domain::{
     ErrorClass, NewTask, Page, PageRequest, SubmitPolicy, Submitter, Task, TaskError, TaskEvent,
     TaskEventType, TaskId, TaskRequest, TaskType, UserId, WorkerId,
 };
-use ai_integration_service::store::{Finish, Outcome, TaskFilter, TaskStore};
+use ai_integration_service::store::{Finish, Outcome, TaskFilter, TaskStoreTesting};
 use chrono::{DateTime, DurationRound, SubsecRound, TimeDelta, Utc};
 use serde_json::{Value, json};
 
@@ -122,7 +122,7 @@ pub(crate) fn task(user: &str, at: DateTime<Utc>) -> Task {
 }
 
 /// Inserts tasks that must all be new; returns them as stored.
-pub(crate) async fn insert(store: &Arc<dyn TaskStore>, tasks: Vec<Task>) -> Vec<Task> {
+pub(crate) async fn insert(store: &Arc<dyn TaskStoreTesting>, tasks: Vec<Task>) -> Vec<Task> {
     let n = tasks.len();
     let out = store.insert_tasks(tasks).await.unwrap();
     assert_eq!(out.len(), n);
@@ -130,7 +130,7 @@ pub(crate) async fn insert(store: &Arc<dyn TaskStore>, tasks: Vec<Task>) -> Vec<
     out.into_iter().map(|i| i.task).collect()
 }
 
-pub(crate) async fn get(store: &Arc<dyn TaskStore>, id: TaskId) -> Task {
+pub(crate) async fn get(store: &Arc<dyn TaskStoreTesting>, id: TaskId) -> Task {
     store
         .find_by_id(id)
         .await
@@ -165,7 +165,7 @@ pub(crate) fn completed(result: Value, provider: &str) -> Outcome {
 /// Reads every page of `filter` with pages of `size`; checks the page shapes and returns the
 /// ids in order.
 pub(crate) async fn read_all_pages(
-    store: &Arc<dyn TaskStore>,
+    store: &Arc<dyn TaskStoreTesting>,
     filter: &TaskFilter,
     size: u32,
 ) -> Vec<TaskId> {

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use ai_integration_service::domain::{ErrorClass, TaskError, TaskEventType, TaskId, TaskStatus};
-use ai_integration_service::store::{Outcome, TaskStore};
+use ai_integration_service::store::{Outcome, TaskStoreTesting};
 use chrono::TimeDelta;
 use serde_json::json;
 
 use crate::fixtures::*;
-use crate::support::store_tests;
+use crate::store_tests;
 
-async fn finish_completed(store: Arc<dyn TaskStore>) {
+async fn finish_completed(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let a = task("alice", t0);
     insert(&store, vec![a.clone()]).await;
@@ -71,7 +71,7 @@ async fn finish_completed(store: Arc<dyn TaskStore>) {
     assert_eq!(get(&store, a.id).await, expected);
 }
 
-async fn finish_is_guarded_by_worker_id(store: Arc<dyn TaskStore>) {
+async fn finish_is_guarded_by_worker_id(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let a = task("alice", t0);
     let b = task("alice", t0 + ms(1));
@@ -111,7 +111,7 @@ async fn finish_is_guarded_by_worker_id(store: Arc<dyn TaskStore>) {
     assert!(store.finish(&[]).await.unwrap().is_empty());
 }
 
-async fn finish_retry_returns_task_to_pending(store: Arc<dyn TaskStore>) {
+async fn finish_retry_returns_task_to_pending(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let a = task("alice", t0);
     insert(&store, vec![a.clone()]).await;
@@ -189,7 +189,7 @@ async fn finish_retry_returns_task_to_pending(store: Arc<dyn TaskStore>) {
     assert_eq!(t.run_after, run_after + TimeDelta::seconds(40));
 }
 
-async fn finish_failed(store: Arc<dyn TaskStore>) {
+async fn finish_failed(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let a = task("alice", t0);
     insert(&store, vec![a.clone()]).await;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ai_integration_service::domain::Task;
-use ai_integration_service::store::{Outcome, TaskStore};
+use ai_integration_service::store::{Outcome, TaskStoreTesting};
 use chrono::TimeDelta;
 use serde_json::json;
 
@@ -28,7 +28,7 @@ mod postgres_writes_wait_for_a_wal_flush {
 
     async fn body(store: PgTaskStore) {
         let pool = store.pool().clone();
-        let store: Arc<dyn TaskStore> = Arc::new(store);
+        let store: Arc<dyn TaskStoreTesting> = Arc::new(store);
         let tasks: Vec<Task> = (0..4).map(|i| task("alice", base() + ms(i))).collect();
         insert(&store, tasks.clone()).await;
         let w = worker("w-1");

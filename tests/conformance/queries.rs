@@ -5,14 +5,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use ai_integration_service::domain::{PageRequest, Task, TaskId, TaskStatus, TaskType};
-use ai_integration_service::store::{Outcome, TaskFilter, TaskStore};
+use ai_integration_service::store::{Outcome, TaskFilter, TaskStoreTesting};
 use chrono::TimeDelta;
 use serde_json::json;
 
 use crate::fixtures::*;
-use crate::support::store_tests;
+use crate::store_tests;
 
-async fn list_pages_newest_first_without_gaps(store: Arc<dyn TaskStore>) {
+async fn list_pages_newest_first_without_gaps(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let mut alice: Vec<Task> = (0..20).map(|i| task("alice", t0 + ms(i * 10))).collect();
     // Several tasks sharing one timestamp: ordered by id, and a page may end among them.
@@ -81,7 +81,7 @@ async fn list_pages_newest_first_without_gaps(store: Arc<dyn TaskStore>) {
     assert_eq!(none.next_page_token, None);
 }
 
-async fn list_filters_by_status_and_type(store: Arc<dyn TaskStore>) {
+async fn list_filters_by_status_and_type(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let types = ["echo", "summarize", "extract_content"];
     let tasks: Vec<Task> = (0..18)
@@ -159,7 +159,7 @@ async fn list_filters_by_status_and_type(store: Arc<dyn TaskStore>) {
     );
 }
 
-async fn count_active_by_user(store: Arc<dyn TaskStore>) {
+async fn count_active_by_user(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let tasks: Vec<Task> = (0..6).map(|i| task("alice", t0 + ms(i))).collect();
     insert(&store, tasks.clone()).await;
@@ -203,7 +203,7 @@ async fn count_active_by_user(store: Arc<dyn TaskStore>) {
     assert_eq!(store.count_active_by_user(&user("carol")).await.unwrap(), 0);
 }
 
-async fn find_pending_tasks_in_queue_order(store: Arc<dyn TaskStore>) {
+async fn find_pending_tasks_in_queue_order(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     // (priority, age offset)
     let layout = [
@@ -243,7 +243,7 @@ async fn find_pending_tasks_in_queue_order(store: Arc<dyn TaskStore>) {
     assert_eq!(first, vec![tasks[5].clone()]);
 }
 
-async fn find_processing_tasks_by_provider(store: Arc<dyn TaskStore>) {
+async fn find_processing_tasks_by_provider(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let tasks: Vec<Task> = (0..4).map(|i| task("alice", t0 + ms(i))).collect();
     insert(&store, tasks.clone()).await;
@@ -307,7 +307,7 @@ async fn find_processing_tasks_by_provider(store: Arc<dyn TaskStore>) {
     );
 }
 
-async fn find_timed_out_tasks_by_lease(store: Arc<dyn TaskStore>) {
+async fn find_timed_out_tasks_by_lease(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let tasks: Vec<Task> = (0..4).map(|i| task("alice", t0 + ms(i))).collect();
     insert(&store, tasks.clone()).await;
@@ -359,7 +359,7 @@ async fn find_timed_out_tasks_by_lease(store: Arc<dyn TaskStore>) {
     );
 }
 
-async fn find_by_type_with_status_and_limit(store: Arc<dyn TaskStore>) {
+async fn find_by_type_with_status_and_limit(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let tasks: Vec<Task> = (0..9)
         .map(|i| {
@@ -410,7 +410,7 @@ async fn find_by_type_with_status_and_limit(store: Arc<dyn TaskStore>) {
     );
 }
 
-async fn find_by_related_entity(store: Arc<dyn TaskStore>) {
+async fn find_by_related_entity(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let a = spec("alice", t0).related("article", "1").build();
     let b = spec("bob", t0 + ms(1)).related("article", "1").build();
@@ -445,7 +445,7 @@ async fn find_by_related_entity(store: Arc<dyn TaskStore>) {
     );
 }
 
-async fn find_tasks_by_worker(store: Arc<dyn TaskStore>) {
+async fn find_tasks_by_worker(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let tasks: Vec<Task> = (0..5).map(|i| task("alice", t0 + ms(i))).collect();
     insert(&store, tasks.clone()).await;
@@ -493,7 +493,7 @@ async fn find_tasks_by_worker(store: Arc<dyn TaskStore>) {
     );
 }
 
-async fn find_failed_tasks(store: Arc<dyn TaskStore>) {
+async fn find_failed_tasks(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let mut tasks: Vec<Task> = (0..6).map(|i| task("alice", t0 + ms(i))).collect();
     insert(&store, tasks.clone()).await;
@@ -551,7 +551,7 @@ async fn find_failed_tasks(store: Arc<dyn TaskStore>) {
 /// Pages must not skip tasks whose `created_at` has sub-microsecond digits (as `Utc::now()`
 /// has on Linux). SQLite keeps nanoseconds but the page token keeps microseconds, so every
 /// task in the same microsecond after the page boundary is skipped.
-async fn paging_with_sub_microsecond_timestamps(store: Arc<dyn TaskStore>) {
+async fn paging_with_sub_microsecond_timestamps(store: Arc<dyn TaskStoreTesting>) {
     let at = base() + TimeDelta::nanoseconds(123_456_789);
     let tasks: Vec<Task> = (0..3).map(|_| task("alice", at)).collect();
     insert(&store, tasks.clone()).await;
@@ -565,12 +565,12 @@ async fn paging_with_sub_microsecond_timestamps(store: Arc<dyn TaskStore>) {
 mod paging_with_sub_microsecond_timestamps {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres() {
-        crate::support::run_with_pg_store(super::paging_with_sub_microsecond_timestamps).await;
+        crate::on_postgres(super::paging_with_sub_microsecond_timestamps).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn sqlite() {
-        crate::support::run_with_sqlite_store(super::paging_with_sub_microsecond_timestamps).await;
+        crate::on_sqlite(super::paging_with_sub_microsecond_timestamps).await;
     }
 }
 

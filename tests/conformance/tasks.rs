@@ -8,14 +8,14 @@ use std::time::Duration;
 use ai_integration_service::domain::{
     ErrorClass, Priority, Task, TaskError, TaskEventType, TaskId, TaskStatus,
 };
-use ai_integration_service::store::{Inserted, TaskFilter, TaskStore};
+use ai_integration_service::store::{Inserted, TaskFilter, TaskStoreTesting};
 use chrono::TimeDelta;
 use serde_json::json;
 
 use crate::fixtures::*;
-use crate::support::store_tests;
+use crate::store_tests;
 
-async fn insert_returns_created_tasks_and_they_are_findable(store: Arc<dyn TaskStore>) {
+async fn insert_returns_created_tasks_and_they_are_findable(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let tasks = vec![
         task("alice", t0),
@@ -39,7 +39,7 @@ async fn insert_returns_created_tasks_and_they_are_findable(store: Arc<dyn TaskS
     store.ping().await.unwrap();
 }
 
-async fn idempotency_same_user_and_key_returns_first_task(store: Arc<dyn TaskStore>) {
+async fn idempotency_same_user_and_key_returns_first_task(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let first = spec("alice", t0).key("same").build();
     insert(&store, vec![first.clone()]).await;
@@ -66,7 +66,7 @@ async fn idempotency_same_user_and_key_returns_first_task(store: Arc<dyn TaskSto
 /// A submit whose commit went through but whose answer was lost is retried with the same task:
 /// the retry answers the stored task, not created, and writes no second `TaskCreated`. With
 /// no idempotency key SQLite first tries its one-trip insert, which the stored id fails.
-async fn resubmitting_a_stored_id_answers_the_stored_task(store: Arc<dyn TaskStore>) {
+async fn resubmitting_a_stored_id_answers_the_stored_task(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let first = task("alice", t0);
     insert(&store, vec![first.clone()]).await;
@@ -86,7 +86,7 @@ async fn resubmitting_a_stored_id_answers_the_stored_task(store: Arc<dyn TaskSto
     }
 }
 
-async fn idempotency_keys_are_per_user(store: Arc<dyn TaskStore>) {
+async fn idempotency_keys_are_per_user(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let a = spec("alice", t0).key("k").build();
     let b = spec("bob", t0 + ms(1)).key("k").build();
@@ -105,7 +105,7 @@ async fn idempotency_keys_are_per_user(store: Arc<dyn TaskStore>) {
     assert_eq!(store.count_active_by_user(&user("alice")).await.unwrap(), 3);
 }
 
-async fn idempotency_duplicates_within_one_batch(store: Arc<dyn TaskStore>) {
+async fn idempotency_duplicates_within_one_batch(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let t1 = spec("alice", t0).key("dup").build();
     let t2 = spec("alice", t0 + ms(1)).key("dup").build();
@@ -133,7 +133,7 @@ async fn idempotency_duplicates_within_one_batch(store: Arc<dyn TaskStore>) {
     assert_eq!(all, vec![t4.id, t3.id, t1.id]);
 }
 
-async fn concurrent_duplicate_inserts_yield_one_row(store: Arc<dyn TaskStore>) {
+async fn concurrent_duplicate_inserts_yield_one_row(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let tasks: Vec<Task> = (0..10)
         .map(|i| spec("alice", t0 + ms(i)).key("race").build())
@@ -171,7 +171,7 @@ async fn concurrent_duplicate_inserts_yield_one_row(store: Arc<dyn TaskStore>) {
     );
 }
 
-async fn large_batches_span_chunks(store: Arc<dyn TaskStore>) {
+async fn large_batches_span_chunks(store: Arc<dyn TaskStoreTesting>) {
     // More rows than one multi-row INSERT (500) and one IN list (1000) hold.
     let t0 = base();
     let mut tasks: Vec<Task> = (0..1200).map(|i| task("alice", t0 + ms(i))).collect();
@@ -201,7 +201,7 @@ async fn large_batches_span_chunks(store: Arc<dyn TaskStore>) {
     assert!(store.find_pending_tasks(10).await.unwrap().is_empty());
 }
 
-async fn save_round_trips_every_field(store: Arc<dyn TaskStore>) {
+async fn save_round_trips_every_field(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let mut t = spec("alice", t0)
         .task_type("image_generation")
@@ -261,7 +261,7 @@ async fn save_round_trips_every_field(store: Arc<dyn TaskStore>) {
     assert!(store.events_for_task(minimal.id).await.unwrap().is_empty());
 }
 
-async fn delete_removes_task_and_events(store: Arc<dyn TaskStore>) {
+async fn delete_removes_task_and_events(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let a = task("alice", t0);
     let b = task("alice", t0 + ms(1));
@@ -289,7 +289,7 @@ async fn delete_removes_task_and_events(store: Arc<dyn TaskStore>) {
 /// A task started by its submit (worker/dispatch.rs) is stored `processing` under its worker,
 /// with its `TaskCreated` and then its `TaskStarted` event; a claim cannot take it again, and
 /// its worker's outcome applies as for a claimed task.
-async fn insert_of_a_started_task(store: Arc<dyn TaskStore>) {
+async fn insert_of_a_started_task(store: Arc<dyn TaskStoreTesting>) {
     let at = now();
     let w = worker("w-direct");
     let mut started = task("alice", at);
@@ -340,7 +340,7 @@ async fn insert_of_a_started_task(store: Arc<dyn TaskStore>) {
     );
 }
 
-async fn cancel_pending_processing_and_terminal(store: Arc<dyn TaskStore>) {
+async fn cancel_pending_processing_and_terminal(store: Arc<dyn TaskStoreTesting>) {
     let t0 = base();
     let pending = task("alice", t0);
     let processing = task("alice", t0 + ms(1));
