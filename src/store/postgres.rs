@@ -11,7 +11,7 @@ use sqlx::{Executor, SqlSafeStr};
 use super::EventPublisher;
 use super::notify_sql::impl_notification_store;
 use super::queue_sql::impl_queue_store;
-use super::sql::impl_task_store;
+use super::sql::{CompleteRow, Dialect, Lead, NewEvent, RowsAffected, Sql, SqlStore};
 use super::wal_flush::WalFlush;
 use super::{AfterCommit, StoreError};
 use crate::domain::StoredEvent;
@@ -164,17 +164,59 @@ impl PgTaskStore {
     }
 }
 
-// The class of a task's last error, from its JSON `error` column.
-impl_task_store!(PgTaskStore, sqlx::Postgres, "error->>'class'");
 impl_notification_store!(PgTaskStore, sqlx::Postgres);
 impl_queue_store!(PgTaskStore, sqlx::Postgres);
 
-impl PgTaskStore {
+impl SqlStore for PgTaskStore {
+    type Db = sqlx::Postgres;
+
+    fn sql(&self) -> Sql<'_, sqlx::Postgres> {
+        Sql {
+            reads: &self.pool,
+            writes: &self.writer,
+            after_commit: &self.publisher,
+        }
+    }
+
+    async fn hot_insert_tasks(
+        &self,
+        tasks: Vec<crate::domain::Task>,
+    ) -> Result<Vec<super::Inserted>, StoreError> {
+        self.insert_tasks_impl(tasks).await
+    }
+
+    async fn hot_claim(
+        &self,
+        ids: &[crate::domain::TaskId],
+        worker: &crate::domain::WorkerId,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::domain::Task>, StoreError> {
+        self.claim_impl(ids, worker, lease_until, now).await
+    }
+
+    async fn hot_finish(&self, finishes: &[super::Finish]) -> Result<Vec<bool>, StoreError> {
+        self.finish_impl(finishes).await
+    }
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl Dialect for sqlx::Postgres {
+    // The class of a task's last error, from its JSON `error` column.
+    const ERROR_CLASS: &'static str = "error->>'class'";
+    const RELAXED_COMMIT: Option<&'static str> = Some("SET LOCAL synchronous_commit = off");
+    const SKIP_LOCKED: bool = true;
+
     /// Inserts events in one statement, numbering each user's from their counter row
     /// ([`number_per_user`]). Returns them with their ids.
-    pub(super) async fn insert_events(
+    async fn insert_events(
         conn: &mut sqlx::PgConnection,
-        events: Vec<super::sql::NewEvent>,
+        events: Vec<NewEvent>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
@@ -231,9 +273,9 @@ impl PgTaskStore {
     /// (id, user) of each row that applied.
     async fn complete_rows(
         conn: &mut sqlx::PgConnection,
-        rows: Vec<super::sql::CompleteRow>,
+        rows: Vec<CompleteRow>,
         // PostgreSQL's transactions are opened by sqlx: there is never anything to lead with.
-        _lead: &mut super::sql::Lead,
+        _lead: &mut Lead,
     ) -> Result<Vec<(uuid::Uuid, String)>, StoreError> {
         if rows.is_empty() {
             return Ok(Vec::new());

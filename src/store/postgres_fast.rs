@@ -12,12 +12,13 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
+use sqlx::Postgres;
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::postgres::number_per_user;
 use super::row::{TASK_COLUMNS, TaskRow, timeout_ms};
-use super::sql::{NewEvent, at_micros};
+use super::sql::{Dialect, Lead, NewEvent, at_micros, finish_in_tx};
 use super::{Finish, Inserted, Outcome, PgTaskStore, StoreError};
 use crate::domain::{StoredEvent, Task, TaskId, UserId, WorkerId};
 
@@ -301,9 +302,9 @@ impl PgTaskStore {
         } else {
             let mut tx = self.fast.begin().await?;
             let (applied, events) =
-                Self::finish_in_tx(&mut tx, finishes, &mut super::sql::Lead::none()).await?;
+                finish_in_tx::<Postgres>(&mut tx, finishes, &mut Lead::none()).await?;
             // The events last: the user's counter row is locked from here to the commit.
-            let stored = Self::insert_events(&mut tx, events).await?;
+            let stored = Postgres::insert_events(&mut tx, events).await?;
             tx.commit().await?;
             (applied, stored)
         };

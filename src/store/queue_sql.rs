@@ -133,14 +133,16 @@ macro_rules! impl_queue_store {
                 now: chrono::DateTime<chrono::Utc>,
                 limit: u32,
             ) -> Result<Vec<$crate::domain::Task>, $crate::store::StoreError> {
-                let mut qb = Self::select();
+                let mut qb = $crate::store::sql::select_tasks::<$db>();
                 qb.push(" AND status = 'processing' AND queue = ")
                     .push_bind(queue.as_str())
                     .push(" AND lease_expires_at < ")
                     .push_bind(now)
                     .push(" ORDER BY lease_expires_at LIMIT ")
                     .push_bind(i64::from(limit));
-                self.fetch_tasks(qb).await
+                $crate::store::sql::SqlStore::sql(self)
+                    .fetch_tasks(qb)
+                    .await
             }
         }
     };

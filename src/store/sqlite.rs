@@ -13,7 +13,9 @@ use sqlx::sqlite::{
 use super::EventPublisher;
 use super::notify_sql::impl_notification_store;
 use super::queue_sql::impl_queue_store;
-use super::sql::impl_task_store;
+use super::sql::{
+    CompleteRow, Dialect, IN_CHUNK, INSERT_CHUNK, Lead, NewEvent, RowsAffected, Sql, SqlStore,
+};
 use super::sqlite_checkpoint::Checkpointer;
 use super::sqlite_writer::{Write, WriteQueue, Written};
 use super::{AfterCommit, StoreError};
@@ -141,33 +143,108 @@ impl SqliteTaskStore {
     }
 }
 
-// The class of a task's last error, from its JSON `error` column.
-impl_task_store!(
-    SqliteTaskStore,
-    sqlx::Sqlite,
-    "json_extract(error, '$.class')"
-);
 impl_notification_store!(SqliteTaskStore, sqlx::Sqlite);
 impl_queue_store!(SqliteTaskStore, sqlx::Sqlite);
 
-impl SqliteTaskStore {
+impl SqlStore for SqliteTaskStore {
+    type Db = sqlx::Sqlite;
+
+    fn sql(&self) -> Sql<'_, sqlx::Sqlite> {
+        Sql {
+            reads: &self.pool,
+            writes: &self.writer,
+            after_commit: &self.publisher,
+        }
+    }
+
+    async fn hot_insert_tasks(
+        &self,
+        tasks: Vec<crate::domain::Task>,
+    ) -> Result<Vec<super::Inserted>, StoreError> {
+        self.insert_tasks_impl(tasks).await
+    }
+
+    async fn hot_claim(
+        &self,
+        ids: &[crate::domain::TaskId],
+        worker: &crate::domain::WorkerId,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::domain::Task>, StoreError> {
+        self.claim_impl(ids, worker, lease_until, now).await
+    }
+
+    async fn hot_finish(&self, finishes: &[super::Finish]) -> Result<Vec<bool>, StoreError> {
+        self.finish_impl(finishes).await
+    }
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl Dialect for sqlx::Sqlite {
+    // The class of a task's last error, from its JSON `error` column.
+    const ERROR_CLASS: &'static str = "json_extract(error, '$.class')";
+    // Commits already wait for no fsync (WAL with `synchronous = NORMAL`).
+    const RELAXED_COMMIT: Option<&'static str> = None;
+    // One writer: nothing to skip.
+    const SKIP_LOCKED: bool = false;
+
     /// Inserts events, numbering each user's from their counter row. The single writer
     /// connection already serialises every transaction, so numbering needs no more than the
     /// counter update in the same transaction.
-    pub(super) async fn insert_events(
+    async fn insert_events(
         conn: &mut sqlx::SqliteConnection,
-        events: Vec<super::sql::NewEvent>,
+        events: Vec<NewEvent>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        Self::insert_events_then(conn, events, &mut super::sql::Lead::none(), "").await
+        SqliteTaskStore::insert_events_then(conn, events, &mut Lead::none(), "").await
     }
 
+    /// Completes many tasks in one `UPDATE ... FROM (VALUES ...)`; returns the (id, user) of
+    /// each row that applied.
+    async fn complete_rows(
+        conn: &mut sqlx::SqliteConnection,
+        rows: Vec<CompleteRow>,
+        lead: &mut Lead,
+    ) -> Result<Vec<(uuid::Uuid, String)>, StoreError> {
+        let mut applied = Vec::with_capacity(rows.len());
+        // 5 binds a row: well under SQLite's 32,766-variable limit.
+        for chunk in rows.chunks(IN_CHUNK) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(lead.take());
+            qb.push(
+                "UPDATE tasks SET status = 'completed', progress = 100, result = v.column3, \
+                 provider = v.column4, completed_at = v.column5, updated_at = v.column5, \
+                 worker_id = NULL, lease_expires_at = NULL FROM (",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(r.worker_id.clone())
+                    .push_bind(sqlx::types::Json(r.result.clone()))
+                    .push_bind(r.provider.clone())
+                    .push_bind(r.at);
+            });
+            qb.push(
+                ") AS v WHERE tasks.id = v.column1 AND tasks.status = 'processing' \
+                 AND tasks.worker_id = v.column2 RETURNING tasks.id, tasks.user_id",
+            );
+            let done: Vec<(uuid::Uuid, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+            applied.extend(done);
+        }
+        Ok(applied)
+    }
+}
+
+impl SqliteTaskStore {
     /// [`insert_events`](Self::insert_events) after what `lead` still has to open, then the
     /// statement `tail` (e.g. `COMMIT`), all in one trip to the connection's thread (see
     /// [`Self::events_after`]).
     pub(super) async fn insert_events_then(
         conn: &mut sqlx::SqliteConnection,
-        events: Vec<super::sql::NewEvent>,
-        lead: &mut super::sql::Lead,
+        events: Vec<NewEvent>,
+        lead: &mut Lead,
         tail: &'static str,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(lead.take());
@@ -189,14 +266,11 @@ impl SqliteTaskStore {
             .flatten()
             .for_each(super::sql::cut_to_micros);
         let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("BEGIN IMMEDIATE; ");
-        for chunk in submits
-            .iter()
-            .flat_map(|t| t.chunks(super::sql::INSERT_CHUNK))
-        {
-            Self::push_tasks_insert(&mut qb, chunk);
+        for chunk in submits.iter().flat_map(|t| t.chunks(INSERT_CHUNK)) {
+            super::sql::push_tasks_insert(&mut qb, chunk);
             qb.push("; ");
         }
-        let events = super::sql::NewEvent::for_new_tasks(submits.iter().flatten());
+        let events = NewEvent::for_new_tasks(submits.iter().flatten());
         Self::events_after(conn, qb, events, "COMMIT").await
     }
 
@@ -207,7 +281,7 @@ impl SqliteTaskStore {
     async fn events_after(
         conn: &mut sqlx::SqliteConnection,
         mut qb: sqlx::QueryBuilder<sqlx::Sqlite>,
-        events: Vec<super::sql::NewEvent>,
+        events: Vec<NewEvent>,
         tail: &'static str,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         use std::collections::BTreeMap;
@@ -226,7 +300,7 @@ impl SqliteTaskStore {
             })
             .collect();
         let counts: Vec<(&str, i64)> = counts.into_iter().collect();
-        for chunk in counts.chunks(super::sql::IN_CHUNK) {
+        for chunk in counts.chunks(IN_CHUNK) {
             qb.push("INSERT INTO user_event_counters (user_id, last_id) ");
             qb.push_values(chunk, |mut b, (user, n)| {
                 b.push_bind(*user).push_bind(*n);
@@ -242,8 +316,8 @@ impl SqliteTaskStore {
         // batch of n events cost n² steps (14 % of the writer thread at 100-task batches).
         // The CROSS JOIN keeps the VALUES rows the outer loop, so ids follow the batch order.
         // 6 binds a row: well under SQLite's per-statement variable limit.
-        let rows: Vec<(&super::sql::NewEvent, i64)> = events.iter().zip(after).collect();
-        for chunk in rows.chunks(super::sql::INSERT_CHUNK) {
+        let rows: Vec<(&NewEvent, i64)> = events.iter().zip(after).collect();
+        for chunk in rows.chunks(INSERT_CHUNK) {
             qb.push(
                 "INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, \
                  created_at) SELECT v.column1, v.column2, c.last_id - v.column3, v.column4, \
@@ -285,39 +359,6 @@ impl SqliteTaskStore {
             stored.push(e.stored(id));
         }
         Ok(stored)
-    }
-
-    /// Completes many tasks in one `UPDATE ... FROM (VALUES ...)`; returns the (id, user) of
-    /// each row that applied.
-    async fn complete_rows(
-        conn: &mut sqlx::SqliteConnection,
-        rows: Vec<super::sql::CompleteRow>,
-        lead: &mut super::sql::Lead,
-    ) -> Result<Vec<(uuid::Uuid, String)>, StoreError> {
-        let mut applied = Vec::with_capacity(rows.len());
-        // 5 binds a row: well under SQLite's 32,766-variable limit.
-        for chunk in rows.chunks(super::sql::IN_CHUNK) {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(lead.take());
-            qb.push(
-                "UPDATE tasks SET status = 'completed', progress = 100, result = v.column3, \
-                 provider = v.column4, completed_at = v.column5, updated_at = v.column5, \
-                 worker_id = NULL, lease_expires_at = NULL FROM (",
-            );
-            qb.push_values(chunk, |mut b, r| {
-                b.push_bind(r.id)
-                    .push_bind(r.worker_id.clone())
-                    .push_bind(sqlx::types::Json(r.result.clone()))
-                    .push_bind(r.provider.clone())
-                    .push_bind(r.at);
-            });
-            qb.push(
-                ") AS v WHERE tasks.id = v.column1 AND tasks.status = 'processing' \
-                 AND tasks.worker_id = v.column2 RETURNING tasks.id, tasks.user_id",
-            );
-            let done: Vec<(uuid::Uuid, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
-            applied.extend(done);
-        }
-        Ok(applied)
     }
 }
 

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
+use sqlx::Sqlite;
 use sqlx::sqlite::SqlitePool;
 use tokio_util::task::TaskTracker;
 
-use super::sql::Lead;
+use super::sql::{Lead, claim_in_tx, finish_in_tx, insert_tasks_in_tx};
 use super::sqlite_checkpoint::run_passive;
 use super::{AfterCommit, Finish, Inserted, SqliteTaskStore, StoreError};
 use crate::batch::{BatchError, Batcher};
@@ -215,8 +216,7 @@ async fn statements(
                 now,
             } => {
                 let (claimed, started) =
-                    SqliteTaskStore::claim_in_tx(tx, &ids, &worker, lease_until, now, &mut lead)
-                        .await?;
+                    claim_in_tx::<Sqlite>(tx, &ids, &worker, lease_until, now, &mut lead).await?;
                 events.extend(started);
                 parts.push(Part::Claimed(claimed));
             }
@@ -226,9 +226,9 @@ async fn statements(
             }
         }
     }
-    let (inserted, created) = SqliteTaskStore::insert_tasks_in_tx(tx, tasks, &mut lead).await?;
+    let (inserted, created) = insert_tasks_in_tx::<Sqlite>(tx, tasks, &mut lead).await?;
     events.extend(created);
-    let (applied, ended) = SqliteTaskStore::finish_in_tx(tx, &finishes, &mut lead).await?;
+    let (applied, ended) = finish_in_tx::<Sqlite>(tx, &finishes, &mut lead).await?;
     events.extend(ended);
     let stored = SqliteTaskStore::insert_events_then(tx, events, &mut lead, "COMMIT").await?;
 
