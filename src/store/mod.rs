@@ -7,10 +7,8 @@
 mod after_commit;
 mod error;
 mod notifications;
-mod notify_sql;
 mod postgres;
 mod postgres_fast;
-mod queue_sql;
 pub(crate) mod queues;
 mod row;
 mod sql;

@@ -9,8 +9,6 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Executor, SqlSafeStr};
 
 use super::EventPublisher;
-use super::notify_sql::impl_notification_store;
-use super::queue_sql::impl_queue_store;
 use super::sql::{CompleteRow, Dialect, Lead, NewEvent, RowsAffected, Sql, SqlStore};
 use super::wal_flush::WalFlush;
 use super::{AfterCommit, StoreError};
@@ -163,9 +161,6 @@ impl PgTaskStore {
         &self.pool
     }
 }
-
-impl_notification_store!(PgTaskStore, sqlx::Postgres);
-impl_queue_store!(PgTaskStore, sqlx::Postgres);
 
 impl SqlStore for PgTaskStore {
     type Db = sqlx::Postgres;

@@ -11,8 +11,6 @@ use sqlx::sqlite::{
 };
 
 use super::EventPublisher;
-use super::notify_sql::impl_notification_store;
-use super::queue_sql::impl_queue_store;
 use super::sql::{
     CompleteRow, Dialect, IN_CHUNK, INSERT_CHUNK, Lead, NewEvent, RowsAffected, Sql, SqlStore,
 };
@@ -142,9 +140,6 @@ impl SqliteTaskStore {
             .await
     }
 }
-
-impl_notification_store!(SqliteTaskStore, sqlx::Sqlite);
-impl_queue_store!(SqliteTaskStore, sqlx::Sqlite);
 
 impl SqlStore for SqliteTaskStore {
     type Db = sqlx::Sqlite;

@@ -8,11 +8,14 @@
 //! differs per store is a [`SqlStore`]: its connections, its after-commit hook and its hot
 //! paths (submit, claim, finish), which each store runs its own way.
 //!
-//! One file per concern: `tasks.rs` (insert, cancel), `queries.rs` (find, list, counts),
-//! `claims.rs` (claims, leases, workers), `outcomes.rs` (outcomes and progress),
-//! `dead_letters.rs`, `testing.rs` ([`TaskStoreTesting`](super::TaskStoreTesting)), and
-//! `task_store.rs`, which implements [`TaskStore`](super::TaskStore) for every [`SqlStore`]
-//! from them.
+//! One file per concern. The task store's: `tasks.rs` (insert, cancel), `queries.rs` (find,
+//! list, counts), `claims.rs` (claims, leases, workers), `outcomes.rs` (outcomes and
+//! progress), `dead_letters.rs`, and `task_store.rs`, which implements
+//! [`TaskStore`](super::TaskStore) for every [`SqlStore`] from them; `testing.rs` implements
+//! [`TaskStoreTesting`](super::TaskStoreTesting). The other ports, one file each:
+//! `notifications.rs`, `queues.rs`, `usage.rs`. A new aggregate (chat, the event store,
+//! pipelines) adds its port beside them the same way, and a new database (MySQL) adds a
+//! [`Dialect`] and a [`SqlStore`]: every port then comes with them.
 //!
 //! Why generic functions carry long `where` clauses: sqlx states what a database can bind,
 //! read and execute as bounds on other types (`Uuid: Encode<'q, DB>`, `&mut DB::Connection:
@@ -25,11 +28,14 @@
 
 mod claims;
 mod dead_letters;
+mod notifications;
 mod outcomes;
 mod queries;
+mod queues;
 mod task_store;
 mod tasks;
 mod testing;
+mod usage;
 
 use std::future::Future;
 
