@@ -1,4 +1,8 @@
-//! Durable task storage: the port and its PostgreSQL and SQLite implementations.
+//! Durable task storage: the ports and their PostgreSQL and SQLite implementations.
+//!
+//! The ports are here (`TaskStore` below, and one file each for notifications, queues, usage
+//! and [`TaskStoreTesting`]); `sql/` holds the SQL every database shares, and `postgres/`
+//! and `sqlite/` what each does its own way, hot paths included.
 //!
 //! Every state change is a compare-and-set in SQL (`WHERE status = ...`), written in the same
 //! transaction as its [`TaskEvent`](crate::domain::TaskEvent), so the database alone decides who
@@ -8,17 +12,13 @@ mod after_commit;
 mod error;
 mod notifications;
 mod postgres;
-mod postgres_fast;
 pub(crate) mod queues;
 mod row;
 mod sql;
 mod sqlite;
-mod sqlite_checkpoint;
-mod sqlite_writer;
 mod testing;
 mod tickets;
 mod usage;
-mod wal_flush;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -36,7 +36,7 @@ pub use notifications::{EventBounds, NotificationSession, NotificationStore, Tra
 pub use postgres::PgTaskStore;
 pub use queues::{QueueRecord, QueueStore};
 pub use sqlite::SqliteTaskStore;
-pub use sqlite_checkpoint::{CheckpointPass, Checkpointer};
+pub use sqlite::{CheckpointPass, Checkpointer};
 pub use testing::TaskStoreTesting;
 pub use tickets::{NewStreamTicket, StreamGrant, TicketHash};
 pub use usage::{ProviderStats, Reservation, Spend, UsageStore, UsageSummary};
