@@ -19,7 +19,7 @@ mod tier;
 mod usage;
 
 pub use error::{DomainError, ErrorClass, TaskError};
-pub use event::{MAX_EVENT_BYTES, StoredEvent, TaskEvent, TaskEventType};
+pub use event::{MAX_EVENT_BYTES, NewEvent, StoredEvent, TaskEvent, TaskEventType};
 pub use ids::{TaskId, UserId, WorkerId};
 pub use page::{Page, PageRequest, encode_token};
 pub use priority::{Priority, PriorityLevel};

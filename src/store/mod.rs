@@ -1,4 +1,8 @@
-//! Durable task storage: the port and its PostgreSQL and SQLite implementations.
+//! Durable task storage: the ports and their PostgreSQL and SQLite implementations.
+//!
+//! The ports are here (`TaskStore` below, and one file each for notifications, queues, usage
+//! and [`TaskStoreTesting`]); `sql/` holds the SQL every database shares, and `postgres/`
+//! and `sqlite/` what each does its own way, hot paths included.
 //!
 //! Every state change is a compare-and-set in SQL (`WHERE status = ...`), written in the same
 //! transaction as its [`TaskEvent`](crate::domain::TaskEvent), so the database alone decides who
@@ -7,19 +11,14 @@
 mod after_commit;
 mod error;
 mod notifications;
-mod notify_sql;
 mod postgres;
-mod postgres_fast;
-mod queue_sql;
 pub(crate) mod queues;
 mod row;
 mod sql;
 mod sqlite;
-mod sqlite_checkpoint;
-mod sqlite_writer;
+mod testing;
 mod tickets;
 mod usage;
-mod wal_flush;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -37,7 +36,8 @@ pub use notifications::{EventBounds, NotificationSession, NotificationStore, Tra
 pub use postgres::PgTaskStore;
 pub use queues::{QueueRecord, QueueStore};
 pub use sqlite::SqliteTaskStore;
-pub use sqlite_checkpoint::{CheckpointPass, Checkpointer};
+pub use sqlite::{CheckpointPass, Checkpointer};
+pub use testing::TaskStoreTesting;
 pub use tickets::{NewStreamTicket, StreamGrant, TicketHash};
 pub use usage::{ProviderStats, Reservation, Spend, UsageStore, UsageSummary};
 
@@ -128,13 +128,6 @@ pub trait TaskStore: Send + Sync + 'static {
     /// One task by id.
     async fn find_by_id(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
 
-    /// Writes the whole task (insert or replace). For administrative repair and tests; the
-    /// worker and API paths use the guarded transitions below.
-    async fn save(&self, task: &Task) -> Result<(), StoreError>;
-
-    /// Deletes a task and its events. Returns whether it existed.
-    async fn delete(&self, id: TaskId) -> Result<bool, StoreError>;
-
     /// Claims those of `ids` that are still pending for `worker`, with a lease until
     /// `lease_until`, writing a `TaskStarted` event each. Returns the claimed tasks; ids that
     /// were not pending (claimed elsewhere, cancelled, finished) are skipped.
@@ -158,25 +151,11 @@ pub trait TaskStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<(Task, bool)>, StoreError>;
 
-    /// While the task is processing: sets its progress (when given) and records a
-    /// `TaskProgress` event with `data` (plus `progress`, when given and `data` is an object),
-    /// both in one transaction. Returns false (and records nothing) when the task is not
-    /// processing. For percentages and batches of streamed tokens.
-    async fn record_progress(
-        &self,
-        task_id: TaskId,
-        progress: Option<u8>,
-        data: Value,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let applied = self
-            .record_progress_many(vec![(task_id, progress, data)], now)
-            .await?;
-        Ok(applied.first() == Some(&true))
-    }
-
-    /// [`record_progress`](Self::record_progress) for many tasks in one transaction (one
-    /// commit, one lock per user counter): whether each was recorded, in order.
+    /// While each task is processing: sets its progress (when given) and records a
+    /// `TaskProgress` event with its `data` (plus `progress`, when given and `data` is an
+    /// object), all in one transaction (one commit, one lock per user counter). Returns whether
+    /// each was recorded, in order (false, and nothing recorded, for a task not processing).
+    /// For percentages and batches of streamed tokens.
     async fn record_progress_many(
         &self,
         updates: Vec<(TaskId, Option<u8>, Value)>,
@@ -186,57 +165,12 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Pending tasks in queue order (priority, then age).
     async fn find_pending_tasks(&self, limit: u32) -> Result<Vec<Task>, StoreError>;
 
-    /// Tasks being processed, optionally only those last tried on `provider`.
-    async fn find_processing_tasks(&self, provider: Option<&str>) -> Result<Vec<Task>, StoreError>;
-
-    /// Failed tasks with fewer than `max_retries` retries, last changed before `older_than`.
-    async fn find_failed_tasks(
-        &self,
-        max_retries: u32,
-        older_than: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<Task>, StoreError>;
-
-    /// Processing tasks whose lease ended before `now`: their worker is gone or stuck.
-    async fn find_timed_out_tasks(&self, now: DateTime<Utc>) -> Result<Vec<Task>, StoreError>;
-
     /// Tasks matching `filter`, newest first, one page.
     async fn list(&self, filter: &TaskFilter, page: &PageRequest)
     -> Result<Page<Task>, StoreError>;
 
-    /// Tasks of `user`, newest first, one page.
-    async fn find_by_user(
-        &self,
-        user: &UserId,
-        page: &PageRequest,
-    ) -> Result<Page<Task>, StoreError> {
-        let filter = TaskFilter {
-            user_id: Some(user.clone()),
-            ..TaskFilter::default()
-        };
-        self.list(&filter, page).await
-    }
-
     /// Pending and processing tasks of `user`.
     async fn count_active_by_user(&self, user: &UserId) -> Result<u64, StoreError>;
-
-    /// Tasks of one type, optionally with one status, newest first.
-    async fn find_by_type(
-        &self,
-        task_type: TaskType,
-        status: Option<TaskStatus>,
-        limit: u32,
-    ) -> Result<Vec<Task>, StoreError>;
-
-    /// Tasks linked to one entity of the calling application.
-    async fn find_by_related_entity(
-        &self,
-        entity_type: &str,
-        entity_id: &str,
-    ) -> Result<Vec<Task>, StoreError>;
-
-    /// Tasks a worker holds.
-    async fn find_tasks_by_worker(&self, worker: &WorkerId) -> Result<Vec<Task>, StoreError>;
 
     /// A task's events, oldest first.
     async fn events_for_task(&self, id: TaskId) -> Result<Vec<TaskEvent>, StoreError>;

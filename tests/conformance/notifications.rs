@@ -13,7 +13,7 @@ use ai_integration_service::domain::{
 use ai_integration_service::service::{Retention, SessionBook};
 use ai_integration_service::store::{
     Finish, NotificationSession, NotificationStore, Outcome, PgTaskStore, SqliteTaskStore,
-    TaskStore, Transport,
+    TaskStoreTesting, Transport,
 };
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use serde_json::json;
@@ -35,7 +35,7 @@ impl EventPublisher for Recorder {
 /// One store seen through both ports, and what it published.
 #[derive(Clone)]
 pub(crate) struct Stores {
-    pub(crate) tasks: Arc<dyn TaskStore>,
+    pub(crate) tasks: Arc<dyn TaskStoreTesting>,
     pub(crate) notes: Arc<dyn NotificationStore>,
     published: Arc<Recorder>,
 }

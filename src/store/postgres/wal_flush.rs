@@ -6,7 +6,7 @@
 //! synchronous commit holds the row lock until its WAL flush is on disk. One user's claims and
 //! outcomes would then queue behind each other's fsyncs (`Lock:transactionid` in
 //! `pg_stat_activity`). (Submits do commit synchronously: their loop has one batch in flight,
-//! and a barrier would cost them a second round trip; see `postgres_fast.rs`.) An asynchronous
+//! and a barrier would cost them a second round trip; see `one_trip.rs`.) An asynchronous
 //! commit releases its locks at once; the caller, before it tells anyone, waits for a barrier:
 //! a synchronous commit of a one-row update that starts after its commit returned. Flushing the
 //! WAL up to the barrier's commit record flushes every record before it, so when the barrier
@@ -17,8 +17,8 @@
 use sqlx::PgPool;
 use tokio_util::task::TaskTracker;
 
-use super::StoreError;
 use crate::group_commit::{BatchError, Batcher};
+use crate::store::StoreError;
 
 /// Most callers one barrier answers (more wait for the next one).
 const MAX_WAITERS: usize = 4096;

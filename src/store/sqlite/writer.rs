@@ -12,14 +12,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqlitePool;
+use sqlx::QueryBuilder;
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
 use tokio_util::task::TaskTracker;
 
-use super::sql::Lead;
-use super::sqlite_checkpoint::run_passive;
-use super::{AfterCommit, Finish, Inserted, SqliteTaskStore, StoreError};
-use crate::domain::{Task, TaskId, WorkerId};
+use super::checkpoint::run_passive;
+use super::dialect::{events_after, insert_events_then};
+use crate::domain::{NewEvent, StoredEvent, Task, TaskId, WorkerId};
 use crate::group_commit::{BatchError, Batcher};
+use crate::store::sql::{
+    INSERT_CHUNK, Lead, claim_in_tx, cut_to_micros, finish_in_tx, insert_tasks_in_tx,
+    push_tasks_insert,
+};
+use crate::store::{AfterCommit, Finish, Inserted, StoreError};
 
 /// Most writes in one transaction.
 const MAX_WRITES: usize = 256;
@@ -53,7 +58,7 @@ pub(super) struct WriteQueue(Batcher<Write, Written, StoreError>);
 impl WriteQueue {
     /// Starts the loop on `writer`; it hands each transaction's events to `publisher`.
     /// Before a transaction, when `wal_full` is raised, the loop checkpoints once itself (see
-    /// `sqlite_checkpoint.rs`).
+    /// `checkpoint.rs`).
     pub(super) fn spawn(
         writer: SqlitePool,
         publisher: AfterCommit,
@@ -126,16 +131,14 @@ async fn transaction(
     // COMMIT in the same trip as the events.
     let result = match into_new_submits(writes) {
         // Most transactions at a steady rate are one submit of new tasks: one trip.
-        Ok(mut submits) => {
-            match SqliteTaskStore::insert_new_tasks_and_commit(&mut conn, &mut submits).await {
-                Ok(stored) => Ok((all_created(submits), stored)),
-                Err(e) if is_unique_violation(&e) => {
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                    statements(&mut conn, submits.into_iter().map(Write::Insert).collect()).await
-                }
-                Err(e) => Err(e),
+        Ok(mut submits) => match insert_new_tasks_and_commit(&mut conn, &mut submits).await {
+            Ok(stored) => Ok((all_created(submits), stored)),
+            Err(e) if is_unique_violation(&e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                statements(&mut conn, submits.into_iter().map(Write::Insert).collect()).await
             }
-        }
+            Err(e) => Err(e),
+        },
         Err(writes) => statements(&mut conn, writes).await,
     };
     match result {
@@ -194,11 +197,31 @@ fn is_unique_violation(e: &StoreError) -> bool {
     matches!(e, StoreError::Unavailable(sqlx::Error::Database(d)) if d.is_unique_violation())
 }
 
+/// Submits new tasks, none with an idempotency key, in one trip to the connection's
+/// thread: `BEGIN`, their rows, their events and `COMMIT` (the general path takes two: the
+/// rows' ids must come back before the events can be written). The rows have no conflict
+/// clause: an id stored already (a retry of a commit whose answer was lost) fails the
+/// statement, and the caller rolls back and takes the general path. Cuts the tasks'
+/// timestamps to microseconds, as stored.
+async fn insert_new_tasks_and_commit(
+    conn: &mut SqliteConnection,
+    submits: &mut [Vec<Task>],
+) -> Result<Vec<StoredEvent>, StoreError> {
+    submits.iter_mut().flatten().for_each(cut_to_micros);
+    let mut qb = QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; ");
+    for chunk in submits.iter().flat_map(|t| t.chunks(INSERT_CHUNK)) {
+        push_tasks_insert(&mut qb, chunk);
+        qb.push("; ");
+    }
+    let events = NewEvent::for_new_tasks(submits.iter().flatten());
+    events_after(conn, qb, events, "COMMIT").await
+}
+
 /// The statements of [`transaction`], from its `BEGIN` to its `COMMIT`.
 async fn statements(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut SqliteConnection,
     writes: Vec<Write>,
-) -> Result<(Vec<Written>, Vec<crate::domain::StoredEvent>), StoreError> {
+) -> Result<(Vec<Written>, Vec<StoredEvent>), StoreError> {
     let mut lead = Lead::begin_immediate();
     let mut parts = Vec::with_capacity(writes.len());
     let (mut tasks, mut finishes, mut events) = (Vec::new(), Vec::new(), Vec::new());
@@ -215,8 +238,7 @@ async fn statements(
                 now,
             } => {
                 let (claimed, started) =
-                    SqliteTaskStore::claim_in_tx(tx, &ids, &worker, lease_until, now, &mut lead)
-                        .await?;
+                    claim_in_tx::<Sqlite>(tx, &ids, &worker, lease_until, now, &mut lead).await?;
                 events.extend(started);
                 parts.push(Part::Claimed(claimed));
             }
@@ -226,11 +248,11 @@ async fn statements(
             }
         }
     }
-    let (inserted, created) = SqliteTaskStore::insert_tasks_in_tx(tx, tasks, &mut lead).await?;
+    let (inserted, created) = insert_tasks_in_tx::<Sqlite>(tx, tasks, &mut lead).await?;
     events.extend(created);
-    let (applied, ended) = SqliteTaskStore::finish_in_tx(tx, &finishes, &mut lead).await?;
+    let (applied, ended) = finish_in_tx::<Sqlite>(tx, &finishes, &mut lead).await?;
     events.extend(ended);
-    let stored = SqliteTaskStore::insert_events_then(tx, events, &mut lead, "COMMIT").await?;
+    let stored = insert_events_then(tx, events, &mut lead, "COMMIT").await?;
 
     let (mut inserted, mut applied) = (inserted.into_iter(), applied.into_iter());
     let written = parts

@@ -9,110 +9,29 @@
 //! on another's lock, and a claim or outcome of the same user waits at most for one flush (at
 //! 1,000 submits/s, submit p50 2.8-4.3 ms against 3.7-5.4 ms with the barrier; BENCHMARKS.md).
 
-use std::sync::LazyLock;
-
 use chrono::{DateTime, Utc};
+use sqlx::Postgres;
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::postgres::number_per_user;
-use super::row::{TASK_COLUMNS, TaskRow, timeout_ms};
-use super::sql::{NewEvent, at_micros};
-use super::{Finish, Inserted, Outcome, PgTaskStore, StoreError};
-use crate::domain::{StoredEvent, Task, TaskId, WorkerId};
+use super::pools::warm_pool;
+use super::prepared::{
+    CLAIM_TASKS, COMPLETE_TASKS, FAST_STATEMENTS, INSERT_TASKS, SUBMIT_STATEMENTS,
+};
+use super::wal_flush::WalFlush;
+use crate::domain::{StoredEvent, Task, TaskId, UserId, WorkerId};
+use crate::store::row::{TASK_COLUMNS, TaskRow, timeout_ms};
+use crate::store::sql::{Dialect, Lead, NewEvent, at_micros, finish_in_tx};
+use crate::store::{AfterCommit, Finish, Inserted, Outcome, StoreError};
 
-/// Submit: inserts a batch of tasks (passed as arrays) with their numbered events.
-const INSERT_TASKS: &str = concat!(
-    "WITH input AS ( \
-       SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::jsonb[], \
-         $6::int[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], \
-         $12::text[], $13::text[], $14::int[], $15::text[], $16::timestamptz[], \
-         $17::timestamptz[]) \
-       WITH ORDINALITY AS u(id, user_id, task_type, priority, payload, max_retries, \
-         idempotency_key, related_entity_type, related_entity_id, timeout_ms, at, queue, \
-         status, attempts, worker_id, lease_expires_at, started_at, ord) \
-     ), ins AS ( \
-       INSERT INTO tasks (id, user_id, task_type, status, priority, payload, progress, \
-         retry_count, max_retries, idempotency_key, related_entity_type, \
-         related_entity_id, timeout_ms, run_after, created_at, updated_at, queue, \
-         attempts, worker_id, lease_expires_at, started_at) \
-       SELECT id, user_id, task_type, status, priority, payload, 0, 0, max_retries, \
-         idempotency_key, related_entity_type, related_entity_id, timeout_ms, at, at, \
-         COALESCE(started_at, at), queue, attempts, worker_id, lease_expires_at, started_at \
-       FROM input ORDER BY ord \
-       ON CONFLICT DO NOTHING \
-       RETURNING id, user_id, task_type, priority, created_at, worker_id, attempts, \
-         started_at \
-     ), new_events AS ( \
-       SELECT id, user_id, 0 AS step, 'TaskCreated' AS event_type, \
-         jsonb_build_object('status', 'pending', 'task_type', task_type, \
-           'priority', priority) AS data, created_at AS at \
-       FROM ins \
-       UNION ALL \
-       SELECT id, user_id, 1, 'TaskStarted', jsonb_build_object('status', 'processing', \
-         'worker_id', worker_id, 'attempt', attempts), started_at \
-       FROM ins WHERE worker_id IS NOT NULL \
-     ), ",
-    number_per_user!("new_events", "r.step, r.at, r.id"),
-    ", events AS ( \
-       INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, created_at) \
-       SELECT id, user_id, user_seq, event_type, data, at FROM numbered \
-     ) \
-     SELECT id, step, user_seq FROM numbered",
-);
-
-/// Claim: moves pending tasks to `processing` under a worker, with their `TaskStarted` events.
-static CLAIM_TASKS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        concat!(
-            "WITH claimed AS ( \
-               UPDATE tasks SET status = 'processing', attempts = attempts + 1, \
-                 worker_id = $1, lease_expires_at = $2, started_at = $3, updated_at = $3 \
-               WHERE id = ANY($4) AND status = 'pending' \
-               RETURNING {columns} \
-             ), ",
-            number_per_user!("claimed", "r.id"),
-            ", events AS ( \
-               INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, \
-                 created_at) \
-               SELECT id, user_id, user_seq, 'TaskStarted', jsonb_build_object('status', \
-                 'processing', 'worker_id', $1::text, 'attempt', attempts), $3 FROM numbered \
-             ) \
-             SELECT {columns}, user_seq FROM numbered"
-        ),
-        columns = TASK_COLUMNS
-    )
-});
-
-/// Completion: applies a batch of completions whose worker still holds the task, with their
-/// `TaskCompleted` events.
-const COMPLETE_TASKS: &str = concat!(
-    "WITH input AS ( \
-       SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], \
-         $5::timestamptz[]) WITH ORDINALITY AS u(id, worker_id, result, provider, at, ord) \
-     ), done AS ( \
-       UPDATE tasks t SET status = 'completed', progress = 100, result = i.result, \
-         provider = i.provider, completed_at = i.at, updated_at = i.at, \
-         worker_id = NULL, lease_expires_at = NULL \
-       FROM input i \
-       WHERE t.id = i.id AND t.status = 'processing' AND t.worker_id = i.worker_id \
-       RETURNING t.id, t.user_id, i.provider, i.at, i.ord \
-     ), ",
-    number_per_user!("done", "r.ord"),
-    ", events AS ( \
-       INSERT INTO task_events (task_id, user_id, user_seq, event_type, data, created_at) \
-       SELECT id, user_id, user_seq, 'TaskCompleted', jsonb_build_object('status', \
-         'completed', 'provider', provider), at FROM numbered \
-     ) \
-     SELECT ord, user_id, user_seq FROM numbered",
-);
-
-/// What each connection of the submit pool prepares as it opens.
-pub(super) const SUBMIT_STATEMENTS: [&str; 1] = [INSERT_TASKS];
-
-/// What each connection of the asynchronous-commit pool prepares as it opens.
-pub(super) static FAST_STATEMENTS: LazyLock<[&'static str; 2]> =
-    LazyLock::new(|| [CLAIM_TASKS.as_str(), COMPLETE_TASKS]);
+/// Connections of the asynchronous-commit pool: one each for the claim and outcome loops, and
+/// one to spare.
+const FAST_CONNECTIONS: u32 = 3;
+/// Connections of the submit pool: the submit loop has one batch in flight; one to spare.
+const SUBMIT_CONNECTIONS: u32 = 2;
+/// Rows of `wal_flush_marks` that instances choose from.
+const FLUSH_SLOTS: i32 = 1024;
 
 /// A claimed task and the per-user id of its `TaskStarted` event.
 #[derive(sqlx::FromRow)]
@@ -122,10 +41,58 @@ struct ClaimedRow {
     user_seq: i64,
 }
 
-impl PgTaskStore {
-    pub(super) async fn insert_tasks_impl(
+/// The prepared single-statement submit, claim and completion, on warm connections of their
+/// own.
+#[derive(Clone)]
+pub(super) struct OneTrip {
+    /// Connections that commit without waiting for the WAL flush, for claims and outcomes:
+    /// they hold a user's event counter row only while they run. An outcome, which must be
+    /// durable before anyone hears of it, waits for [`Self::flush`] after.
+    fast: PgPool,
+    /// Connections for submits, which commit synchronously: one round trip where a commit
+    /// and a barrier take two (see the top of this file).
+    submits: PgPool,
+    /// Waits for the WAL flush after a commit on [`Self::fast`].
+    flush: WalFlush,
+}
+
+impl OneTrip {
+    /// Opens both pools on `options` (no more connections than `max_connections` each), every
+    /// connection with its statements prepared. Flush barriers commit on `sync`, which must
+    /// commit synchronously.
+    pub(super) async fn connect(
+        options: &PgConnectOptions,
+        max_connections: u32,
+        sync: &PgPool,
+    ) -> Result<Self, StoreError> {
+        let fast = warm_pool(
+            options.clone().options([("synchronous_commit", "off")]),
+            FAST_CONNECTIONS.min(max_connections.max(1)),
+            &*FAST_STATEMENTS,
+        )
+        .await?;
+        let submits = warm_pool(
+            options.clone(),
+            SUBMIT_CONNECTIONS.min(max_connections.max(1)),
+            &SUBMIT_STATEMENTS,
+        )
+        .await?;
+        // Instances pick their barrier row at random: two rarely share one.
+        let slot = rand::random_range(0..FLUSH_SLOTS);
+        Ok(Self {
+            fast,
+            submits,
+            flush: WalFlush::spawn(sync.clone(), slot),
+        })
+    }
+
+    /// Submits `tasks` in one statement; looks up on `reads` the stored task of any that an
+    /// idempotency key (or its id) made a duplicate. Hands the events to `after_commit`.
+    pub(super) async fn insert_tasks(
         &self,
         tasks: Vec<Task>,
+        reads: &PgPool,
+        after_commit: &AfterCommit,
     ) -> Result<Vec<Inserted>, StoreError> {
         if tasks.is_empty() {
             return Ok(Vec::new());
@@ -222,7 +189,7 @@ impl PgTaskStore {
             }
         }
         stored.sort_by_key(|e| e.id);
-        self.publisher.publish(stored);
+        after_commit.publish(stored);
         let mut out = Vec::with_capacity(n);
         for task in tasks {
             if seqs.contains_key(&(task.id.as_uuid(), 0)) {
@@ -239,7 +206,7 @@ impl PgTaskStore {
             .bind(task.id.as_uuid())
             .bind(task.user_id.as_str())
             .bind(task.idempotency_key.as_deref())
-            .fetch_optional(&self.pool)
+            .fetch_optional(reads)
             .await?;
             let row = row.ok_or_else(|| {
                 StoreError::Corrupt(format!(
@@ -255,12 +222,15 @@ impl PgTaskStore {
         Ok(out)
     }
 
-    pub(super) async fn claim_impl(
+    /// Claims those of `ids` still pending for `worker` in one statement. Hands the events to
+    /// `after_commit`.
+    pub(super) async fn claim(
         &self,
         ids: &[TaskId],
         worker: &WorkerId,
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
+        after_commit: &AfterCommit,
     ) -> Result<Vec<Task>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -287,11 +257,17 @@ impl PgTaskStore {
             tasks.push(task);
         }
         stored.sort_by_key(|e| e.id);
-        self.publisher.publish(stored);
+        after_commit.publish(stored);
         Ok(tasks)
     }
 
-    pub(super) async fn finish_impl(&self, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
+    /// Applies outcomes (completions alone in one statement) and waits for their WAL flush
+    /// before it hands the events to `after_commit`.
+    pub(super) async fn finish(
+        &self,
+        finishes: &[Finish],
+        after_commit: &AfterCommit,
+    ) -> Result<Vec<bool>, StoreError> {
         let all_completed = finishes
             .iter()
             .all(|f| matches!(f.outcome, Outcome::Completed { .. }));
@@ -301,15 +277,15 @@ impl PgTaskStore {
         } else {
             let mut tx = self.fast.begin().await?;
             let (applied, events) =
-                Self::finish_in_tx(&mut tx, finishes, &mut super::sql::Lead::none()).await?;
+                finish_in_tx::<Postgres>(&mut tx, finishes, &mut Lead::none()).await?;
             // The events last: the user's counter row is locked from here to the commit.
-            let stored = Self::insert_events(&mut tx, events).await?;
+            let stored = Postgres::insert_events(&mut tx, events).await?;
             tx.commit().await?;
             (applied, stored)
         };
         // A retry is pushed to the queue and an outcome announced only once it is durable.
         self.flush.wait().await?;
-        self.publisher.publish(stored);
+        after_commit.publish(stored);
         Ok(applied)
     }
 
@@ -357,7 +333,10 @@ impl PgTaskStore {
                 .filter(|&i| i < n)
                 .ok_or_else(|| StoreError::Corrupt(format!("completion {ord} out of range")))?;
             applied[i] = true;
-            let event = NewEvent::completed(&finishes[i], &user, providers[i])?;
+            let user = UserId::parse(&user)
+                .map_err(|_| StoreError::Corrupt(format!("user_id {user:?}")))?;
+            let f = &finishes[i];
+            let event = NewEvent::completed(f.task_id, user, providers[i], f.at);
             stored.push(event.stored(u64::try_from(seq).unwrap_or(0)));
         }
         stored.sort_by_key(|e| e.id);

@@ -12,7 +12,7 @@
 //! copied, which a writer that commits every millisecond, beside checkpoints that each end a
 //! little behind it, may never find (the WAL then grows without end). So once the WAL passes
 //! [`WAL_RESTART_BYTES`], a pass asks the write loop to checkpoint once itself between two of
-//! its transactions (see `sqlite_writer.rs`): nothing commits meanwhile, so that checkpoint
+//! its transactions (see `writer.rs`): nothing commits meanwhile, so that checkpoint
 //! copies the few frames left and the next transaction starts the WAL from its beginning. (A
 //! `RESTART` checkpoint from here would do the same but make the writer wait in SQLite's busy
 //! handler, which sleeps in steps of up to 100 ms: embedded submit p95 went from 6 to 14 ms.)
@@ -24,7 +24,7 @@ use std::time::Duration;
 use sqlx::sqlite::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// WAL size (16 MiB) past which the writer is asked to let the WAL start over. At 1,000 tasks/s
 /// the WAL grows ~27 pages a task (every small transaction writes whole pages of the tasks,
