@@ -20,6 +20,7 @@ use crate::domain::{
     AttemptOutcome, ErrorClass, Micros, ProviderAttempt, TaskId, TaskType, UserId,
 };
 use crate::ratelimit::{Decision, Rate, RateLimiter};
+use crate::telemetry::metrics;
 
 /// One configured provider.
 #[derive(Clone)]
@@ -127,6 +128,13 @@ impl CallContext {
             latency_ms: started.elapsed().as_millis() as u64,
             at: clock::now(),
         };
+        metrics::provider_try(
+            provider,
+            outcome.as_str(),
+            started.elapsed(),
+            (usage.input_tokens, usage.output_tokens),
+            cost.0,
+        );
         if let Some(f) = &self.on_attempt {
             f(&attempt);
         }

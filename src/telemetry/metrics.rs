@@ -28,6 +28,15 @@ pub const POOL_LIMIT: &str = "ais_worker_pool_limit";
 pub const POOL_SIZE: &str = "ais_worker_pool_size";
 /// Tasks running on this instance, by `queue`.
 pub const POOL_BUSY: &str = "ais_worker_pool_busy";
+/// Provider tries, by `provider` and `outcome` (`ok`, `retryable`, `rate_limited`,
+/// `non_retryable`, `skipped_breaker`, `skipped_rate_limit`, `abandoned`).
+pub const PROVIDER_REQUESTS: &str = "ais_provider_requests_total";
+/// Seconds of provider calls, by `provider` and `outcome`.
+pub const PROVIDER_DURATION: &str = "ais_provider_request_duration_seconds";
+/// Tokens, by `provider` and `direction` (`in`, `out`).
+pub const PROVIDER_TOKENS: &str = "ais_provider_tokens_total";
+/// Cost in micro-dollars, by `provider`.
+pub const PROVIDER_COST: &str = "ais_provider_cost_microdollars_total";
 /// HTTP requests, by `method`, `route` (the matched template) and `status`.
 pub const HTTP_REQUESTS: &str = "ais_http_requests_total";
 /// HTTP request seconds, by `method`, `route` and `status`.
@@ -86,6 +95,23 @@ fn describe() {
         "This instance's worker ceiling (WORKER_POOL_SIZE)."
     );
     describe_gauge!(POOL_BUSY, "Tasks running on this instance, by queue.");
+    describe_counter!(
+        PROVIDER_REQUESTS,
+        "Provider tries, by provider and outcome."
+    );
+    describe_histogram!(
+        PROVIDER_DURATION,
+        metrics::Unit::Seconds,
+        "Seconds of provider calls (skipped tries included, near zero), by provider and outcome."
+    );
+    describe_counter!(
+        PROVIDER_TOKENS,
+        "Provider tokens, by provider and direction (in, out)."
+    );
+    describe_counter!(
+        PROVIDER_COST,
+        "Provider cost in micro-dollars, by provider."
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests, by method, route and status.");
     describe_histogram!(
         HTTP_DURATION,
@@ -164,6 +190,30 @@ pub fn set_pool(limit: usize, size: usize, busy: &[(QueueName, usize)]) {
 /// Tasks waiting in `queue`.
 pub fn set_queue_depth(queue: QueueName, depth: u64) {
     gauge!(QUEUE_DEPTH, "queue" => queue.as_str()).set(depth as f64);
+}
+
+/// One provider try: `provider` answered `outcome` after `took`, using these tokens and
+/// costing `cost_micros`.
+pub fn provider_try(
+    provider: &str,
+    outcome: &'static str,
+    took: Duration,
+    tokens: (u64, u64),
+    cost_micros: i64,
+) {
+    let provider = bounded_provider(provider);
+    counter!(PROVIDER_REQUESTS, "provider" => provider, "outcome" => outcome).increment(1);
+    histogram!(PROVIDER_DURATION, "provider" => provider, "outcome" => outcome)
+        .record(took.as_secs_f64());
+    if tokens.0 > 0 {
+        counter!(PROVIDER_TOKENS, "provider" => provider, "direction" => "in").increment(tokens.0);
+    }
+    if tokens.1 > 0 {
+        counter!(PROVIDER_TOKENS, "provider" => provider, "direction" => "out").increment(tokens.1);
+    }
+    if cost_micros > 0 {
+        counter!(PROVIDER_COST, "provider" => provider).increment(cost_micros as u64);
+    }
 }
 
 /// One HTTP request answered.

@@ -93,3 +93,41 @@ both_modes!(
     a_scrape_shows_the_work_and_passes_promtool,
     a_scrape_shows_the_work_and_passes_promtool
 );
+
+async fn provider_tries_are_counted(mode: Mode) {
+    let fake = crate::support::fake_providers::FakeProviders::start().await;
+    let vars = crate::ai::env(&fake, &["groq"], &[("RESPONSE_CACHE_TTL", "0")]);
+    let Some(app) = crate::ai::app(mode, &vars).await else {
+        return;
+    };
+    let task = crate::ai::run(
+        &app,
+        "noor",
+        json!({"type": "summarize", "payload": {"text": "Counted words here."}}),
+    )
+    .await;
+    assert_eq!(task["status"], "completed", "{task}");
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "ais_provider_requests_total{provider=\"groq\",outcome=\"ok\"}",
+        "ais_provider_request_duration_seconds_count{provider=\"groq\",outcome=\"ok\"}",
+        "ais_provider_tokens_total{provider=\"groq\",direction=\"in\"}",
+        "ais_provider_tokens_total{provider=\"groq\",direction=\"out\"}",
+        "ais_provider_cost_microdollars_total{provider=\"groq\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    if let Some(checked) = promtool_check(&text) {
+        checked.unwrap_or_else(|e| panic!("promtool check metrics: {e}"));
+    }
+    app.cleanup().await;
+}
+both_modes!(provider_tries_are_counted, provider_tries_are_counted);
