@@ -256,41 +256,6 @@ pub async fn pg_store() -> Option<(PgTaskStore, String)> {
     }
 }
 
-/// Runs a store test body against a fresh PostgreSQL database (skipped when the server is
-/// unreachable outside CI). The database is dropped afterwards, pass or fail.
-pub async fn run_with_pg_store<F, Fut>(body: F)
-where
-    F: FnOnce(Arc<dyn TaskStore>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let Some((store, url)) = pg_store().await else {
-        return;
-    };
-    let pool = store.pool().clone();
-    run_then_cleanup(body(Arc::new(store)), async {
-        // Give the body's connections back politely; the FORCE drop handles any stragglers.
-        let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
-        drop_pg_database(&url).await;
-    })
-    .await;
-}
-
-/// Runs a store test body against a fresh SQLite file in a temporary directory, which is
-/// removed afterwards.
-pub async fn run_with_sqlite_store<F, Fut>(body: F)
-where
-    F: FnOnce(Arc<dyn TaskStore>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let dir = temp_dir();
-    let url = sqlite_url(dir.path());
-    let store = SqliteTaskStore::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("SqliteTaskStore::connect({url}): {e}"));
-    run_then_cleanup(body(Arc::new(store)), async {}).await;
-    drop(dir);
-}
-
 /// Runs a queue test body against Redis under a fresh key prefix (skipped when the server is
 /// unreachable outside CI). The prefix's keys are deleted afterwards, pass or fail.
 pub async fn run_with_redis_queue<F, Fut>(body: F)
@@ -315,30 +280,7 @@ where
     run_then_cleanup(body(Arc::new(MemoryQueue::new())), async {}).await;
 }
 
-/// Declares store conformance tests. For each `name`, a function
-/// `async fn name(store: Arc<dyn TaskStore>)` must be in scope; the macro generates a module
-/// `name` with `#[tokio::test]`s `postgres` and `sqlite`, so the test names are
-/// `name::postgres` and `name::sqlite` (filter with `cargo test postgres`, `cargo test name`).
-///
-/// (`macro_rules!` cannot build new identifiers such as `name_postgres` without an extra crate,
-/// hence the module; a module and a function may share a name.)
-macro_rules! store_tests {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                $crate::support::run_with_pg_store(super::$name).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                $crate::support::run_with_sqlite_store(super::$name).await;
-            }
-        }
-    )+};
-}
-
-/// Declares queue conformance tests, like [`store_tests!`]: for each
+/// Declares queue conformance tests: for each
 /// `async fn name(queue: Arc<dyn TaskQueue>)`, tests `name::redis` and `name::memory`.
 macro_rules! queue_tests {
     ($($name:ident),+ $(,)?) => {$(
@@ -356,4 +298,4 @@ macro_rules! queue_tests {
     )+};
 }
 
-pub(crate) use {queue_tests, store_tests};
+pub(crate) use queue_tests;
