@@ -1,6 +1,6 @@
 //! The Prometheus alert rules of seed 001 (`deploy/alerts.yaml`): valid for Prometheus, each
 //! alert shown firing and quiet by promtool's unit tests (`deploy/alerts.test.yaml`), and
-//! reading only metrics the service declares (`src/telemetry/metrics.rs`).
+//! reading only metrics the service declares (`src/telemetry/metrics/`).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -72,9 +72,12 @@ fn ais_names(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The metric names declared in `src/telemetry/metrics.rs` (`pub const X: &str = "ais_…";`).
+/// The metric names declared in `src/telemetry/metrics/` (`pub const X: &str = "ais_…";`).
 fn declared_names() -> BTreeSet<String> {
-    let code = fs::read_to_string(root().join("src/telemetry/metrics.rs")).unwrap();
+    let mut code = String::new();
+    for file in fs::read_dir(root().join("src/telemetry/metrics")).unwrap() {
+        code += &fs::read_to_string(file.unwrap().path()).unwrap();
+    }
     code.lines()
         .filter_map(|line| line.trim().strip_prefix("pub const ")?.split_once('"'))
         .filter_map(|(_, rest)| Some(rest.split_once('"')?.0.to_owned()))
@@ -115,7 +118,7 @@ fn the_rules_read_only_metrics_the_service_declares() {
     let unknown: Vec<&String> = used.iter().filter(|name| !is_declared(name)).collect();
     assert!(
         unknown.is_empty(),
-        "deploy/alerts.yaml reads metrics that src/telemetry/metrics.rs does not declare: \
+        "deploy/alerts.yaml reads metrics that src/telemetry/metrics/ does not declare: \
          {unknown:?}\ndeclared: {declared:?}"
     );
 }
