@@ -13,6 +13,8 @@ mod queues;
 
 pub use providers::{AiConfig, PROVIDERS, ProviderSettings, ProviderVars};
 
+use crate::telemetry::logging::{LogFormat, LogSettings};
+
 /// A secret that never prints.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -129,6 +131,9 @@ pub struct Config {
     /// `STREAM_TICKET_TTL`: how long a stream ticket (`POST /api/v1/events/ticket`) stays
     /// usable.
     pub stream_ticket_ttl: Duration,
+    /// `LOG_FORMAT` (`text` or `json`) and `GOOGLE_CLOUD_PROJECT` (for trace names in JSON
+    /// lines).
+    pub logging: LogSettings,
 }
 
 /// One problem with one variable.
@@ -389,6 +394,18 @@ impl Config {
             Duration::from_secs(1),
         );
 
+        let logging = LogSettings {
+            format: match r.raw("LOG_FORMAT").map(str::parse::<LogFormat>) {
+                None => LogFormat::default(),
+                Some(Ok(format)) => format,
+                Some(Err(message)) => {
+                    r.problem("LOG_FORMAT", message);
+                    LogFormat::default()
+                }
+            },
+            project: r.raw("GOOGLE_CLOUD_PROJECT").map(str::to_owned),
+        };
+
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
         }
@@ -426,6 +443,7 @@ impl Config {
             max_connections,
             notification_buffer,
             stream_ticket_ttl,
+            logging,
         })
     }
 }
@@ -516,6 +534,23 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.0[0].var, "JWT_SECRET");
+    }
+
+    #[test]
+    fn log_format_is_text_json_or_an_error() {
+        let c = Config::from_vars(&HashMap::new()).unwrap();
+        assert_eq!(c.logging.format, LogFormat::Text);
+        assert_eq!(c.logging.project, None);
+        let c = Config::from_vars(&vars(&[
+            ("LOG_FORMAT", "JSON"),
+            ("GOOGLE_CLOUD_PROJECT", "my-project"),
+        ]))
+        .unwrap();
+        assert_eq!(c.logging.format, LogFormat::Json);
+        assert_eq!(c.logging.project.as_deref(), Some("my-project"));
+        let err = Config::from_vars(&vars(&[("LOG_FORMAT", "xml")])).unwrap_err();
+        assert_eq!(err.0[0].var, "LOG_FORMAT");
+        assert!(err.to_string().contains("expected text or json"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use ai_integration_service::app::{Application, jwt_secret};
 use ai_integration_service::auth::{JwtKeys, Role};
 use ai_integration_service::config::{Config, parse_duration};
 use ai_integration_service::domain::{Tier, UserId, payload};
+use ai_integration_service::telemetry::logging;
 use clap::{Parser, Subcommand};
 
 /// Durable AI task queue and gateway. Configuration comes from environment variables (see
@@ -97,12 +98,8 @@ fn token(
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
+    // An OpenTelemetry layer, when traces are exported, goes in as the second argument.
+    logging::init(&config.logging, None)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

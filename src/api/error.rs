@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::auth::AuthError;
 use crate::domain::DomainError;
+use crate::domain::redact::redact_owned;
 use crate::service::ServiceError;
 
 /// An error on its way to a client.
@@ -117,7 +118,13 @@ impl ApiError {
         }
     }
 
+    /// What the client is told, PII and tokens masked: many messages quote the request
+    /// (an unknown field, a bad value).
     fn message(&self) -> String {
+        redact_owned(self.raw_message())
+    }
+
+    fn raw_message(&self) -> String {
         match self {
             Self::Auth(e) => e.to_string(),
             Self::Service(e) => e.to_string(),
@@ -138,6 +145,11 @@ impl ApiError {
         }
     }
 
+    /// A debug line for operators chasing a client's failure; the log output masks it.
+    fn log(&self, code: &str) {
+        tracing::debug!(code, reason = %self.raw_message(), "request refused");
+    }
+
     /// The HTTP status alone, for building responses to framework rejections.
     pub fn http_status(&self) -> StatusCode {
         self.classify().0
@@ -147,6 +159,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, _, code) = self.classify();
+        self.log(code);
         let body = Json(json!({ "error": { "code": code, "message": self.message() } }));
         let mut resp = (status, body).into_response();
         if let Some(secs) = self.retry_after_secs() {
@@ -169,7 +182,8 @@ impl IntoResponse for ApiError {
 
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
-        let (_, code, _) = e.classify();
+        let (_, code, name) = e.classify();
+        e.log(name);
         let mut status = tonic::Status::new(code, e.message());
         if let Some(secs) = e.retry_after_secs()
             && let Ok(v) = secs.to_string().parse()

@@ -1,8 +1,9 @@
 //! Domain errors and the error record kept on a failed task.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::TaskStatus;
+use super::redact::{redact, redact_owned};
 
 /// What went wrong applying a rule of the domain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,7 +59,10 @@ impl ErrorClass {
 pub struct TaskError {
     /// How the failure was classified.
     pub class: ErrorClass,
-    /// What happened, safe to show to the task's owner.
+    /// What happened, safe to show to the task's owner: PII and tokens are masked when it is
+    /// made, stored, sent and read back, so a message built from a provider's answer cannot
+    /// leak them by any path.
+    #[serde(serialize_with = "masked", deserialize_with = "unmasked_or_masked")]
     pub message: String,
     /// The provider that failed, when one was called.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,8 +74,40 @@ impl TaskError {
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
         Self {
             class,
-            message: message.into(),
+            message: redact_owned(message.into()),
             provider: None,
         }
+    }
+}
+
+fn masked<S: Serializer>(message: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact(message))
+}
+
+/// Rows written before masking existed are masked as they are read.
+fn unmasked_or_masked<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(redact_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_error_messages_are_masked_every_way() {
+        let e = TaskError::new(ErrorClass::NonRetryable, "no such user bob@example.com");
+        assert_eq!(e.message, "no such user [email]");
+        // A literal skips `new`; serialization still masks.
+        let literal = TaskError {
+            class: ErrorClass::Retryable,
+            message: "call +81-90-1234-5678".into(),
+            provider: None,
+        };
+        let json = serde_json::to_value(&literal).unwrap();
+        assert_eq!(json["message"], "call [phone]");
+        // An old row stored unmasked is masked when read.
+        let raw = serde_json::json!({"class": "retryable", "message": "key sk-abcdefghijklmnop1"});
+        let read: TaskError = serde_json::from_value(raw).unwrap();
+        assert_eq!(read.message, "key [api-key]");
     }
 }

@@ -10,6 +10,7 @@ mod page;
 pub mod payload;
 mod priority;
 mod queue;
+pub mod redact;
 mod role;
 mod status;
 mod submit;

@@ -4,7 +4,9 @@
 //! Classification (design.md): `Retryable` for timeouts, connection errors, 5xx (including
 //! Anthropic's 529), 408 and bodies we cannot parse; `RateLimited` for 429, with the provider's
 //! `Retry-After`; `NonRetryable` for every other 4xx (bad request, auth, model not found,
-//! content policy). Every message carries the provider's own error text and never the API key.
+//! content policy). Every message carries the provider's own error text, never the API key, and
+//! with e-mail addresses, phone numbers and tokens masked ([`crate::domain::redact`]): it is
+//! stored on the task and shown to its owner.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +21,7 @@ use serde_json::Value;
 
 use super::{AdapterConfig, ProviderError};
 use crate::domain::ErrorClass;
+use crate::domain::redact::redact_owned;
 use crate::error_text::error_chain;
 
 /// Largest response body we read (generated images come back base64-encoded, a few MB each).
@@ -82,12 +85,12 @@ impl ProviderHttp {
             .unwrap_or(&self.config.default_model)
     }
 
-    /// An error of this provider, with the API key scrubbed from the message.
+    /// An error of this provider, with the API key and PII scrubbed from the message.
     pub fn error(&self, class: ErrorClass, message: impl Into<String>) -> ProviderError {
         ProviderError {
             provider: self.name.clone(),
             class,
-            message: redact(&message.into(), &self.config.api_key),
+            message: scrub(&message.into(), &self.config.api_key),
             retry_after: None,
         }
     }
@@ -168,7 +171,7 @@ impl ProviderHttp {
             item.map_err(|e| ProviderError {
                 provider: name.clone(),
                 class: ErrorClass::Retryable,
-                message: redact(
+                message: scrub(
                     &format!("reading the event stream: {}", error_chain(&e)),
                     &key,
                 ),
@@ -278,13 +281,16 @@ fn snippet(body: &str) -> String {
 }
 
 /// `message` with every occurrence of `key` replaced, so an error that echoes the key (some
-/// servers do) never carries it into task records or logs.
-pub(crate) fn redact(message: &str, key: &str) -> String {
+/// servers do) never carries it into task records or logs, even a key of no known shape; then
+/// with PII and tokens masked.
+pub(crate) fn scrub(message: &str, key: &str) -> String {
     // Very short keys would blank out ordinary words; no real key is that short.
-    if key.len() < 8 {
-        return message.to_owned();
-    }
-    message.replace(key, "[redacted]")
+    let message = if key.len() < 8 {
+        message.to_owned()
+    } else {
+        message.replace(key, "[redacted]")
+    };
+    redact_owned(message)
 }
 
 /// How long a 429 asks us to wait: `Retry-After` (seconds or an HTTP date), `retry-after-ms`,
@@ -468,14 +474,17 @@ mod tests {
     }
 
     #[test]
-    fn redact_removes_the_key() {
-        let key = "sk-proj-abcdefghijklmnop";
-        let msg = format!("Incorrect API key provided: {key}. Check it.");
-        let out = redact(&msg, key);
-        assert!(!out.contains(key));
-        assert!(out.contains("[redacted]"));
-        // An empty or tiny key (OpenAI-compatible servers without auth) changes nothing.
-        assert_eq!(redact("a b", ""), "a b");
+    fn scrub_removes_the_key_and_pii() {
+        let key = "abcdefghijklmnop-unsplash";
+        let msg = format!("Incorrect API key provided: {key}. Write to ops@example.com.");
+        let out = scrub(&msg, key);
+        assert_eq!(
+            out,
+            "Incorrect API key provided: [redacted]. Write to [email]."
+        );
+        // An empty or tiny key (OpenAI-compatible servers without auth) changes nothing else.
+        assert_eq!(scrub("a b", ""), "a b");
+        assert_eq!(scrub("key sk-proj-abcdefghijklmnop", ""), "key [api-key]");
     }
 
     #[test]

@@ -55,9 +55,8 @@ impl ProviderError {
     /// The error record kept on the task.
     pub fn to_task_error(&self) -> TaskError {
         TaskError {
-            class: self.class,
-            message: self.message.clone(),
             provider: Some(self.provider.clone()),
+            ..TaskError::new(self.class, self.message.clone())
         }
     }
 }

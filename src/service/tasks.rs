@@ -152,6 +152,13 @@ impl TaskService {
         starts.committed(&inserted);
         for i in inserted.iter().filter(|i| i.created) {
             metrics::tasks_submitted(i.task.task_type, i.task.queue, 1);
+            // The payload is the user's text: the log output masks PII in it.
+            tracing::debug!(
+                task_id = %i.task.id,
+                task_type = i.task.task_type.as_str(),
+                payload = %i.task.payload,
+                "task submitted"
+            );
         }
         let queued = inserted
             .iter()

@@ -1,4 +1,5 @@
-//! What operators watch the service by: Prometheus metrics (`metrics.rs`). Traces and log
-//! setup join here.
+//! What operators watch the service by: Prometheus metrics (`metrics.rs`) and the log output
+//! (`logging.rs`). Traces join here.
 
+pub mod logging;
 pub mod metrics;

@@ -143,7 +143,16 @@ pub(super) async fn run_task(
             result: out.result,
             provider: Some(out.provider),
         },
-        Ok(Err(e)) => failure(&shared, &task, e.to_task_error(), e.retry_after, now),
+        Ok(Err(e)) => {
+            tracing::info!(
+                task_id = %task.id,
+                provider = %e.provider,
+                class = e.class.as_str(),
+                error = %e.message,
+                "attempt failed"
+            );
+            failure(&shared, &task, e.to_task_error(), e.retry_after, now)
+        }
         Err(_) => {
             metrics::attempt_timed_out(task.task_type, task.queue);
             let msg = format!(
