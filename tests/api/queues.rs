@@ -291,7 +291,16 @@ async fn pause_and_resume_apply_to_every_instance() {
         let done = a.wait_terminal("alice", id, Duration::from_secs(10)).await;
         assert_eq!(done["status"], "completed", "{done}");
     }
-    assert_eq!(queue_info(&a, "qp").await["paused"], false);
+    // The tasks may all have run on `b`, which resumed at once; `a` reads the flag within its
+    // sync interval.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while queue_info(&a, "qp").await["paused"] != false {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a still reports qp paused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     b.stop().await;
     a.cleanup().await;
 }
