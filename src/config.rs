@@ -10,7 +10,9 @@ use std::time::Duration;
 mod compat;
 mod providers;
 mod queues;
+mod traces;
 
+pub use crate::telemetry::traces::{DEFAULT_SERVICE_NAME, OtlpProtocol, TracesConfig};
 pub use providers::{AiConfig, PROVIDERS, ProviderSettings, ProviderVars};
 
 /// A secret that never prints.
@@ -124,6 +126,9 @@ pub struct Config {
     /// `STREAM_TICKET_TTL`: how long a stream ticket (`POST /api/v1/events/ticket`) stays
     /// usable.
     pub stream_ticket_ttl: Duration,
+    /// OpenTelemetry trace export (`OTEL_EXPORTER_OTLP_ENDPOINT` and the standard `OTEL_*`
+    /// variables); `None` when off, the default.
+    pub traces: Option<TracesConfig>,
 }
 
 /// One problem with one variable.
@@ -378,6 +383,7 @@ impl Config {
             Duration::from_secs(60),
             Duration::from_secs(1),
         );
+        let traces = r.traces();
 
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
@@ -414,6 +420,7 @@ impl Config {
             max_connections,
             notification_buffer,
             stream_ticket_ttl,
+            traces,
         })
     }
 }

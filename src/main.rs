@@ -7,7 +7,11 @@ use ai_integration_service::app::{Application, jwt_secret};
 use ai_integration_service::auth::{JwtKeys, Role};
 use ai_integration_service::config::{Config, parse_duration};
 use ai_integration_service::domain::{Tier, UserId, payload};
+use ai_integration_service::telemetry;
 use clap::{Parser, Subcommand};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Durable AI task queue and gateway. Configuration comes from environment variables (see
 /// README).
@@ -97,16 +101,24 @@ fn token(
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    // Within the runtime: the gRPC exporter's connection is spawned on it.
+    let (traces_layer, traces) = {
+        let _runtime = runtime.enter();
+        telemetry::traces::layer(config.traces.as_ref())?
+    };
+    // RUST_LOG filters the log lines only: exported spans are chosen by the traces layer.
+    let logs = tracing_subscriber::fmt::layer().with_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,sqlx=warn".into()),
+    );
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(traces_layer)
+        .init();
+    let served = runtime.block_on(async {
         let app = Application::build(config).await?;
         let shutdown = app.shutdown_token();
         tokio::spawn(async move {
@@ -115,7 +127,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
             shutdown.cancel();
         });
         app.run_until_stopped().await
-    })
+    });
+    // Flushes the last spans while the runtime still runs the exporter's connection.
+    drop(traces);
+    served
 }
 
 async fn wait_for_signal() {
