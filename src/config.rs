@@ -10,7 +10,9 @@ use std::time::Duration;
 mod compat;
 mod providers;
 mod queues;
+mod traces;
 
+pub use crate::telemetry::traces::{DEFAULT_SERVICE_NAME, OtlpProtocol, TracesConfig};
 pub use providers::{AiConfig, PROVIDERS, ProviderSettings, ProviderVars};
 
 use crate::telemetry::logging::{LogFormat, LogSettings};
@@ -134,6 +136,9 @@ pub struct Config {
     /// `LOG_FORMAT` (`text` or `json`) and `GOOGLE_CLOUD_PROJECT` (for trace names in JSON
     /// lines).
     pub logging: LogSettings,
+    /// OpenTelemetry trace export (`OTEL_EXPORTER_OTLP_ENDPOINT` and the standard `OTEL_*`
+    /// variables); `None` when off, the default.
+    pub traces: Option<TracesConfig>,
 }
 
 /// One problem with one variable.
@@ -393,6 +398,7 @@ impl Config {
             Duration::from_secs(60),
             Duration::from_secs(1),
         );
+        let traces = r.traces();
 
         let logging = LogSettings {
             format: match r.raw("LOG_FORMAT").map(str::parse::<LogFormat>) {
@@ -444,6 +450,7 @@ impl Config {
             notification_buffer,
             stream_ticket_ttl,
             logging,
+            traces,
         })
     }
 }

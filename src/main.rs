@@ -7,7 +7,7 @@ use ai_integration_service::app::{Application, jwt_secret};
 use ai_integration_service::auth::{JwtKeys, Role};
 use ai_integration_service::config::{Config, parse_duration};
 use ai_integration_service::domain::{Tier, UserId, payload};
-use ai_integration_service::telemetry::logging;
+use ai_integration_service::telemetry::{logging, traces};
 use clap::{Parser, Subcommand};
 
 /// Durable AI task queue and gateway. Configuration comes from environment variables (see
@@ -98,12 +98,17 @@ fn token(
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    // An OpenTelemetry layer, when traces are exported, goes in as the second argument.
-    logging::init(&config.logging, None)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    // Within the runtime: the gRPC exporter's connection is spawned on it.
+    let (traces_layer, traces) = {
+        let _runtime = runtime.enter();
+        traces::layer(config.traces.as_ref())?
+    };
+    let base = traces_layer.map(|l| Box::new(l) as logging::BaseLayer);
+    logging::init(&config.logging, base)?;
+    let served = runtime.block_on(async {
         let app = Application::build(config).await?;
         let shutdown = app.shutdown_token();
         tokio::spawn(async move {
@@ -112,7 +117,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
             shutdown.cancel();
         });
         app.run_until_stopped().await
-    })
+    });
+    // Flushes the last spans while the runtime still runs the exporter's connection.
+    drop(traces);
+    served
 }
 
 async fn wait_for_signal() {

@@ -17,6 +17,7 @@ mod submit;
 mod task;
 mod task_type;
 mod tier;
+mod trace;
 mod usage;
 
 pub use error::{DomainError, ErrorClass, TaskError};
@@ -31,4 +32,5 @@ pub use submit::{MAX_PAYLOAD_BYTES, NewTask, SubmitPolicy, Submitter, TaskReques
 pub use task::{RelatedEntity, Task};
 pub use task_type::TaskType;
 pub use tier::Tier;
+pub use trace::TraceContext;
 pub use usage::{AttemptOutcome, Micros, ProviderAttempt, month_of, parse_month};

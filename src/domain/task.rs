@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    DomainError, NewTask, Priority, QueueName, TaskError, TaskId, TaskStatus, TaskType, UserId,
-    WorkerId,
+    DomainError, NewTask, Priority, QueueName, TaskError, TaskId, TaskStatus, TaskType,
+    TraceContext, UserId, WorkerId,
 };
 
 /// A link from a task to an entity of the calling application (seed 000's RelatedEntityType).
@@ -71,6 +71,10 @@ pub struct Task {
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a terminal status.
     pub completed_at: Option<DateTime<Utc>>,
+    /// The trace its submit belonged to, when traces are exported: every attempt, on whichever
+    /// instance, continues it.
+    #[serde(default)]
+    pub trace_context: Option<TraceContext>,
 }
 
 #[cfg(test)]
@@ -119,6 +123,7 @@ impl Task {
             updated_at: now,
             started_at: None,
             completed_at: None,
+            trace_context: None,
         }
     }
 

@@ -6,15 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use super::cache::{self, CacheCounters, ResponseCache};
 use super::{AttemptRecorder, Extractor, TokenCollector, prompts};
 use crate::domain::payload::ImageStyle;
-use crate::domain::{ErrorClass, Task, TaskType};
+use crate::domain::{AttemptOutcome, ErrorClass, Task, TaskType};
 use crate::providers::{
     CallContext, Capability, EchoProvider, ImageRequest, ImageSearchRequest, Provider,
     ProviderError, Router,
 };
+use crate::telemetry::traces;
 
 /// The answer of a successful attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +104,16 @@ impl TaskRunner {
         tokens: &TokenCollector,
     ) -> Result<ProviderOutput, ProviderError> {
         if task.task_type == TaskType::Echo {
-            let result = EchoProvider.execute(task).await?;
+            // Echo is its own provider, one try, outside the router.
+            let span = traces::provider_attempt_span("echo", 1, "echo");
+            let answer = EchoProvider.execute(task).instrument(span.clone()).await;
+            let outcome = match &answer {
+                Ok(_) => AttemptOutcome::Ok,
+                Err(e) if e.class == ErrorClass::NonRetryable => AttemptOutcome::NonRetryable,
+                Err(_) => AttemptOutcome::Retryable,
+            };
+            traces::provider_outcome(&span, outcome.as_str(), None);
+            let result = answer?;
             return Ok(ProviderOutput {
                 provider: "echo".into(),
                 result,

@@ -8,6 +8,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::{Instrument, Span};
+
 use super::breaker::{Breakers, Permit};
 use super::budget::{Budget, BudgetHold};
 use super::pricing::Price;
@@ -20,7 +22,7 @@ use crate::domain::{
     AttemptOutcome, ErrorClass, Micros, ProviderAttempt, TaskId, TaskType, UserId,
 };
 use crate::ratelimit::{Decision, Rate, RateLimiter};
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, traces};
 
 /// One configured provider.
 #[derive(Clone)]
@@ -154,6 +156,8 @@ struct InFlight<'c> {
     hold: Option<BudgetHold>,
     started: Instant,
     answered: bool,
+    /// The try's span, which gets the abandoned outcome too.
+    span: &'c Span,
 }
 
 impl InFlight<'_> {
@@ -168,6 +172,7 @@ impl InFlight<'_> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.answered {
+            traces::provider_outcome(self.span, AttemptOutcome::Abandoned.as_str(), None);
             self.ctx.attempt(
                 self.provider,
                 self.model,
@@ -358,6 +363,7 @@ impl Router {
     ) -> Result<Routed<T>, ProviderError> {
         let mut last: Option<ProviderError> = None;
         let mut soonest_retry: Option<Duration> = None;
+        let mut tries = 0;
         for name in chain {
             let Some(spec) = self.providers.get(name) else {
                 continue;
@@ -365,6 +371,9 @@ impl Router {
             if !spec.adapter.capabilities().contains(&capability) {
                 continue;
             }
+            tries += 1;
+            // From here to the end of the iteration: the guards' waits and the call.
+            let span = traces::provider_attempt_span(name, tries, &spec.model);
             // Waited for before anything is taken (breaker trial, rate, budget), so a call
             // dropped while it waits has spent nothing. The semaphore is never closed.
             let _call_slot = match &self.call_slots {
@@ -380,6 +389,7 @@ impl Router {
                 }
             };
             if let Permit::Rejected { retry_in } = permit {
+                traces::provider_outcome(&span, AttemptOutcome::SkippedBreaker.as_str(), None);
                 ctx.record(ctx.attempt(
                     name,
                     &spec.model,
@@ -403,6 +413,7 @@ impl Router {
             }
             if let Err(wait) = self.take_rate(spec, estimate).await {
                 self.release_trial(name, permit).await;
+                traces::provider_outcome(&span, AttemptOutcome::SkippedRateLimit.as_str(), None);
                 ctx.record(ctx.attempt(
                     name,
                     &spec.model,
@@ -432,6 +443,7 @@ impl Router {
                 Ok(hold) => hold,
                 Err(e) => {
                     self.release_trial(name, permit).await;
+                    traces::provider_outcome(&span, "over_budget", None);
                     return Err(e);
                 }
             };
@@ -442,8 +454,9 @@ impl Router {
                 hold,
                 started,
                 answered: false,
+                span: &span,
             };
-            let outcome = call(spec).await;
+            let outcome = call(spec).instrument(span.clone()).await;
             let hold = in_flight.answered();
             let failed_health = matches!(
                 &outcome,
@@ -455,6 +468,8 @@ impl Router {
             match outcome {
                 Ok((value, model, usage)) => {
                     let cost = spec.price.cost(usage);
+                    let tokens = (usage.input_tokens, usage.output_tokens);
+                    traces::provider_outcome(&span, AttemptOutcome::Ok.as_str(), Some(tokens));
                     self.settle(hold, cost).await;
                     ctx.record(ctx.attempt(
                         name,
@@ -478,6 +493,7 @@ impl Router {
                         ErrorClass::RateLimited => AttemptOutcome::RateLimited,
                         ErrorClass::NonRetryable => AttemptOutcome::NonRetryable,
                     };
+                    traces::provider_outcome(&span, outcome.as_str(), None);
                     ctx.record(ctx.attempt(
                         name,
                         &spec.model,

@@ -15,7 +15,7 @@ use crate::group_commit::{Batcher, Gather};
 use crate::queue::{TaskQueue, push_or_defer};
 use crate::ratelimit::{Decision, Rate, RateLimiter};
 use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, traces};
 use crate::worker::{DirectStarts, Dispatch};
 
 use super::ServiceError;
@@ -134,6 +134,8 @@ impl TaskService {
             });
         }
         let now = clock::now();
+        // Every attempt of these tasks, wherever it runs, continues the submit's trace.
+        let trace = traces::current_context();
         let mut tasks: Vec<Task> = requests
             .into_iter()
             .map(|r| {
@@ -141,6 +143,7 @@ impl TaskService {
                 let timeout = timeout.unwrap_or(self.limits.task_timeout);
                 let mut task = Task::create(r, self.limits.max_retries, timeout, now);
                 task.queue = self.queue.queues().route(task.task_type);
+                task.trace_context = trace.clone();
                 task
             })
             .collect();

@@ -11,14 +11,14 @@ use super::StoreError;
 use super::notifications::{NotificationSession, Transport};
 use crate::domain::{
     Priority, QueueName, RelatedEntity, StoredEvent, Task, TaskError, TaskEvent, TaskEventType,
-    TaskId, UserId, WorkerId,
+    TaskId, TraceContext, UserId, WorkerId,
 };
 
 /// Every column of `tasks`, in the order of [`TASK_COLUMNS`].
 pub const TASK_COLUMNS: &str = "id, user_id, task_type, status, priority, payload, result, error, \
      progress, retry_count, attempts, max_retries, idempotency_key, related_entity_type, related_entity_id, \
      provider, worker_id, lease_expires_at, timeout_ms, run_after, created_at, updated_at, \
-     started_at, completed_at, queue";
+     started_at, completed_at, queue, trace_context";
 
 /// A `tasks` row as the database returns it.
 #[derive(Debug, sqlx::FromRow)]
@@ -48,6 +48,7 @@ pub struct TaskRow {
     started_at: Option<DateTime<Utc>>,
     completed_at: Option<DateTime<Utc>>,
     queue: String,
+    trace_context: Option<String>,
 }
 
 impl TryFrom<TaskRow> for Task {
@@ -93,6 +94,12 @@ impl TryFrom<TaskRow> for Task {
             started_at: r.started_at,
             completed_at: r.completed_at,
             queue: QueueName::parse(&r.queue).map_err(|_| corrupt("queue"))?,
+            // Only ever written from a parsed value; one that no longer parses loses the link
+            // to its trace, never the task.
+            trace_context: r
+                .trace_context
+                .as_deref()
+                .and_then(|t| TraceContext::parse(t).ok()),
         })
     }
 }

@@ -90,13 +90,14 @@ pub struct LogSettings {
 /// through: OpenTelemetry's, when traces are exported.
 pub type BaseLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
-/// Installs the process-wide subscriber: `base` (if any), the `RUST_LOG` filter, and the log
-/// output on stdout in `settings`' format. Fails if a subscriber is already installed.
+/// Installs the process-wide subscriber: `base` (if any), and the log output on stdout in
+/// `settings`' format behind the `RUST_LOG` filter. The filter is the log output's own, not
+/// global: `RUST_LOG=warn` must not stop the spans `base` exports. Fails if a subscriber is
+/// already installed.
 pub fn init(settings: &LogSettings, base: Option<BaseLayer>) -> Result<(), TryInitError> {
     tracing_subscriber::registry()
         .with(base)
-        .with(env_filter())
-        .with(layer(settings, io::stdout, io::stdout().is_terminal()))
+        .with(layer(settings, io::stdout, io::stdout().is_terminal()).with_filter(env_filter()))
         .try_init()
 }
 

@@ -1,5 +1,6 @@
-//! What operators watch the service by: Prometheus metrics (`metrics.rs`) and the log output
-//! (`logging.rs`). Traces join here.
+//! What operators watch the service by: Prometheus metrics (`metrics/`), OpenTelemetry traces
+//! (`traces.rs`) and the log output (`logging.rs`).
 
 pub mod logging;
 pub mod metrics;
+pub mod traces;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::{Instrument, Span};
 
 use super::dispatch::Dispatched;
 use super::progress::StreamingAttempts;
@@ -20,6 +21,7 @@ use crate::group_commit::{BatchError, Batcher};
 use crate::queue::{QueueEntry, TaskQueue};
 use crate::store::{Finish, Outcome, StoreError};
 use crate::telemetry::metrics::{self, AttemptEnd};
+use crate::telemetry::traces;
 
 /// What one running task needs, shared by all of them.
 pub(super) struct Shared {
@@ -93,6 +95,23 @@ pub(super) async fn run_task(
     stop: CancellationToken,
     committed: Option<oneshot::Receiver<()>>,
 ) {
+    // A child of the submit's span (stored with the task), so the provider calls under it
+    // join the submit's trace wherever the task runs.
+    let span = traces::task_run_span(&task);
+    run_attempt(shared, task, slot, stop, committed, &span)
+        .instrument(span.clone())
+        .await;
+}
+
+/// [`run_task`] inside the attempt's span, which gets the attempt's outcome.
+async fn run_attempt(
+    shared: Arc<Shared>,
+    task: Task,
+    slot: SlotGuard,
+    stop: CancellationToken,
+    committed: Option<oneshot::Receiver<()>>,
+    span: &Span,
+) {
     let started = clock::now();
     // From submit, or from a retry falling due, to this start.
     let due = task.run_after.max(task.created_at);
@@ -117,7 +136,10 @@ pub(super) async fn run_task(
             tokio::pin!(stored);
             loop {
                 tokio::select! {
-                    ok = &mut stored => if ok { break } else { return },
+                    ok = &mut stored => if ok { break } else {
+                        traces::task_outcome(span, "not_stored");
+                        return;
+                    },
                     r = &mut call, if early.is_none() => early = Some(r),
                 }
             }
@@ -130,7 +152,10 @@ pub(super) async fn run_task(
             Some(r) => r,
             None => tokio::select! {
                 r = &mut call => r,
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => {
+                    traces::task_outcome(span, "stopped");
+                    return;
+                }
             },
         }
     };
@@ -185,6 +210,7 @@ pub(super) async fn run_task(
     };
     match record_outcome(&shared, &task, finish).await {
         Ok(applied) if applied.first() == Some(&true) => {
+            traces::task_outcome(span, end.as_str());
             metrics::attempt_finished(
                 task.task_type,
                 task.queue,
@@ -207,8 +233,14 @@ pub(super) async fn run_task(
             }
         }
         // Cancelled or reclaimed meanwhile: the database kept the other outcome.
-        Ok(_) => tracing::debug!(task_id = %task.id, "outcome discarded: task no longer ours"),
-        Err(e) => tracing::error!(task_id = %task.id, error = %e, "could not record outcome"),
+        Ok(_) => {
+            traces::task_outcome(span, "discarded");
+            tracing::debug!(task_id = %task.id, "outcome discarded: task no longer ours");
+        }
+        Err(e) => {
+            traces::task_outcome(span, "unrecorded");
+            tracing::error!(task_id = %task.id, error = %e, "could not record outcome");
+        }
     }
 }
 

@@ -24,6 +24,44 @@ impl Drop for Instance {
     }
 }
 
+/// Starts a server process with `env` (over a clean environment with a test secret, echo on
+/// and warnings logged) and waits until it is ready.
+pub(crate) async fn start_instance(env: &[(&str, &str)]) -> Instance {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ai-integration-service"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("ENABLE_ECHO", "true")
+        .env("MAX_ACTIVE_TASKS_PER_USER", "0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let instance = Instance {
+        child: cmd.spawn().expect("server starts"),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = http.get(format!("{}/readyz", instance.base)).send().await
+            && r.status() == 200
+        {
+            return instance;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "instance on port {port} never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -65,46 +103,14 @@ impl Cluster {
 
     /// Starts an instance and waits until it is ready.
     pub(crate) async fn start(&self, extra: &[(&str, &str)]) -> Instance {
-        let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ai-integration-service"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("DATABASE_URL", &self.db)
-            .env("REDIS_URL", &self.redis)
-            .env("REDIS_KEY_PREFIX", &self.prefix)
-            .env("JWT_SECRET", JWT_SECRET)
-            .env("DATABASE_MAX_CONNECTIONS", "8")
-            .env("ENABLE_ECHO", "true")
-            .env("MAX_ACTIVE_TASKS_PER_USER", "0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let instance = Instance {
-            child: cmd.spawn().expect("server starts"),
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = self
-                .http
-                .get(format!("{}/readyz", instance.base))
-                .send()
-                .await
-                && r.status() == 200
-            {
-                return instance;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "instance on port {port} never became ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut env = vec![
+            ("DATABASE_URL", self.db.as_str()),
+            ("REDIS_URL", self.redis.as_str()),
+            ("REDIS_KEY_PREFIX", self.prefix.as_str()),
+            ("DATABASE_MAX_CONNECTIONS", "8"),
+        ];
+        env.extend_from_slice(extra);
+        start_instance(&env).await
     }
 
     async fn submit_batch(&self, on: &Instance, tasks: Vec<Value>) -> Vec<String> {
@@ -187,7 +193,7 @@ impl Cluster {
 }
 
 /// A token for `user` with `role`, signed with the instances' secret, valid for an hour.
-fn token_for(user: &str, role: ai_integration_service::auth::Role) -> String {
+pub(crate) fn token_for(user: &str, role: ai_integration_service::auth::Role) -> String {
     ai_integration_service::auth::JwtKeys::new(&ai_integration_service::config::Secret::new(
         JWT_SECRET,
     ))

@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use ai_integration_service::domain::{ErrorClass, Task, TaskEventType, TaskId, TaskStatus};
+use ai_integration_service::domain::{
+    ErrorClass, Task, TaskEventType, TaskId, TaskStatus, TraceContext,
+};
 use ai_integration_service::store::TaskStoreTesting;
 use chrono::TimeDelta;
 use serde_json::json;
@@ -331,7 +333,47 @@ async fn still_held_drops_cancelled_and_foreign_tasks(store: Arc<dyn TaskStoreTe
     assert!(store.still_held(&[], &w).await.unwrap().is_empty());
 }
 
+/// The submit's trace context is stored with the task and comes back with its claim and its
+/// hand-back, so a worker on any instance (and every retry) continues the submit's trace.
+async fn trace_context_is_stored_and_claimed_with_the_task(store: Arc<dyn TaskStoreTesting>) {
+    let t0 = now();
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut traced = task("alice", t0);
+    traced.trace_context = Some(TraceContext::parse(parent).unwrap());
+    let untraced = task("alice", t0 + ms(1));
+    insert(&store, vec![traced.clone(), untraced.clone()]).await;
+    assert_eq!(
+        get(&store, traced.id).await.trace_context,
+        traced.trace_context
+    );
+
+    let w = worker("w");
+    let claimed = store
+        .claim(&[traced.id, untraced.id], &w, t0 + ms(1000), t0)
+        .await
+        .unwrap();
+    let of = |id| {
+        claimed
+            .iter()
+            .find(|t| t.id == id)
+            .unwrap()
+            .trace_context
+            .clone()
+    };
+    assert_eq!(of(traced.id), traced.trace_context);
+    assert_eq!(of(untraced.id), None);
+
+    let released = store.release(&w, t0 + ms(2)).await.unwrap();
+    assert!(released.iter().all(|t| t.trace_context == of(t.id)));
+    let again = store
+        .claim(&[traced.id], &worker("w2"), t0 + ms(1000), t0 + ms(3))
+        .await
+        .unwrap();
+    assert_eq!(again[0].trace_context, traced.trace_context);
+}
+
 store_tests!(
+    trace_context_is_stored_and_claimed_with_the_task,
     claim_sets_processing_worker_and_lease,
     concurrent_claims_hand_out_each_task_once,
     cancelled_tasks_are_not_claimable,

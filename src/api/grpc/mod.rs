@@ -8,6 +8,7 @@ mod metrics;
 mod notifications;
 mod providers;
 mod tasks;
+mod trace;
 
 use axum::Router;
 
@@ -56,5 +57,6 @@ pub fn routes(state: AppState, health: health::HealthApi) -> Router {
         // tonic's own fallback answers every unknown path with gRPC UNIMPLEMENTED, even plain
         // HTTP requests; `api::fallback` tells the two apart instead.
         .reset_fallback()
+        .route_layer(axum::middleware::from_fn(trace::server_span))
         .layer(axum::middleware::from_fn(metrics::track))
 }

@@ -13,6 +13,7 @@ mod queues;
 mod task_types;
 mod tasks;
 mod tickets;
+mod trace;
 mod ws;
 
 use axum::Router;
@@ -71,6 +72,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         // After every route: it applies to the routes present when it is called.
         .method_not_allowed_fallback(super::fallback::method_not_allowed)
+        .route_layer(axum::middleware::from_fn(trace::server_span))
         .layer(DefaultBodyLimit::max(SINGLE_BODY_LIMIT))
         .with_state(state)
 }

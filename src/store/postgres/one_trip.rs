@@ -114,7 +114,7 @@ impl OneTrip {
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
-        let mut queues = Vec::with_capacity(n);
+        let (mut queues, mut traces) = (Vec::with_capacity(n), Vec::with_capacity(n));
         // Set for tasks that a worker of this instance starts directly (worker/dispatch.rs).
         let (mut statuses, mut attempts, mut workers, mut leases, mut starts) = (
             Vec::with_capacity(n),
@@ -136,6 +136,7 @@ impl OneTrip {
             timeouts.push(timeout_ms(t));
             ats.push(t.created_at);
             queues.push(t.queue.as_str());
+            traces.push(t.trace_context.as_ref().map(|c| c.as_str()));
             statuses.push(t.status.as_str());
             attempts.push(t.attempts as i32);
             workers.push(t.worker_id.as_ref().map(WorkerId::as_str));
@@ -167,6 +168,7 @@ impl OneTrip {
             .bind(workers)
             .bind(leases)
             .bind(starts)
+            .bind(traces)
             .fetch_all(&self.submits)
             .await?;
         tracing::debug!(

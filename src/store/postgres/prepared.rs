@@ -13,18 +13,19 @@ pub(super) const INSERT_TASKS: &str = concat!(
        SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::jsonb[], \
          $6::int[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], \
          $12::text[], $13::text[], $14::int[], $15::text[], $16::timestamptz[], \
-         $17::timestamptz[]) \
+         $17::timestamptz[], $18::text[]) \
        WITH ORDINALITY AS u(id, user_id, task_type, priority, payload, max_retries, \
          idempotency_key, related_entity_type, related_entity_id, timeout_ms, at, queue, \
-         status, attempts, worker_id, lease_expires_at, started_at, ord) \
+         status, attempts, worker_id, lease_expires_at, started_at, trace_context, ord) \
      ), ins AS ( \
        INSERT INTO tasks (id, user_id, task_type, status, priority, payload, progress, \
          retry_count, max_retries, idempotency_key, related_entity_type, \
          related_entity_id, timeout_ms, run_after, created_at, updated_at, queue, \
-         attempts, worker_id, lease_expires_at, started_at) \
+         attempts, worker_id, lease_expires_at, started_at, trace_context) \
        SELECT id, user_id, task_type, status, priority, payload, 0, 0, max_retries, \
          idempotency_key, related_entity_type, related_entity_id, timeout_ms, at, at, \
-         COALESCE(started_at, at), queue, attempts, worker_id, lease_expires_at, started_at \
+         COALESCE(started_at, at), queue, attempts, worker_id, lease_expires_at, started_at, \
+         trace_context \
        FROM input ORDER BY ord \
        ON CONFLICT DO NOTHING \
        RETURNING id, user_id, task_type, priority, created_at, worker_id, attempts, \

@@ -162,7 +162,7 @@ pub(crate) fn select_tasks<DB: Database>() -> QueryBuilder<DB> {
     ))
 }
 
-/// Rows per multi-row INSERT: 25 binds a row stays under SQLite's 32,766-variable limit.
+/// Rows per multi-row INSERT: 26 binds a row stays under SQLite's 32,766-variable limit.
 pub const INSERT_CHUNK: usize = 500;
 /// Ids per `IN (...)` list.
 pub const IN_CHUNK: usize = 1000;

@@ -136,7 +136,8 @@ where
             .push_bind(t.updated_at)
             .push_bind(t.started_at)
             .push_bind(t.completed_at)
-            .push_bind(t.queue.as_str());
+            .push_bind(t.queue.as_str())
+            .push_bind(t.trace_context.as_ref().map(|c| c.as_str().to_owned()));
     });
 }
 

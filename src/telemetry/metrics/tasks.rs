@@ -110,7 +110,8 @@ pub enum AttemptEnd {
 }
 
 impl AttemptEnd {
-    fn as_str(self) -> &'static str {
+    /// Its label value (and span outcome).
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Completed => "completed",
             Self::Failed => "failed",
