@@ -1,10 +1,12 @@
-//! The task aggregate, its state machine and the values it is made of.
+//! The task aggregate, its state machine and the values it is made of; the event store's
+//! values in `eventstore/`.
 //!
 //! Pure: no I/O, no async runtime, no clock. Callers pass `now` in, so every rule here is
 //! testable with fixed times.
 
 mod error;
 mod event;
+pub mod eventstore;
 mod ids;
 mod page;
 pub mod payload;

@@ -10,6 +10,7 @@
 
 mod after_commit;
 mod error;
+pub mod eventstore;
 mod notifications;
 mod postgres;
 pub(crate) mod queues;

@@ -3,6 +3,8 @@
 //!
 //! - [`TaskStore`](ai_integration_service::store::TaskStore) and the other store ports:
 //!   PostgreSQL (`…::postgres`) and SQLite (`…::sqlite`).
+//! - [`EventStore`](ai_integration_service::store::eventstore::EventStore): the same two,
+//!   with its own harness in `event_store.rs`.
 //! - [`TaskQueue`](ai_integration_service::queue::TaskQueue), the rate limiter and the
 //!   breakers: Redis (`…::redis`) and in-process (`…::memory`).
 //!
@@ -22,6 +24,8 @@ mod fixtures;
 mod breakers;
 mod claims;
 mod dead_letters;
+mod event_store;
+mod event_store_order;
 mod events;
 mod notifications;
 mod outcomes;
