@@ -139,6 +139,9 @@ pub struct Config {
     /// OpenTelemetry trace export (`OTEL_EXPORTER_OTLP_ENDPOINT` and the standard `OTEL_*`
     /// variables); `None` when off, the default.
     pub traces: Option<TracesConfig>,
+    /// `EVENT_SNAPSHOT_EVERY` and `EVENT_SNAPSHOT_KEEP` (seed 002: 100 and 3): an event
+    /// stream's snapshot is due every so many events, and so many are kept per stream.
+    pub snapshot_policy: crate::domain::eventstore::SnapshotPolicy,
 }
 
 /// One problem with one variable.
@@ -412,6 +415,13 @@ impl Config {
             project: r.raw("GOOGLE_CLOUD_PROJECT").map(str::to_owned),
         };
 
+        let snapshot_every = r.range("EVENT_SNAPSHOT_EVERY", 100u64, 1, 1_000_000_000);
+        let snapshot_keep = r.range("EVENT_SNAPSHOT_KEEP", 3u32, 1, 1_000);
+        // Both are at least 1 once `range` has passed them.
+        let snapshot_policy =
+            crate::domain::eventstore::SnapshotPolicy::new(snapshot_every, snapshot_keep)
+                .unwrap_or_default();
+
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
         }
@@ -451,6 +461,7 @@ impl Config {
             stream_ticket_ttl,
             logging,
             traces,
+            snapshot_policy,
         })
     }
 }
@@ -478,6 +489,8 @@ mod tests {
         assert_eq!(c.notification_keepalive, Duration::from_secs(30));
         assert_eq!(c.max_connections, 1000);
         assert_eq!(c.stream_ticket_ttl, Duration::from_secs(60));
+        assert_eq!(c.snapshot_policy.every(), 100);
+        assert_eq!(c.snapshot_policy.keep(), 3);
         assert!(c.direct_dispatch);
         assert!(c.enable_echo, "echo is on in embedded mode");
         assert_eq!(c.max_user_priority.value(), 9);
@@ -500,6 +513,7 @@ mod tests {
             ("USER_SUBMIT_RATE", "lots"),
             ("DATABASE_URL", "mysql://x"),
             ("DIRECT_DISPATCH", "sometimes"),
+            ("EVENT_SNAPSHOT_EVERY", "0"),
         ]))
         .unwrap_err();
         let names: Vec<_> = err.0.iter().map(|p| p.var).collect();
@@ -510,6 +524,7 @@ mod tests {
             "JWT_SECRET",
             "REDIS_URL",
             "DIRECT_DISPATCH",
+            "EVENT_SNAPSHOT_EVERY",
         ] {
             assert!(names.contains(&var), "{var} missing from {err}");
         }

@@ -13,6 +13,9 @@
 //! flush: that is the serial part of an append. The batch's transfer and parsing, and the
 //! stream check, overlap with other appends.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
@@ -53,6 +56,9 @@ SELECT s.base + 1, p.base + 1 FROM strm s, pos p";
 
 impl EventDialect for sqlx::Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
+
+    // Nothing to do: PostgreSQL checkpoints by itself.
+    async fn before_write(_writes: &PgPool, _wal_full: &AtomicBool) {}
 
     async fn append(
         writes: &PgPool,
@@ -110,6 +116,6 @@ impl PgTaskStore {
     /// The event store on this store's connections, with `policy`.
     pub fn event_store(&self, policy: SnapshotPolicy) -> SqlEventStore<sqlx::Postgres> {
         let sql = self.sql();
-        SqlEventStore::on(sql.reads, sql.writes, policy)
+        SqlEventStore::on(sql.reads, sql.writes, Arc::default(), policy)
     }
 }

@@ -2,6 +2,8 @@
 //! rules once, the append each database's own way ([`EventDialect`]).
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -33,6 +35,10 @@ pub struct SqlEventStore<DB: sqlx::Database> {
     /// For writes: in SQLite the one writer connection, shared with the task store's write
     /// loop, so an append waits its turn instead of meeting `SQLITE_BUSY`.
     pub(super) writes: Pool<DB>,
+    /// SQLite: raised by the store's checkpointer when the WAL should start over, so the next
+    /// write checkpoints first, as the write loop does (see `store/sqlite/checkpoint.rs`).
+    /// Never raised in PostgreSQL.
+    pub(super) wal_full: Arc<AtomicBool>,
     /// When snapshots are due and how many are kept.
     pub(super) policy: SnapshotPolicy,
 }
@@ -46,6 +52,9 @@ pub(super) type FirstPlace = (u64, u64);
 pub(super) trait EventDialect: Dialect {
     /// The statement that opens a write transaction.
     const BEGIN_WRITE: &'static str;
+
+    /// Runs before each write transaction on `writes`, with the store's `wal_full` flag.
+    fn before_write(writes: &Pool<Self>, wal_full: &AtomicBool) -> impl Future<Output = ()> + Send;
 
     /// Stores `batch` recorded at `now`. `Ok(None)`: the stream was not at the expected
     /// version, nothing stored. An error of the database as it came (a unique violation
@@ -83,6 +92,7 @@ where
         expected: ExpectedVersion,
     ) -> Result<Appended, EventStoreError> {
         let batch = AppendBatch::new(stream_id.clone(), events, expected)?;
+        DB::before_write(&self.writes, &self.wal_full).await;
         let failure = match DB::append(&self.writes, &batch, crate::clock::now()).await {
             Ok(Some((version, position))) => {
                 return Ok(batch.stored(version, position, self.policy));
@@ -150,6 +160,7 @@ where
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), EventStoreError> {
+        DB::before_write(&self.writes, &self.wal_full).await;
         super::snapshots::save(&self.writes, self.policy, snapshot).await
     }
 
@@ -174,10 +185,16 @@ where
 
 impl<DB: sqlx::Database> SqlEventStore<DB> {
     /// The store on `reads` and `writes`, with `policy`.
-    pub(super) fn on(reads: &Pool<DB>, writes: &Pool<DB>, policy: SnapshotPolicy) -> Self {
+    pub(super) fn on(
+        reads: &Pool<DB>,
+        writes: &Pool<DB>,
+        wal_full: Arc<AtomicBool>,
+        policy: SnapshotPolicy,
+    ) -> Self {
         Self {
             reads: reads.clone(),
             writes: writes.clone(),
+            wal_full,
             policy,
         }
     }

@@ -5,7 +5,10 @@
 //! for it like any other write, takes the write lock at once (`BEGIN IMMEDIATE`), and its
 //! positions are commit-ordered because nothing else can commit in between. Three trips to
 //! the connection's thread: the stream's version and the last position together, every write
-//! of the append together, and the commit.
+//! of the append together, and the commit. Like the write loop, it lets a full WAL start over
+//! before its transaction (`store/sqlite/checkpoint.rs`).
+
+use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::QueryBuilder;
@@ -16,9 +19,16 @@ use super::sql::{EventDialect, FirstPlace, SqlEventStore};
 use crate::domain::eventstore::{AppendBatch, SnapshotPolicy};
 use crate::store::SqliteTaskStore;
 use crate::store::sql::{INSERT_CHUNK, SqlStore};
+use crate::store::sqlite::restart_wal_if_full;
 
 impl EventDialect for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+
+    /// Lets a full WAL start over, as the write loop does between its transactions: appends
+    /// alone, back to back, would otherwise grow it without end.
+    async fn before_write(writes: &SqlitePool, wal_full: &AtomicBool) {
+        restart_wal_if_full(writes, wal_full).await;
+    }
 
     async fn append(
         writes: &SqlitePool,
@@ -98,6 +108,6 @@ impl SqliteTaskStore {
     /// `policy`.
     pub fn event_store(&self, policy: SnapshotPolicy) -> SqlEventStore<Sqlite> {
         let sql = self.sql();
-        SqlEventStore::on(sql.reads, sql.writes, policy)
+        SqlEventStore::on(sql.reads, sql.writes, self.wal_full(), policy)
     }
 }

@@ -116,6 +116,28 @@ impl Checkpointer {
     }
 }
 
+/// Between two write transactions on `writer`: if a pass raised `wal_full`, checkpoints once
+/// on the writer itself, so that the next transaction starts the WAL over (see the module's
+/// doc). Every writer calls it before its transaction: the write loop, and the event store's
+/// appends.
+pub(crate) async fn restart_wal_if_full(writer: &SqlitePool, wal_full: &AtomicBool) {
+    if !wal_full.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    // Nothing commits during this checkpoint (the pool has one connection), so it can copy
+    // the whole WAL and the transaction after it starts it over.
+    let started = std::time::Instant::now();
+    match run_passive(writer).await {
+        Ok(pass) => tracing::debug!(
+            wal_frames = pass.wal_frames,
+            checkpointed = pass.checkpointed,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "checkpoint on the writer"
+        ),
+        Err(e) => tracing::warn!(error = %e, "SQLite checkpoint before a write failed"),
+    }
+}
+
 /// One `PASSIVE` checkpoint through `conn` (a pool or a connection).
 pub(super) async fn run_passive<'c, E>(conn: E) -> Result<CheckpointPass, StoreError>
 where
@@ -192,5 +214,48 @@ mod tests {
             .unwrap();
         let user = UserId::parse("u1").unwrap();
         assert_eq!(store.count_active_by_user(&user).await.unwrap(), 12_000);
+    }
+
+    /// The event store's appends write on the same connection outside the write loop; they
+    /// answer a full WAL the same way, so appends back to back do not grow it without end.
+    #[tokio::test]
+    async fn event_appends_let_a_full_wal_start_over_too() {
+        use crate::domain::eventstore::{
+            EventEnvelope, EventMetadata, EventType, ExpectedVersion, SnapshotPolicy, StreamId,
+        };
+        use crate::store::eventstore::EventStore;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteTaskStore::open(dir.path()).await.unwrap();
+        let events = store.event_store(SnapshotPolicy::default());
+        let stream = StreamId::parse("s-1").unwrap();
+        let kind = EventType::parse("Happened").unwrap();
+        // A test-sized limit (2 MiB of 1 KiB pages); appends never pause for a checkpoint
+        // to catch up.
+        let checkpointer = Checkpointer {
+            restart_pages: 2_000,
+            ..store.checkpointer(Duration::from_millis(10))
+        };
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(checkpointer.run(shutdown.clone()));
+        for _ in 0..1_000 {
+            let batch = (0..50)
+                .map(|i| {
+                    let meta = EventMetadata::at(chrono::Utc::now());
+                    EventEnvelope::new(kind.clone(), serde_json::json!({ "i": i }), meta)
+                })
+                .collect();
+            let appended = events.append_events(&stream, batch, ExpectedVersion::Any);
+            appended.await.unwrap();
+        }
+        // ~30 MiB written in all; without restarts the WAL holds all of it (33 MB measured).
+        let wal = wal_bytes(dir.path());
+        assert!(wal < 6 << 20, "WAL of {wal} bytes");
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), running)
+            .await
+            .expect("the loop stops on shutdown")
+            .unwrap();
+        assert_eq!(events.last_position().await.unwrap(), 50_000);
     }
 }

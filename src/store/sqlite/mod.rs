@@ -25,6 +25,7 @@ use crate::domain::{Task, TaskId, WorkerId};
 use crate::store::sql::{Sql, SqlStore};
 use crate::store::{AfterCommit, EventPublisher, Finish, Inserted, StoreError};
 
+pub(crate) use self::checkpoint::restart_wal_if_full;
 pub use self::checkpoint::{CheckpointPass, Checkpointer};
 
 /// Tasks in a SQLite file.
@@ -132,6 +133,12 @@ impl SqliteTaskStore {
         self.publisher = AfterCommit::from(publisher);
         self.writes = Arc::default();
         self
+    }
+
+    /// The flag the checkpointer raises when the WAL should start over: a writer that sees
+    /// it checkpoints before its transaction ([`restart_wal_if_full`]).
+    pub(crate) fn wal_full(&self) -> Arc<AtomicBool> {
+        self.wal_full.clone()
     }
 
     /// Queues `write` for the write loop and waits for its transaction.

@@ -9,14 +9,14 @@
 //! statement per kind of write and one for all their events.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
 use tokio_util::task::TaskTracker;
 
-use super::checkpoint::run_passive;
+use super::checkpoint::restart_wal_if_full;
 use super::dialect::{events_after, insert_events_then};
 use crate::domain::{NewEvent, StoredEvent, Task, TaskId, WorkerId};
 use crate::group_commit::{BatchError, Batcher};
@@ -69,22 +69,7 @@ impl WriteQueue {
             let (writer, publisher, wal_full) =
                 (writer.clone(), publisher.clone(), wal_full.clone());
             async move {
-                if wal_full.swap(false, Ordering::Relaxed) {
-                    // Nothing commits during this checkpoint, so it can copy the whole WAL and
-                    // the transaction below starts it over.
-                    let started = std::time::Instant::now();
-                    match run_passive(&writer).await {
-                        Ok(pass) => tracing::debug!(
-                            wal_frames = pass.wal_frames,
-                            checkpointed = pass.checkpointed,
-                            elapsed_us = started.elapsed().as_micros() as u64,
-                            "checkpoint in the write loop"
-                        ),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "SQLite checkpoint before a write failed")
-                        }
-                    }
-                }
+                restart_wal_if_full(&writer, &wal_full).await;
                 let (count, started) = (writes.len(), std::time::Instant::now());
                 let written = transaction(&writer, &publisher, writes).await;
                 tracing::debug!(
