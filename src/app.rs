@@ -24,8 +24,9 @@ use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::service::{
-    AdminService, MetricsService, NotificationService, ProvidersService, QueueService, Readiness,
-    Retention, SessionBook, StreamLimits, StreamTickets, SubmitLimits, TaskService,
+    AdminService, MetricsService, MetricsSources, NotificationService, ProvidersService,
+    QueueService, Readiness, Retention, SessionBook, StreamLimits, StreamTickets, SubmitLimits,
+    TaskService,
 };
 use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
 
@@ -64,6 +65,8 @@ const HUB_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// `METRICS_PORT`'s listener and its scrape-only router.
+    metrics: Option<(TcpListener, axum::Router)>,
     /// Cancelled to start a graceful shutdown.
     shutdown: CancellationToken,
     /// Background loops (worker pool, scheduler, reconciler, group commit).
@@ -221,7 +224,9 @@ impl Application {
     /// port, for tests).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Before anything records: metrics recorded earlier would go nowhere.
-        crate::telemetry::metrics::recorder();
+        let recorder = config
+            .metrics_enabled
+            .then(crate::telemetry::metrics::recorder);
         let shutdown = CancellationToken::new();
         let background = TaskTracker::new();
         let backends = connect(&config, &background, &shutdown).await?;
@@ -374,7 +379,17 @@ impl Application {
             shutdown.clone(),
         );
 
-        let metrics = MetricsService::new(backends.queue.clone(), slots.clone());
+        let metrics = MetricsService::new(
+            recorder,
+            MetricsSources {
+                queue: backends.queue.clone(),
+                store: backends.store.clone(),
+                usage: usage.clone(),
+                runner: runner.clone(),
+                slots: slots.clone(),
+                monthly_budget: config.ai.monthly_budget,
+            },
+        );
         let queues = QueueService::new(
             backends.store.clone(),
             backends.queues.clone(),
@@ -401,6 +416,7 @@ impl Application {
             api::grpc::health::health_service(readiness.clone(), api::grpc::health::PROBE_INTERVAL)
                 .await;
         background.spawn(health_watch.run(shutdown.child_token()));
+        let metrics_only = api::http::metrics_only(metrics.clone());
         let router = api::router(
             AppState {
                 tasks,
@@ -418,9 +434,20 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
+        let metrics = match config.metrics_port {
+            None => None,
+            Some(port) => {
+                let addr = SocketAddr::new(config.host, port);
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding METRICS_PORT {addr}"))?;
+                Some((listener, metrics_only))
+            }
+        };
         Ok(Self {
             listener,
             router,
+            metrics,
             shutdown,
             background,
             grace_period: config.shutdown_grace_period,
@@ -430,6 +457,12 @@ impl Application {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The bound `METRICS_PORT`, if one is configured.
+    pub fn metrics_port(&self) -> Option<u16> {
+        let (listener, _) = self.metrics.as_ref()?;
+        listener.local_addr().ok().map(|a| a.port())
     }
 
     /// Cancel this token to shut down gracefully.
@@ -443,6 +476,7 @@ impl Application {
         let Self {
             listener,
             router,
+            metrics,
             shutdown,
             background,
             grace_period,
@@ -460,6 +494,16 @@ impl Application {
         let server = axum::serve(listener, router.into_make_service())
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let server = tokio::spawn(async move { server.await });
+        if let Some((listener, router)) = metrics {
+            tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
+            let scrapes = axum::serve(listener, router.into_make_service())
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+            background.spawn(async move {
+                if let Err(e) = scrapes.await {
+                    tracing::warn!(error = %e, "metrics listener failed");
+                }
+            });
+        }
         shutdown.cancelled().await;
         // Open connections get the grace period to finish their requests.
         match tokio::time::timeout(grace_period + Duration::from_secs(1), server).await {

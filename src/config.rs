@@ -59,6 +59,11 @@ pub struct Config {
     pub host: IpAddr,
     /// `PORT`: one port for HTTP/1.1, WebSocket and gRPC (h2c).
     pub port: u16,
+    /// `METRICS_PORT`: a second port serving only `/metrics` (also on `PORT`), if set.
+    pub metrics_port: Option<u16>,
+    /// `METRICS_ENABLED` (default true): false installs no recorder, so every metric call is a
+    /// no-op and `/metrics` answers 404 (the overhead benchmark's baseline).
+    pub metrics_enabled: bool,
     /// Storage and queue backends, from `DATABASE_URL` / `REDIS_URL` / `DATA_DIR`.
     pub backend: Backend,
     /// `DATABASE_MAX_CONNECTIONS`: PostgreSQL pool size.
@@ -236,6 +241,10 @@ impl Config {
         };
         let host = r.parse("HOST", IpAddr::from([0, 0, 0, 0]), "an IP address");
         let port = r.parse("PORT", 8080u16, "a port number (0-65535)");
+        let metrics_port = r
+            .raw("METRICS_PORT")
+            .is_some()
+            .then(|| r.parse("METRICS_PORT", 0u16, "a port number (0-65535)"));
         let database_url = r.raw("DATABASE_URL").map(str::to_owned);
         let redis_url = r.raw("REDIS_URL").map(str::to_owned);
         let backend = match (database_url, redis_url) {
@@ -332,6 +341,7 @@ impl Config {
             Duration::from_secs(3600),
             Duration::from_secs(1),
         );
+        let metrics_enabled = r.flag("METRICS_ENABLED", true);
         let enable_echo = r.flag("ENABLE_ECHO", matches!(backend, Backend::Embedded { .. }));
         let max_user_priority = r.range("MAX_USER_PRIORITY", 9i64, 1, 10);
         let max_user_priority =
@@ -385,6 +395,7 @@ impl Config {
         Ok(Self {
             host,
             port,
+            metrics_port,
             backend,
             database_max_connections,
             redis_key_prefix,
@@ -401,6 +412,7 @@ impl Config {
             task_timeouts,
             max_task_timeout,
             enable_echo,
+            metrics_enabled,
             max_user_priority,
             max_retries,
             retry_base_delay,

@@ -163,6 +163,9 @@ pub struct AiConfig {
     pub breaker: BreakerPolicy,
     /// Monthly budget of users without their own (`USER_MONTHLY_BUDGET`, USD).
     pub user_monthly_budget: Option<Micros>,
+    /// The whole service's monthly budget (`MONTHLY_BUDGET`, USD): exported for the cost
+    /// alert, not enforced (users' budgets are).
+    pub monthly_budget: Option<Micros>,
     /// How long answers stay cached (`RESPONSE_CACHE_TTL`; 0 turns the cache off).
     pub cache_ttl: Duration,
     /// Whether `summarize` falls back to extraction (`AI_FALLBACK_ENABLED`).
@@ -190,6 +193,18 @@ const CHAIN_VARS: &[(TaskType, &str)] = &[
 ];
 
 impl Reader<'_> {
+    /// An amount in US dollars, if set.
+    fn usd(&mut self, var: &'static str) -> Option<Micros> {
+        let raw = self.raw(var)?;
+        match Micros::parse_usd(raw) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.problem(var, e.to_string());
+                None
+            }
+        }
+    }
+
     fn optional<T: std::str::FromStr<Err = String>>(
         &mut self,
         var: &'static str,
@@ -289,16 +304,8 @@ impl Reader<'_> {
             ),
             half_open_trials: 1,
         };
-        let user_monthly_budget = match self.raw("USER_MONTHLY_BUDGET") {
-            None => None,
-            Some(raw) => match Micros::parse_usd(raw) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    self.problem("USER_MONTHLY_BUDGET", e.to_string());
-                    None
-                }
-            },
-        };
+        let user_monthly_budget = self.usd("USER_MONTHLY_BUDGET");
+        let monthly_budget = self.usd("MONTHLY_BUDGET");
         AiConfig {
             providers,
             disabled,
@@ -315,6 +322,7 @@ impl Reader<'_> {
             rate_wait: self.duration("PROVIDER_RATE_WAIT", Duration::from_secs(2), Duration::ZERO),
             breaker,
             user_monthly_budget,
+            monthly_budget,
             cache_ttl: self.duration(
                 "RESPONSE_CACHE_TTL",
                 Duration::from_secs(3600),

@@ -10,7 +10,7 @@ use super::DomainError;
 pub struct Priority(u8);
 
 /// Seed 003's named bands of priorities.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PriorityLevel {
     /// 1-3: background work.
     Low,
@@ -20,6 +20,46 @@ pub enum PriorityLevel {
     High,
     /// 10: system-critical.
     Critical,
+}
+
+impl PriorityLevel {
+    /// Every level, lowest first.
+    pub const ALL: [PriorityLevel; 4] = [Self::Low, Self::Normal, Self::High, Self::Critical];
+
+    /// The lowest and highest priority of the level.
+    pub fn bounds(self) -> (u8, u8) {
+        match self {
+            Self::Low => (1, 3),
+            Self::Normal => (4, 6),
+            Self::High => (7, 9),
+            Self::Critical => (10, 10),
+        }
+    }
+
+    /// The name used in metrics and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Normal => "normal",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
+    /// The level of priority `value` (1..=10; above 10 is critical).
+    pub fn of(value: u8) -> Self {
+        match value {
+            0..=3 => Self::Low,
+            4..=6 => Self::Normal,
+            7..=9 => Self::High,
+            _ => Self::Critical,
+        }
+    }
+
+    /// The level's position in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 impl Priority {
@@ -50,12 +90,7 @@ impl Priority {
 
     /// The named band this priority falls in.
     pub fn level(self) -> PriorityLevel {
-        match self.0 {
-            1..=3 => PriorityLevel::Low,
-            4..=6 => PriorityLevel::Normal,
-            7..=9 => PriorityLevel::High,
-            _ => PriorityLevel::Critical,
-        }
+        PriorityLevel::of(self.0)
     }
 }
 
@@ -75,6 +110,16 @@ impl From<Priority> for i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn level_bounds_cover_every_priority_once() {
+        for p in 1..=10 {
+            let level = Priority::new(p).unwrap().level();
+            let (lo, hi) = level.bounds();
+            assert!((lo..=hi).contains(&(p as u8)), "{p} in {level:?}");
+            assert_eq!(PriorityLevel::ALL[level.index()], level);
+        }
+    }
 
     #[test]
     fn bounds_and_levels() {

@@ -7,6 +7,7 @@ use super::ProviderError;
 use crate::clock;
 use crate::domain::{ErrorClass, Micros, UserId, month_of};
 use crate::store::{Reservation, StoreError, UsageStore};
+use crate::telemetry::metrics;
 
 /// Budgets kept in the store, with a default for users without their own.
 #[derive(Clone)]
@@ -92,18 +93,21 @@ impl Budget {
                 amount,
                 settled: false,
             })),
-            Ok(Reservation::OverBudget { budget, spend }) => Err(ProviderError {
-                provider: "budget".into(),
-                class: ErrorClass::NonRetryable,
-                message: format!(
-                    "monthly budget exceeded: budget ${:.6}, spent ${:.6}, held for running calls ${:.6}, this call needs up to ${:.6}",
-                    budget.usd(),
-                    spend.spent.usd(),
-                    spend.reserved.usd(),
-                    amount.usd()
-                ),
-                retry_after: None,
-            }),
+            Ok(Reservation::OverBudget { budget, spend }) => {
+                metrics::budget_rejected();
+                Err(ProviderError {
+                    provider: "budget".into(),
+                    class: ErrorClass::NonRetryable,
+                    message: format!(
+                        "monthly budget exceeded: budget ${:.6}, spent ${:.6}, held for running calls ${:.6}, this call needs up to ${:.6}",
+                        budget.usd(),
+                        spend.spent.usd(),
+                        spend.reserved.usd(),
+                        amount.usd()
+                    ),
+                    retry_after: None,
+                })
+            }
             Err(e) => Err(ProviderError {
                 provider: "budget".into(),
                 class: ErrorClass::Retryable,

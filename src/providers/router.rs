@@ -545,6 +545,7 @@ impl Router {
                             return Err(retry_after);
                         }
                         tokio::time::sleep(retry_after).await;
+                        metrics::rate_limit_waited(name, retry_after);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, provider = %name, "rate limiter unavailable; calling anyway");

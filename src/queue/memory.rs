@@ -9,9 +9,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::{
-    PopRequest, Popped, Promoted, QueueEntry, QueueError, QueueSet, QueueSpec, TaskQueue, allocate,
+    LevelDepth, PopRequest, Popped, Promoted, QueueEntry, QueueError, QueueSet, QueueSpec,
+    TaskQueue, allocate,
 };
-use crate::domain::{Priority, QueueName, TaskId};
+use crate::domain::{Priority, PriorityLevel, QueueName, TaskId};
 use crate::ratelimit::gcra_take;
 
 /// Ready order: priority descending (stored as 10 - priority), then push sequence.
@@ -22,6 +23,8 @@ struct Lane {
     spec: QueueSpec,
     /// Ids in pop order.
     ready: BTreeSet<ReadyKey>,
+    /// Ready ids by the first element of their key (10 - priority), for cheap depth reports.
+    ready_by_key: [u64; 10],
     /// Delayed ids by due time.
     delayed: BTreeSet<(DateTime<Utc>, TaskId)>,
     /// GCRA state of a rate-limited queue: theoretical arrival time, µs since the epoch.
@@ -39,15 +42,20 @@ struct State {
 }
 
 impl State {
-    fn make_ready(&mut self, lane: usize, id: TaskId, priority: Priority) {
+    /// Queues `id` unless it is queued already; returns whether it was added.
+    fn make_ready(&mut self, lane_index: usize, id: TaskId, priority: Priority) -> bool {
+        let lane = lane_index;
         if self.ready_index.contains_key(&id) {
-            return;
+            return false;
         }
         self.seq += 1;
         let prio = self.lanes[lane].spec.effective_priority(priority);
         let key = (Priority::MAX.value() - prio, self.seq, id);
-        self.lanes[lane].ready.insert(key);
-        self.ready_index.insert(id, (lane, key));
+        let lane = &mut self.lanes[lane];
+        lane.ready.insert(key);
+        lane.ready_by_key[usize::from(key.0)] += 1;
+        self.ready_index.insert(id, (lane_index, key));
+        true
     }
 
     /// Takes what `requests` may have now; also returns how long until a rate-limited queue
@@ -96,6 +104,7 @@ impl State {
                 let Some(key) = lane.ready.pop_first() else {
                     break;
                 };
+                lane.ready_by_key[usize::from(key.0)] -= 1;
                 self.ready_index.remove(&key.2);
                 out.push(Popped {
                     queue: r.queue,
@@ -137,6 +146,7 @@ impl MemoryQueue {
             .map(|spec| Lane {
                 spec: spec.clone(),
                 ready: BTreeSet::new(),
+                ready_by_key: [0; 10],
                 delayed: BTreeSet::new(),
                 tat_us: 0,
             })
@@ -165,15 +175,16 @@ fn now_us() -> u64 {
 
 #[async_trait]
 impl TaskQueue for MemoryQueue {
-    async fn push(&self, entries: &[QueueEntry]) -> Result<(), QueueError> {
+    async fn push(&self, entries: &[QueueEntry]) -> Result<u64, QueueError> {
+        let mut added = 0;
         {
             let mut st = self.lock();
             for e in entries {
-                st.make_ready(self.set.lane_of(e.queue), e.task_id, e.priority);
+                added += u64::from(st.make_ready(self.set.lane_of(e.queue), e.task_id, e.priority));
             }
         }
         self.available.notify_waiters();
-        Ok(())
+        Ok(added)
     }
 
     async fn push_delayed(
@@ -251,6 +262,7 @@ impl TaskQueue for MemoryQueue {
         let mut found = false;
         if let Some((lane, key)) = st.ready_index.remove(&id) {
             st.lanes[lane].ready.remove(&key);
+            st.lanes[lane].ready_by_key[usize::from(key.0)] -= 1;
             found = true;
         }
         if let Some((lane, due, _)) = st.delayed_index.remove(&id) {
@@ -270,6 +282,19 @@ impl TaskQueue for MemoryQueue {
         Ok(self.set.index_of(queue).map_or(0, |i| {
             (st.lanes[i].ready.len() + st.lanes[i].delayed.len()) as u64
         }))
+    }
+
+    async fn depth_by_level(&self, queue: QueueName) -> Result<LevelDepth, QueueError> {
+        let st = self.lock();
+        let mut depth = LevelDepth::default();
+        if let Some(lane) = self.set.index_of(queue).map(|i| &st.lanes[i]) {
+            for (key, n) in lane.ready_by_key.iter().enumerate() {
+                let priority = Priority::MAX.value() - key as u8;
+                depth.ready[PriorityLevel::of(priority).index()] += n;
+            }
+            depth.delayed = lane.delayed.len() as u64;
+        }
+        Ok(depth)
     }
 
     fn queues(&self) -> &QueueSet {

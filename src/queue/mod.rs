@@ -101,13 +101,23 @@ pub struct Promoted {
     pub next_due: Option<DateTime<Utc>>,
 }
 
+/// One queue's waiting entries, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LevelDepth {
+    /// Ready entries, indexed by [`crate::domain::PriorityLevel::index`].
+    pub ready: [u64; 4],
+    /// Entries parked until a retry falls due.
+    pub delayed: u64,
+}
+
 /// A priority queue of task ids with a delayed set for retries.
 // `len` is one round trip to Redis; an `is_empty` beside it would only duplicate it.
 #[allow(clippy::len_without_is_empty)]
 #[async_trait]
 pub trait TaskQueue: Send + Sync + 'static {
-    /// Makes entries ready. An id already ready keeps its place (no duplicates).
-    async fn push(&self, entries: &[QueueEntry]) -> Result<(), QueueError>;
+    /// Makes entries ready. An id already ready keeps its place (no duplicates). Returns how
+    /// many ids were not ready before.
+    async fn push(&self, entries: &[QueueEntry]) -> Result<u64, QueueError>;
 
     /// Parks entries until `due`; [`TaskQueue::promote_due`] makes them ready then.
     async fn push_delayed(
@@ -150,6 +160,10 @@ pub trait TaskQueue: Send + Sync + 'static {
 
     /// Ready plus delayed entries of one queue (0 for a queue not configured).
     async fn depth(&self, queue: QueueName) -> Result<u64, QueueError>;
+
+    /// One queue's entries by priority level (by the effective priority: a standard queue's
+    /// are all critical) and its delayed entries, without reading them one by one.
+    async fn depth_by_level(&self, queue: QueueName) -> Result<LevelDepth, QueueError>;
 
     /// The configured queues.
     fn queues(&self) -> &QueueSet;

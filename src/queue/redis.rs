@@ -15,21 +15,28 @@ use chrono::{DateTime, Utc};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncCommands, AsyncConnectionConfig, Script};
 
-use super::{PopRequest, Popped, Promoted, QueueEntry, QueueError, QueueSet, QueueSpec, TaskQueue};
-use crate::domain::{Priority, QueueKind, QueueName, TaskId};
+use super::{
+    LevelDepth, PopRequest, Popped, Promoted, QueueEntry, QueueError, QueueSet, QueueSpec,
+    TaskQueue,
+};
+use crate::domain::{Priority, PriorityLevel, QueueKind, QueueName, TaskId};
+
+/// Ready scores of one priority span this many push sequence numbers (2^44; see PUSH).
+const SEQ_SPAN: f64 = 17_592_186_044_416.0;
 
 /// KEYS[1] = seq, KEYS[2..] = ready sets; ARGV = triples (ready key index from 2, id, priority).
-/// `NX` keeps an already-queued id in its place.
+/// `NX` keeps an already-queued id in its place. Returns how many ids were not queued yet.
 const PUSH: &str = r#"
 local n = #ARGV / 3
 local seq = redis.call('INCRBY', KEYS[1], n) - n
+local added = 0
 for i = 0, n - 1 do
   local key = KEYS[tonumber(ARGV[3 * i + 1])]
   local prio = tonumber(ARGV[3 * i + 3])
   seq = seq + 1
-  redis.call('ZADD', key, 'NX', (10 - prio) * 17592186044416 + seq, ARGV[3 * i + 2])
+  added = added + redis.call('ZADD', key, 'NX', (10 - prio) * 17592186044416 + seq, ARGV[3 * i + 2])
 end
-return n
+return added
 "#;
 
 /// Moves up to ARGV[2] due delayed entries to the ready set; returns {moved, next due or -1}.
@@ -317,9 +324,9 @@ fn all_delayed_members(id: TaskId) -> Vec<String> {
 
 #[async_trait]
 impl TaskQueue for RedisQueue {
-    async fn push(&self, entries: &[QueueEntry]) -> Result<(), QueueError> {
+    async fn push(&self, entries: &[QueueEntry]) -> Result<u64, QueueError> {
         if entries.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let mut inv = self.push_script.prepare_invoke();
         inv.key(&self.seq_key);
@@ -338,8 +345,8 @@ impl TaskQueue for RedisQueue {
             let prio = self.lanes[lane].spec.effective_priority(e.priority);
             inv.arg(pos + 2).arg(e.task_id.to_string()).arg(prio);
         }
-        let _: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
-        Ok(())
+        let added: u64 = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(added)
     }
 
     async fn push_delayed(
@@ -484,6 +491,28 @@ impl TaskQueue for RedisQueue {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(a + b)
+    }
+
+    async fn depth_by_level(&self, queue: QueueName) -> Result<LevelDepth, QueueError> {
+        let Some(i) = self.set.index_of(queue) else {
+            return Ok(LevelDepth::default());
+        };
+        let lane = &self.lanes[i];
+        // Scores are (10 - priority) * 2^44 + seq (seq >= 1): a level is one score range, so
+        // each count is a ZCOUNT, O(log n), whatever the depth.
+        let mut pipe = redis::pipe();
+        for level in PriorityLevel::ALL {
+            let (lo, hi) = level.bounds();
+            let min = f64::from(Priority::MAX.value() - hi) * SEQ_SPAN;
+            let max = f64::from(Priority::MAX.value() - lo + 1) * SEQ_SPAN;
+            pipe.zcount(&lane.ready, min, format!("({max}"));
+        }
+        pipe.zcard(&lane.delayed);
+        let counts: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+        let mut depth = LevelDepth::default();
+        depth.ready.copy_from_slice(&counts[..4]);
+        depth.delayed = counts[4];
+        Ok(depth)
     }
 
     fn queues(&self) -> &QueueSet {

@@ -16,7 +16,7 @@ mod tickets;
 
 pub use admin::{AdminService, DeadLetter, DeadLetterFilter, QueueStats, Selection};
 pub use error::ServiceError;
-pub use metrics::MetricsService;
+pub use metrics::{MetricsService, MetricsSources};
 pub use notifications::{
     CloseReason, EventStream, NotificationService, Scope, StreamItem, StreamLimits, StreamRequest,
 };

@@ -21,6 +21,7 @@ use crate::bus::{Hub, Live, LiveEvents};
 use crate::clock;
 use crate::domain::{StoredEvent, TaskId, UserId};
 use crate::store::{NotificationSession, NotificationStore, StoreError, TaskStore, Transport};
+use crate::telemetry::metrics::OpenStream;
 
 /// Events read from the database per query while catching up.
 const PAGE: u32 = 500;
@@ -279,6 +280,7 @@ impl NotificationService {
             sessions: self.sessions.clone(),
             mark,
             _slot: slot,
+            metrics: OpenStream::open(req.transport.as_str()),
         })
     }
 
@@ -312,8 +314,8 @@ enum Cursor {
 
 /// What waits to be passed on.
 enum Queued {
-    /// An event read back from the database or taken live.
-    Event(Arc<StoredEvent>),
+    /// An event read back from the database (`live` false) or taken live.
+    Event(Arc<StoredEvent>, bool),
     /// Everything up to this id has been read (a task stream's history covers only that
     /// task's events, the rest of the user's need not be read back as gaps).
     SeenThrough(u64),
@@ -345,6 +347,8 @@ pub struct EventStream {
     mark: Arc<SessionCell>,
     /// Holds one of the instance's connection slots.
     _slot: OwnedSemaphorePermit,
+    /// Counts the stream as open, and what it delivers.
+    metrics: OpenStream,
 }
 
 impl EventStream {
@@ -372,8 +376,8 @@ impl EventStream {
                 continue;
             }
             match self.pending.pop_front() {
-                Some(Queued::Event(e)) => {
-                    if let Some(item) = self.pass(e) {
+                Some(Queued::Event(e, live)) => {
+                    if let Some(item) = self.pass(e, live) {
                         return Some(item);
                     }
                     continue;
@@ -417,7 +421,10 @@ impl EventStream {
                 _ = expiry => self.finished = Some(CloseReason::TokenExpired),
                 live = self.live.recv() => match live {
                     Live::Event(e) => self.arrived = Some(e),
-                    Live::Overflowed => self.finished = Some(CloseReason::SlowConsumer),
+                    Live::Overflowed => {
+                        self.metrics.dropped_as_slow();
+                        self.finished = Some(CloseReason::SlowConsumer);
+                    }
                     Live::Closed => self.finished = Some(CloseReason::ShuttingDown),
                 },
             }
@@ -441,7 +448,7 @@ impl EventStream {
             .await?;
         let done = page.len() < PAGE as usize;
         self.pending
-            .extend(page.into_iter().map(|e| Queued::Event(Arc::new(e))));
+            .extend(page.into_iter().map(|e| Queued::Event(Arc::new(e), false)));
         if done {
             self.history = false;
             self.pending.push_back(Queued::SeenThrough(*caught_up));
@@ -477,18 +484,19 @@ impl EventStream {
             let reached_end = fill.len() < want as usize || before < fill.len();
             for f in fill.into_iter().take(before) {
                 after = f.id;
-                self.pending.push_back(Queued::Event(Arc::new(f)));
+                self.pending.push_back(Queued::Event(Arc::new(f), false));
             }
             if reached_end {
                 break;
             }
         }
-        self.pending.push_back(Queued::Event(e));
+        self.pending.push_back(Queued::Event(e, true));
         Ok(())
     }
 
-    /// Passes `e` on if it is new and wanted; advances the cursor either way.
-    fn pass(&mut self, e: Arc<StoredEvent>) -> Option<StreamItem> {
+    /// Passes `e` on if it is new and wanted; advances the cursor either way. `live`: it came
+    /// from the hub (its age is the delivery lag), not read back from the store.
+    fn pass(&mut self, e: Arc<StoredEvent>, live: bool) -> Option<StreamItem> {
         let last = match &mut self.cursor {
             Cursor::User { last, .. } => last,
             Cursor::All(lasts) => lasts.entry(e.event.user_id.clone()).or_insert(0),
@@ -501,6 +509,12 @@ impl EventStream {
             return None;
         }
         self.mark.delivered(e.id);
+        let lag = live.then(|| {
+            (clock::now() - e.event.created_at)
+                .to_std()
+                .unwrap_or_default()
+        });
+        self.metrics.delivered(lag);
         if self.until_terminal && e.event.kind.is_terminal() {
             self.finished = Some(CloseReason::TaskFinished);
         }

@@ -252,6 +252,10 @@ pub trait TaskStore: Send + Sync + 'static {
     /// created since `since` that have finished.
     async fn task_stats(&self, since: DateTime<Utc>) -> Result<TaskStats, StoreError>;
 
+    /// Failed tasks (dead letters), counted up to `cap`: the work is bounded however many
+    /// there are, so a metrics scrape stays cheap.
+    async fn count_dead_letters(&self, cap: u64) -> Result<u64, StoreError>;
+
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }

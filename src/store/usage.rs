@@ -112,6 +112,9 @@ pub trait UsageStore: Send + Sync + 'static {
     /// The user's money in `month`.
     async fn spend(&self, user: &UserId, month: &str) -> Result<Spend, StoreError>;
 
+    /// Every user's money in `month`, summed (one row per user and month is read).
+    async fn total_spend(&self, month: &str) -> Result<Spend, StoreError>;
+
     /// Sets (or with `None` removes) a user's own monthly budget.
     async fn set_budget(&self, user: &UserId, budget: Option<Micros>) -> Result<(), StoreError>;
 

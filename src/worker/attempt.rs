@@ -145,6 +145,7 @@ pub(super) async fn run_task(
         },
         Ok(Err(e)) => failure(&shared, &task, e.to_task_error(), e.retry_after, now),
         Err(_) => {
+            metrics::attempt_timed_out(task.task_type, task.queue);
             let msg = format!(
                 "attempt timed out after {}",
                 humantime::format_duration(task.timeout)

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock;
 use crate::queue::{TaskQueue, push_or_defer};
 use crate::store::{StoreError, TaskStore};
+use crate::telemetry::metrics;
 
 /// Expired tasks handled per pass.
 const PASS_LIMIT: u32 = 1000;
@@ -50,6 +51,7 @@ impl Reaper {
             let n = requeued.len();
             if n > 0 {
                 tracing::warn!(count = n, "requeued tasks whose lease expired");
+                metrics::leases_reaped(n as u64);
                 push_or_defer(&*self.queue, &requeued).await;
             }
             total += n;

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock;
 use crate::queue::{QueueEntry, QueueError, TaskQueue};
 use crate::store::{StoreError, TaskStore};
+use crate::telemetry::metrics;
 
 /// Why a reconciliation pass stopped.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +59,10 @@ impl Reconciler {
             .filter(|t| t.updated_at <= settled_before)
             .partition(|t| t.run_after <= now);
         let entries: Vec<QueueEntry> = ready.iter().map(|t| QueueEntry::of(t)).collect();
-        self.queue.push(&entries).await?;
+        let lost = self.queue.push(&entries).await?;
+        if lost > 0 {
+            metrics::reconciler_requeued(lost);
+        }
         for t in &later {
             self.queue
                 .push_delayed(&[QueueEntry::of(t)], t.run_after)

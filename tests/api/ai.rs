@@ -382,6 +382,19 @@ async fn budget_is_checked_before_the_call(mode: Mode) {
         "{task}"
     );
     assert_eq!(fake.request_count("openai"), 0, "no money spent");
+    let scrape = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        scrape.contains("ais_budget_rejections_total "),
+        "the refusal is counted:\n{scrape}"
+    );
     let (_, budget) = app.get("ann", "/api/v1/budget").await;
     assert_eq!(budget["spent_usd"], 0.0, "{budget}");
     assert_eq!(budget["reserved_usd"], 0.0, "{budget}");

@@ -199,6 +199,19 @@ fn token_for(user: &str, role: ai_integration_service::auth::Role) -> String {
     .unwrap()
 }
 
+/// An unlabelled counter of `instance`'s scrape.
+async fn counter(instance: &Instance, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", instance.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+}
+
 pub(crate) fn sigterm(instance: &Instance) {
     let status = Command::new("kill")
         .arg("-TERM")
@@ -246,6 +259,10 @@ async fn killed_instance_loses_no_task_and_completes_each_once() {
         .count("SELECT COUNT(*) FROM tasks WHERE retry_count = 1")
         .await;
     assert!(rescued > 0, "tasks the killed instance held were retried");
+    assert!(
+        counter(&b, "ais_leases_reaped_total").await > 0.0,
+        "the reaper's rescues are counted"
+    );
     drop(b);
     cluster.cleanup().await;
 }
@@ -403,6 +420,10 @@ async fn redis_flushed_mid_run_loses_nothing() {
         .wait_all_completed(300, Duration::from_secs(60))
         .await;
     assert_each_completed_once(&cluster, 300).await;
+    assert!(
+        counter(&a, "ais_reconciler_requeued_total").await > 0.0,
+        "the reconciler's re-queues are counted"
+    );
     drop(a);
     support::drop_pg_database(&cluster.db).await;
 }

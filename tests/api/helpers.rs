@@ -38,6 +38,8 @@ pub struct TestApp {
     redis: Option<(String, String)>,
     /// The environment the app was built from, so it can be restarted on the same storage.
     pub vars: HashMap<String, String>,
+    /// `http://127.0.0.1:{METRICS_PORT}` when one is configured.
+    pub metrics_base: Option<String>,
 }
 
 /// Starts an app in `mode` with extra environment `vars`. `None` when the mode's servers are
@@ -92,6 +94,7 @@ pub async fn start(env: HashMap<String, String>) -> TestApp {
     let config = Config::from_vars(&env).expect("valid test config");
     let app = Application::build(config).await.expect("app builds");
     let port = app.port();
+    let metrics_base = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -104,6 +107,7 @@ pub async fn start(env: HashMap<String, String>) -> TestApp {
         pg: None,
         redis: None,
         vars: env,
+        metrics_base,
     }
 }
 

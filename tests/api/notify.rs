@@ -487,6 +487,16 @@ async fn slow_consumers_are_disconnected_with_a_reason(mode: Mode) {
     let (code, reason) = close_of(&mut slow_ws).await;
     assert_eq!(code, 4008, "{reason}");
     assert!(reason.contains("slow consumer"), "{reason}");
+    let scrape = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for transport in ["sse", "websocket"] {
+        let counted = format!("ais_slow_consumers_dropped_total{{transport=\"{transport}\"}}");
+        assert!(scrape.contains(&counted), "{counted} missing:\n{scrape}");
+    }
     // The server is fine: a new connection resumes.
     let mut again = sse(&app, "alice", "since=1", None).await;
     assert_eq!(next_task_event(&mut again).await["id"], 2);

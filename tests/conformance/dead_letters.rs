@@ -54,6 +54,9 @@ async fn dead_letters_requeue_and_purge(store: Arc<dyn TaskStoreTesting>) {
             .is_empty()
     );
 
+    assert_eq!(store.count_dead_letters(100).await.unwrap(), 1);
+    assert_eq!(store.count_dead_letters(0).await.unwrap(), 0, "capped");
+
     let requeued = store
         .requeue_failed(&[dead.id, alive.id], t0 + ms(10))
         .await
@@ -100,7 +103,9 @@ async fn dead_letters_requeue_and_purge(store: Arc<dyn TaskStoreTesting>) {
         )])
         .await
         .unwrap();
+    assert_eq!(store.count_dead_letters(100).await.unwrap(), 1);
     assert_eq!(store.purge_failed(&[dead.id, alive.id]).await.unwrap(), 1);
+    assert_eq!(store.count_dead_letters(100).await.unwrap(), 0);
     assert!(store.find_by_id(dead.id).await.unwrap().is_none());
     assert!(store.events_for_task(dead.id).await.unwrap().is_empty());
     assert!(

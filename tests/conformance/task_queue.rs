@@ -67,9 +67,12 @@ async fn push_dedupes_an_id_already_queued(queue: Arc<dyn TaskQueue>) {
     assert_eq!(queue.len().await.unwrap(), 2);
     assert_eq!(drain(&queue).await, vec![b5.task_id, a1.task_id]);
 
-    // Duplicates within one push count once.
+    // Duplicates within one push count once; the answer counts what was not queued yet.
     let c = entry(5);
-    queue.push(&[c, c, c]).await.unwrap();
+    assert_eq!(queue.push(&[c, c, c]).await.unwrap(), 1);
+    assert_eq!(queue.push(&[c, entry(5)]).await.unwrap(), 1);
+    drain(&queue).await;
+    queue.push(&[c]).await.unwrap();
     assert_eq!(queue.len().await.unwrap(), 1);
     assert_eq!(drain(&queue).await, vec![c.task_id]);
     // Once popped, the same id can be queued again.
@@ -309,7 +312,32 @@ async fn concurrent_poppers_never_share_an_id(queue: Arc<dyn TaskQueue>) {
     assert_eq!(queue.len().await.unwrap(), 0);
 }
 
+/// Depth by priority level reads ready entries per level and delayed ones apart.
+async fn depth_by_level_counts_each_level(queue: Arc<dyn TaskQueue>) {
+    let name = queue.queues().specs()[0].name;
+    let ready: Vec<QueueEntry> = [1, 3, 4, 6, 6, 7, 9, 10, 10, 10]
+        .into_iter()
+        .map(entry)
+        .collect();
+    queue.push(&ready).await.unwrap();
+    queue
+        .push_delayed(&[entry(5), entry(10)], now_ms() + TimeDelta::hours(1))
+        .await
+        .unwrap();
+    let depth = queue.depth_by_level(name).await.unwrap();
+    // low (1-3), normal (4-6), high (7-9), critical (10).
+    assert_eq!(depth.ready, [2, 3, 2, 3]);
+    assert_eq!(depth.delayed, 2);
+    assert_eq!(queue.depth(name).await.unwrap(), 12);
+    queue.pop(4, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        queue.depth_by_level(name).await.unwrap().ready,
+        [2, 3, 1, 0]
+    );
+}
+
 queue_tests!(
+    depth_by_level_counts_each_level,
     priority_order_and_fifo_within_priority,
     push_dedupes_an_id_already_queued,
     pop_returns_up_to_max,

@@ -171,6 +171,41 @@ async fn budgets_reserve_before_and_settle_after(store: Arc<dyn UsageStore>) {
     );
 }
 
+/// The month's total sums every user's spend and holds of that month only.
+async fn total_spend_sums_the_month(store: Arc<dyn UsageStore>) {
+    assert_eq!(
+        store.total_spend("2027-01").await.unwrap(),
+        Spend::default()
+    );
+    for (name, amount) in [("fay", 40), ("gus", 2)] {
+        let user = UserId::parse(name).unwrap();
+        store
+            .reserve(&user, "2027-01", Micros(amount), None)
+            .await
+            .unwrap();
+        store
+            .settle(&user, "2027-01", Micros(amount), Micros(amount / 2))
+            .await
+            .unwrap();
+    }
+    let hal = UserId::parse("hal").unwrap();
+    store
+        .reserve(&hal, "2027-01", Micros(7), None)
+        .await
+        .unwrap();
+    store
+        .reserve(&hal, "2027-02", Micros(1000), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.total_spend("2027-01").await.unwrap(),
+        Spend {
+            spent: Micros(21),
+            reserved: Micros(7)
+        }
+    );
+}
+
 /// Concurrent reservations never overspend: exactly budget / amount of them succeed.
 async fn concurrent_reservations_never_overspend(store: Arc<dyn UsageStore>) {
     let user = UserId::parse("erin").unwrap();
@@ -231,4 +266,5 @@ usage_tests!(
     attempts_and_usage,
     budgets_reserve_before_and_settle_after,
     concurrent_reservations_never_overspend,
+    total_spend_sums_the_month,
 );

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod convert;
 pub mod health;
+mod metrics;
 mod notifications;
 mod providers;
 mod tasks;
@@ -55,4 +56,5 @@ pub fn routes(state: AppState, health: health::HealthApi) -> Router {
         // tonic's own fallback answers every unknown path with gRPC UNIMPLEMENTED, even plain
         // HTTP requests; `api::fallback` tells the two apart instead.
         .reset_fallback()
+        .layer(axum::middleware::from_fn(metrics::track))
 }

@@ -6,7 +6,7 @@ mod jobs;
 mod json;
 mod metrics;
 
-pub use metrics::track as track_metrics;
+pub use metrics::{standalone as metrics_only, track as track_metrics};
 mod page;
 mod providers;
 mod queues;

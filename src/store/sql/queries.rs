@@ -161,6 +161,17 @@ where
         Ok(stats)
     }
 
+    /// [`TaskStore::count_dead_letters`](crate::store::TaskStore::count_dead_letters).
+    pub(crate) async fn count_dead_letters(&self, cap: u64) -> Result<u64, StoreError> {
+        let mut qb = QueryBuilder::<DB>::new(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE status = 'failed' LIMIT ",
+        );
+        qb.push_bind(i64::try_from(cap).unwrap_or(i64::MAX))
+            .push(") AS capped");
+        let n: i64 = qb.build_query_scalar().fetch_one(self.reads).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// [`TaskStore::ping`](crate::store::TaskStore::ping).
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(self.reads).await?;

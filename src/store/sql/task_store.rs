@@ -164,6 +164,10 @@ where
         self.sql().task_stats(since).await // queries.rs
     }
 
+    async fn count_dead_letters(&self, cap: u64) -> Result<u64, StoreError> {
+        self.sql().count_dead_letters(cap).await // queries.rs
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.sql().ping().await // queries.rs
     }

@@ -293,6 +293,22 @@ where
         })
     }
 
+    async fn total_spend(&self, month: &str) -> Result<Spend, StoreError> {
+        use sqlx::Row;
+        // PostgreSQL's SUM of a BIGINT is NUMERIC: cast back for one decoding in both stores.
+        let mut qb = QueryBuilder::<DB>::new(
+            "SELECT CAST(COALESCE(SUM(spent_micros), 0) AS BIGINT) AS spent, \
+             CAST(COALESCE(SUM(reserved_micros), 0) AS BIGINT) AS reserved \
+             FROM user_spend WHERE month = ",
+        );
+        qb.push_bind(month.to_owned());
+        let row = qb.build().fetch_one(self.sql().reads).await?;
+        Ok(Spend {
+            spent: Micros(row.try_get("spent")?),
+            reserved: Micros(row.try_get("reserved")?),
+        })
+    }
+
     async fn set_budget(&self, user: &UserId, budget: Option<Micros>) -> Result<(), StoreError> {
         let mut qb;
         match budget {
