@@ -129,6 +129,24 @@ pub struct Config {
     /// `STREAM_TICKET_TTL`: how long a stream ticket (`POST /api/v1/events/ticket`) stays
     /// usable.
     pub stream_ticket_ttl: Duration,
+    /// The event store's projections.
+    pub projections: ProjectionConfig,
+}
+
+/// How this instance takes part in the projections of the event store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectionConfig {
+    /// `PROJECTIONS_ENABLED` (default true): whether this instance runs projections (it serves
+    /// the read models either way).
+    pub enabled: bool,
+    /// `PROJECTION_BATCH_SIZE` (default 500): most events folded in one transaction.
+    pub batch_size: u32,
+    /// `PROJECTION_LEASE` (default 5s): how long a dead instance keeps a projection from the
+    /// others.
+    pub lease: Duration,
+    /// `PROJECTION_LAG_THRESHOLD` (default 30s): past this, `/readyz` names the projection
+    /// (still answering 200).
+    pub lag_threshold: Duration,
 }
 
 /// One problem with one variable.
@@ -388,6 +406,20 @@ impl Config {
             Duration::from_secs(60),
             Duration::from_secs(1),
         );
+        let projections = ProjectionConfig {
+            enabled: r.flag("PROJECTIONS_ENABLED", true),
+            batch_size: r.range("PROJECTION_BATCH_SIZE", 500u32, 1, 10_000),
+            lease: r.duration(
+                "PROJECTION_LEASE",
+                Duration::from_secs(5),
+                Duration::from_millis(500),
+            ),
+            lag_threshold: r.duration(
+                "PROJECTION_LAG_THRESHOLD",
+                Duration::from_secs(30),
+                Duration::from_millis(1),
+            ),
+        };
 
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
@@ -426,6 +458,7 @@ impl Config {
             max_connections,
             notification_buffer,
             stream_ticket_ttl,
+            projections,
         })
     }
 }

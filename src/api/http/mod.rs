@@ -76,7 +76,27 @@ pub fn routes(state: AppState) -> Router {
 }
 
 /// 200 when the database and the queue answer, 503 otherwise and from the start of the drain.
+/// The body is `ready`, followed by the projections that lag past `PROJECTION_LAG_THRESHOLD`
+/// or are parked, one a line: stale read models are worth a look, not a reason to stop
+/// sending this instance traffic.
 async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     state.readiness.check().await?;
-    Ok((StatusCode::OK, "ready"))
+    let mut body = String::from("ready");
+    let lagging = state.readiness.lagging_projections().await;
+    if !lagging.is_empty() {
+        body.push_str("\nlagging projections:");
+        for v in lagging {
+            body.push_str(&format!(
+                "\n  {}: {} events behind, oldest waiting {:.1}s (threshold {}s)",
+                v.status.name,
+                v.lag.events_behind,
+                v.lag.oldest_unprocessed_age.as_secs_f64(),
+                state.projections.lag_threshold().as_secs_f64(),
+            ));
+            if let Some(p) = &v.status.parked {
+                body.push_str(&format!(", parked at position {}: {}", p.position, p.error));
+            }
+        }
+    }
+    Ok((StatusCode::OK, body))
 }
