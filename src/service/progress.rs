@@ -34,12 +34,13 @@ fn may_read(caller: &Caller, user: &UserId) -> Result<(), ServiceError> {
     }
 }
 
-/// `from..=to`, defaulted and checked.
+/// `from..=to`, checked; `to` defaults to `today`, `from` to 29 days before `to`.
 pub fn day_range(
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
+    today: NaiveDate,
 ) -> Result<(NaiveDate, NaiveDate), ServiceError> {
-    let to = to.unwrap_or_else(|| clock::now().date_naive());
+    let to = to.unwrap_or(today);
     let from = from.unwrap_or(to - TimeDelta::days(DEFAULT_RANGE_DAYS - 1));
     if from > to {
         return Err(ServiceError::Invalid(format!(
@@ -73,7 +74,8 @@ impl ProgressService {
         })
     }
 
-    /// `user`'s days with activity from `from` to `to` (both included; their own days).
+    /// `user`'s days with activity from `from` to `to` (both included; days in the user's
+    /// zone, `to` by default their today).
     pub async fn daily_stats(
         &self,
         caller: &Caller,
@@ -82,7 +84,14 @@ impl ProgressService {
         to: Option<NaiveDate>,
     ) -> Result<Vec<DailyStats>, ServiceError> {
         may_read(caller, user)?;
-        let (from, to) = day_range(from, to)?;
+        let today = match to {
+            Some(to) => to,
+            None => {
+                let zone = self.reads.user_progress(user).await?.map(|s| s.time_zone);
+                zone.unwrap_or_default().day_of(clock::now())
+            }
+        };
+        let (from, to) = day_range(from, to, today)?;
         let days = self.reads.daily_stats(user, from, to).await?;
         Ok(days
             .iter()
@@ -99,7 +108,7 @@ impl ProgressService {
         to: Option<NaiveDate>,
     ) -> Result<Vec<(TaskStatsKey, TaskStatsRow)>, ServiceError> {
         may_read(caller, user)?;
-        let (from, to) = day_range(from, to)?;
+        let (from, to) = day_range(from, to, clock::now().date_naive())?;
         Ok(self.reads.task_stats(user, from, to).await?)
     }
 }

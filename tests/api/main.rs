@@ -10,6 +10,7 @@ mod admin;
 mod ai;
 mod bad_input;
 mod browser;
+mod eventstore;
 mod fallback;
 mod faults;
 mod grpc;

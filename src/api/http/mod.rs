@@ -2,12 +2,15 @@
 
 mod admin;
 pub mod events;
+mod eventstore;
 mod jobs;
 mod json;
 mod metrics;
 
 pub use metrics::{standalone as metrics_only, track as track_metrics};
 mod page;
+mod progress;
+mod projections;
 mod providers;
 mod queues;
 mod task_types;
@@ -61,6 +64,33 @@ pub fn routes(state: AppState) -> Router {
         .route(
             "/api/v1/admin/providers/{name}/reset",
             post(providers::reset_breaker),
+        )
+        .route(
+            "/api/v1/eventstore/streams/{stream_id}",
+            post(eventstore::append).get(eventstore::read_stream),
+        )
+        .route("/api/v1/eventstore/all", get(eventstore::read_all))
+        .route(
+            "/api/v1/eventstore/types/{event_type}",
+            get(eventstore::read_by_type),
+        )
+        .route("/api/v1/eventstore/subscribe", get(eventstore::subscribe))
+        .route("/api/v1/progress/me", get(progress::me))
+        .route("/api/v1/progress/me/daily", get(progress::my_daily))
+        .route("/api/v1/progress/me/tasks", get(progress::my_tasks))
+        .route("/api/v1/progress/users/{user_id}", get(progress::of_user))
+        .route(
+            "/api/v1/progress/users/{user_id}/daily",
+            get(progress::daily_of_user),
+        )
+        .route("/api/v1/admin/projections", get(projections::list))
+        .route(
+            "/api/v1/admin/projections/{name}/rebuild",
+            post(projections::rebuild),
+        )
+        .route(
+            "/api/v1/admin/projections/{name}/resume",
+            post(projections::resume),
         )
         .route("/api/v1/events", get(events::sse))
         .route("/api/v1/events/ticket", post(tickets::mint))
