@@ -11,6 +11,7 @@ mod ai;
 mod bad_input;
 mod browser;
 mod eventstore;
+mod eventstore_grpc;
 mod fallback;
 mod faults;
 mod grpc;
