@@ -249,8 +249,10 @@ mod tests {
             appended.await.unwrap();
         }
         // ~30 MiB written in all; without restarts the WAL holds all of it (33 MB measured).
+        // Restarts keep it a few MiB; how many depends on how often the checkpointer gets a
+        // CPU (7.6 MB seen on a saturated machine), so the bound is well under 33, not tight.
         let wal = wal_bytes(dir.path());
-        assert!(wal < 6 << 20, "WAL of {wal} bytes");
+        assert!(wal < 16 << 20, "WAL of {wal} bytes");
         shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(5), running)
             .await
