@@ -29,11 +29,8 @@ enum Command {
         #[arg(long)]
         user: String,
         /// Issue an admin token.
-        #[arg(long, conflicts_with = "service")]
-        admin: bool,
-        /// Issue a service-account token (`role: service`): appends to the event store.
         #[arg(long)]
-        service: bool,
+        admin: bool,
         /// Lifetime, e.g. 24h, 30m.
         #[arg(long, default_value = "24h", value_parser = parse_ttl)]
         ttl: Duration,
@@ -72,17 +69,9 @@ fn main() -> ExitCode {
         Command::Token {
             user,
             admin,
-            service,
             ttl,
             tier,
-        } => {
-            let role = match (admin, service) {
-                (true, _) => Role::Admin,
-                (_, true) => Role::Service,
-                _ => Role::User,
-            };
-            token(&config, &user, role, tier, ttl)
-        }
+        } => token(&config, &user, admin, tier, ttl),
         Command::TaskTypes => Ok(()),
     };
     match result {
@@ -97,12 +86,13 @@ fn main() -> ExitCode {
 fn token(
     config: &Config,
     user: &str,
-    role: Role,
+    admin: bool,
     tier: Option<Tier>,
     ttl: Duration,
 ) -> anyhow::Result<()> {
     let keys = JwtKeys::new(&jwt_secret(config)?);
     let user = UserId::parse(user)?;
+    let role = if admin { Role::Admin } else { Role::User };
     println!("{}", keys.issue_with_tier(&user, role, tier, ttl)?);
     Ok(())
 }

@@ -94,11 +94,6 @@ impl ApiError {
                     tonic::Code::FailedPrecondition,
                     "failed_precondition",
                 ),
-                S::VersionConflict { .. } => (
-                    StatusCode::CONFLICT,
-                    tonic::Code::Aborted,
-                    "version_conflict",
-                ),
                 S::Busy { .. } => (
                     StatusCode::TOO_MANY_REQUESTS,
                     tonic::Code::ResourceExhausted,
@@ -165,14 +160,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, _, code) = self.classify();
         self.log(code);
-        let mut error = json!({ "code": code, "message": self.message() });
-        if let Self::Service(ServiceError::VersionConflict {
-            current_version, ..
-        }) = &self
-        {
-            error["current_version"] = json!(current_version);
-        }
-        let body = Json(json!({ "error": error }));
+        let body = Json(json!({ "error": { "code": code, "message": self.message() } }));
         let mut resp = (status, body).into_response();
         if let Some(secs) = self.retry_after_secs() {
             resp.headers_mut()
@@ -201,13 +189,6 @@ impl From<ApiError> for tonic::Status {
             && let Ok(v) = secs.to_string().parse()
         {
             status.metadata_mut().insert("retry-after", v);
-        }
-        if let ApiError::Service(ServiceError::VersionConflict {
-            current_version, ..
-        }) = &e
-            && let Ok(v) = current_version.to_string().parse()
-        {
-            status.metadata_mut().insert("current-version", v);
         }
         status
     }

@@ -13,7 +13,6 @@ mod error;
 pub mod eventstore;
 mod notifications;
 mod postgres;
-pub mod progress;
 pub(crate) mod queues;
 mod row;
 mod sql;

@@ -10,8 +10,6 @@ mod admin;
 mod ai;
 mod bad_input;
 mod browser;
-mod eventstore;
-mod eventstore_grpc;
 mod fallback;
 mod faults;
 mod grpc;

@@ -30,7 +30,6 @@ mod events;
 mod notifications;
 mod outcomes;
 mod postgres_hot_path;
-mod projections;
 mod queries;
 mod queues;
 mod rate_limiter;
