@@ -16,6 +16,7 @@ use crate::api::{self, AppState};
 use crate::auth::{JwtKeys, Role};
 use crate::bus::{EventBus, Hub, HubConfig, MemoryBus, RedisBus};
 use crate::config::{Backend, Config, Secret};
+use crate::domain::eventstore::SnapshotPolicy;
 use crate::domain::payload::MAX_ECHO_DELAY_MS;
 use crate::domain::{SubmitPolicy, UserId, WorkerId};
 use crate::execution::{MemoryCache, RedisCache};
@@ -23,11 +24,17 @@ use crate::group_commit::Gather;
 use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
+use crate::service::projections::RunnerSettings;
 use crate::service::{
     AdminService, MetricsService, MetricsSources, NotificationService, ProvidersService,
     QueueService, Readiness, Retention, SessionBook, StreamLimits, StreamTickets, SubmitLimits,
     TaskService,
 };
+use crate::service::{
+    EventStoreService, ProgressService, ProjectionManager, ProjectionsService, StoreHead,
+};
+use crate::store::eventstore::EventStore;
+use crate::store::progress::{ProgressReads, ProjectionStore};
 use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
 
 mod runner;
@@ -58,6 +65,10 @@ const POSTGRES_GATHER: Duration = Duration::from_micros(100);
 /// How often the embedded store checkpoints its WAL (a few MB at 1,000 tasks/s).
 const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How often each instance reads the event store's head, for appends made on other instances:
+/// the most a projection or a live subscriber waits to hear of one (a single-row read).
+const EVENT_HEAD_POLL: Duration = Duration::from_millis(20);
+
 /// How often the hub checks the database for live events lost on the bus.
 const HUB_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -86,6 +97,12 @@ struct Backends {
     queue: Arc<dyn TaskQueue>,
     /// Rate limits, shared by every instance in clustered mode.
     limiter: Arc<dyn RateLimiter>,
+    /// The event store, in the same database.
+    events: Arc<dyn EventStore>,
+    /// The projections' checkpoints, leases and read models, in the same database.
+    projections: Arc<dyn ProjectionStore>,
+    /// The same, as readers see the read models.
+    progress: Arc<dyn ProgressReads>,
     /// What the AI side runs on.
     ai: runner::AiBackends,
 }
@@ -110,7 +127,11 @@ async fn connect(
                     .run(shutdown.child_token()),
             );
             let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
+            let projections = Arc::new(store.projection_store());
             Backends {
+                events: Arc::new(store.event_store(SnapshotPolicy::default())),
+                projections: projections.clone(),
+                progress: projections,
                 store: store.clone(),
                 notifications: store.clone(),
                 queues: store.clone(),
@@ -151,7 +172,11 @@ async fn connect(
                 .context("connecting to Redis")?;
             let limiter: Arc<dyn RateLimiter> =
                 Arc::new(RedisRateLimiter::new(redis.clone(), prefix));
+            let projections = Arc::new(store.projection_store());
             Backends {
+                events: Arc::new(store.event_store(SnapshotPolicy::default())),
+                projections: projections.clone(),
+                progress: projections,
                 store: store.clone(),
                 notifications: store.clone(),
                 queues: store.clone(),
@@ -267,6 +292,36 @@ impl Application {
         );
         let host = hostname();
         let worker_id = WorkerId::generate(&host);
+
+        let head = StoreHead::new();
+        background.spawn(head.clone().run(
+            backends.events.clone(),
+            EVENT_HEAD_POLL,
+            shutdown.child_token(),
+        ));
+        if config.projections.enabled {
+            ProjectionManager {
+                events: backends.events.clone(),
+                store: backends.projections.clone(),
+                head: head.clone(),
+                owner: worker_id.as_str().to_owned(),
+                settings: RunnerSettings {
+                    batch: config.projections.batch_size,
+                    lease: config.projections.lease,
+                    renew_every: (config.projections.lease / 5).max(Duration::from_millis(100)),
+                    ..RunnerSettings::default()
+                },
+            }
+            .spawn(&background, &shutdown);
+        }
+        let projections = ProjectionsService::new(
+            backends.events.clone(),
+            backends.projections.clone(),
+            config.projections.lag_threshold,
+        );
+        let eventstore =
+            EventStoreService::new(backends.events.clone(), head.clone(), shutdown.clone());
+        let progress = ProgressService::new(backends.progress.clone());
         let (dispatch, dispatched) = Dispatch::new(
             worker_id.clone(),
             config.lease_duration,
@@ -388,6 +443,7 @@ impl Application {
                 runner: runner.clone(),
                 slots: slots.clone(),
                 monthly_budget: config.ai.monthly_budget,
+                projections: projections.clone(),
             },
         );
         let queues = QueueService::new(
@@ -411,7 +467,8 @@ impl Application {
             backends.store.clone(),
             backends.queue.clone(),
             shutdown.child_token(),
-        );
+        )
+        .with_projections(projections.clone());
         let (health_watch, health) =
             api::grpc::health::health_service(readiness.clone(), api::grpc::health::PROBE_INTERVAL)
                 .await;
@@ -427,6 +484,9 @@ impl Application {
                 providers,
                 readiness,
                 metrics,
+                eventstore,
+                progress,
+                projections,
             },
             health,
         );

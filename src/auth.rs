@@ -1,4 +1,4 @@
-//! JWT authentication: HS256 tokens with `sub` (user id), `role` (user | admin), `exp` and an
+//! JWT authentication: HS256 tokens with `sub` (user id), `role` (user | admin | service), `exp` and an
 //! optional `tier` (free | pro | enterprise).
 
 use std::time::Duration;
@@ -15,7 +15,7 @@ use crate::domain::{Submitter, Tier, UserId};
 pub struct Claims {
     /// User id.
     pub sub: String,
-    /// `user` or `admin`.
+    /// `user`, `admin` or `service`.
     pub role: Role,
     /// Expiry, unix seconds.
     pub exp: u64,
@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn role_names_round_trip() {
-        for role in [Role::User, Role::Admin] {
+        for role in [Role::User, Role::Admin, Role::Service] {
             assert_eq!(Role::parse(role.as_str()), Some(role));
             let json = serde_json::to_string(&role).unwrap();
             assert_eq!(

@@ -142,6 +142,24 @@ pub struct Config {
     /// `EVENT_SNAPSHOT_EVERY` and `EVENT_SNAPSHOT_KEEP` (seed 002: 100 and 3): an event
     /// stream's snapshot is due every so many events, and so many are kept per stream.
     pub snapshot_policy: crate::domain::eventstore::SnapshotPolicy,
+    /// The event store's projections.
+    pub projections: ProjectionConfig,
+}
+
+/// How this instance takes part in the projections of the event store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectionConfig {
+    /// `PROJECTIONS_ENABLED` (default true): whether this instance runs projections (it serves
+    /// the read models either way).
+    pub enabled: bool,
+    /// `PROJECTION_BATCH_SIZE` (default 500): most events folded in one transaction.
+    pub batch_size: u32,
+    /// `PROJECTION_LEASE` (default 5s): how long a dead instance keeps a projection from the
+    /// others.
+    pub lease: Duration,
+    /// `PROJECTION_LAG_THRESHOLD` (default 30s): past this, `/readyz` names the projection
+    /// (still answering 200).
+    pub lag_threshold: Duration,
 }
 
 /// One problem with one variable.
@@ -421,6 +439,20 @@ impl Config {
         let snapshot_policy =
             crate::domain::eventstore::SnapshotPolicy::new(snapshot_every, snapshot_keep)
                 .unwrap_or_default();
+        let projections = ProjectionConfig {
+            enabled: r.flag("PROJECTIONS_ENABLED", true),
+            batch_size: r.range("PROJECTION_BATCH_SIZE", 500u32, 1, 10_000),
+            lease: r.duration(
+                "PROJECTION_LEASE",
+                Duration::from_secs(5),
+                Duration::from_millis(500),
+            ),
+            lag_threshold: r.duration(
+                "PROJECTION_LAG_THRESHOLD",
+                Duration::from_secs(30),
+                Duration::from_millis(1),
+            ),
+        };
 
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
@@ -462,6 +494,7 @@ impl Config {
             logging,
             traces,
             snapshot_policy,
+            projections,
         })
     }
 }

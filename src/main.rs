@@ -29,8 +29,11 @@ enum Command {
         #[arg(long)]
         user: String,
         /// Issue an admin token.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "service")]
         admin: bool,
+        /// Issue a service-account token (`role: service`): appends to the event store.
+        #[arg(long)]
+        service: bool,
         /// Lifetime, e.g. 24h, 30m.
         #[arg(long, default_value = "24h", value_parser = parse_ttl)]
         ttl: Duration,
@@ -69,9 +72,17 @@ fn main() -> ExitCode {
         Command::Token {
             user,
             admin,
+            service,
             ttl,
             tier,
-        } => token(&config, &user, admin, tier, ttl),
+        } => {
+            let role = match (admin, service) {
+                (true, _) => Role::Admin,
+                (_, true) => Role::Service,
+                _ => Role::User,
+            };
+            token(&config, &user, role, tier, ttl)
+        }
         Command::TaskTypes => Ok(()),
     };
     match result {
@@ -86,13 +97,12 @@ fn main() -> ExitCode {
 fn token(
     config: &Config,
     user: &str,
-    admin: bool,
+    role: Role,
     tier: Option<Tier>,
     ttl: Duration,
 ) -> anyhow::Result<()> {
     let keys = JwtKeys::new(&jwt_secret(config)?);
     let user = UserId::parse(user)?;
-    let role = if admin { Role::Admin } else { Role::User };
     println!("{}", keys.issue_with_tier(&user, role, tier, ttl)?);
     Ok(())
 }

@@ -94,6 +94,11 @@ impl ApiError {
                     tonic::Code::FailedPrecondition,
                     "failed_precondition",
                 ),
+                S::VersionConflict { .. } => (
+                    StatusCode::CONFLICT,
+                    tonic::Code::Aborted,
+                    "version_conflict",
+                ),
                 S::Busy { .. } => (
                     StatusCode::TOO_MANY_REQUESTS,
                     tonic::Code::ResourceExhausted,
@@ -160,7 +165,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, _, code) = self.classify();
         self.log(code);
-        let body = Json(json!({ "error": { "code": code, "message": self.message() } }));
+        let mut error = json!({ "code": code, "message": self.message() });
+        if let Self::Service(ServiceError::VersionConflict {
+            current_version, ..
+        }) = &self
+        {
+            error["current_version"] = json!(current_version);
+        }
+        let body = Json(json!({ "error": error }));
         let mut resp = (status, body).into_response();
         if let Some(secs) = self.retry_after_secs() {
             resp.headers_mut()
@@ -189,6 +201,13 @@ impl From<ApiError> for tonic::Status {
             && let Ok(v) = secs.to_string().parse()
         {
             status.metadata_mut().insert("retry-after", v);
+        }
+        if let ApiError::Service(ServiceError::VersionConflict {
+            current_version, ..
+        }) = &e
+            && let Ok(v) = current_version.to_string().parse()
+        {
+            status.metadata_mut().insert("current-version", v);
         }
         status
     }

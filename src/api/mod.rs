@@ -12,8 +12,8 @@ use axum::Router;
 
 use crate::auth::JwtKeys;
 use crate::service::{
-    AdminService, MetricsService, NotificationService, ProvidersService, Readiness, StreamTickets,
-    TaskService,
+    AdminService, EventStoreService, MetricsService, NotificationService, ProgressService,
+    ProjectionsService, ProvidersService, Readiness, StreamTickets, TaskService,
 };
 
 /// What every handler can reach.
@@ -35,6 +35,12 @@ pub struct AppState {
     pub readiness: Readiness,
     /// The Prometheus scrape.
     pub metrics: MetricsService,
+    /// Appends, reads and live subscriptions of the event store.
+    pub eventstore: EventStoreService,
+    /// The progress read models.
+    pub progress: ProgressService,
+    /// The projections' lag, rebuilds and parks.
+    pub projections: ProjectionsService,
 }
 
 /// HTTP routes and gRPC services (with `health` and reflection) as one router: HTTP/1.1 and

@@ -11,6 +11,8 @@ mod ids;
 mod page;
 pub mod payload;
 mod priority;
+pub mod progress;
+pub mod projection;
 mod queue;
 pub mod redact;
 mod role;

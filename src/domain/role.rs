@@ -1,5 +1,6 @@
-//! What a caller may do: a user acts on their own tasks, an admin on everyone's. A token
-//! claim, and stored with a stream ticket.
+//! What a caller may do: a user acts on their own tasks, an admin on everyone's, a service
+//! account (another backend) appends events and reads everyone's progress. A token claim, and
+//! stored with a stream ticket.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +12,9 @@ pub enum Role {
     User,
     /// Sees and changes everyone's tasks.
     Admin,
+    /// Another backend (JWT claim `role: service`): appends to and reads the event store and
+    /// reads everyone's progress; for tasks, a user like any other.
+    Service,
 }
 
 impl Role {
@@ -19,13 +23,21 @@ impl Role {
         match self {
             Self::User => "user",
             Self::Admin => "admin",
+            Self::Service => "service",
         }
     }
 
     /// The role with this name.
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::User, Self::Admin]
+        [Self::User, Self::Admin, Self::Service]
             .into_iter()
             .find(|r| r.as_str() == name)
+    }
+}
+
+impl Role {
+    /// Whether this role may append to and read the event store, and read anyone's progress.
+    pub fn is_trusted_backend(self) -> bool {
+        matches!(self, Self::Admin | Self::Service)
     }
 }

@@ -234,7 +234,7 @@ fn dead_letters(filter: &DeadLetterFilter) -> TaskFilter {
 pub(super) fn require_admin(caller: &Caller) -> Result<(), ServiceError> {
     match caller.role {
         Role::Admin => Ok(()),
-        Role::User => Err(ServiceError::Forbidden(
+        Role::User | Role::Service => Err(ServiceError::Forbidden(
             "this call needs an admin token".into(),
         )),
     }

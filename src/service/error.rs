@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use crate::domain::DomainError;
+use crate::domain::eventstore::EventError;
 use crate::group_commit::BatchError;
 use crate::queue::QueueError;
 use crate::store::StoreError;
+use crate::store::eventstore::EventStoreError;
 
 /// Why a request to the task service failed. Messages are safe to show to the caller;
 /// internal causes are logged where they happen and never sent.
@@ -26,6 +28,15 @@ pub enum ServiceError {
     /// The task's status does not allow this (409 / FAILED_PRECONDITION).
     #[error("{0}")]
     Conflict(String),
+    /// Optimistic concurrency: the stream is not at the version the append expected (409 /
+    /// ABORTED, with the stream's current version).
+    #[error("{message}")]
+    VersionConflict {
+        /// What was expected and found.
+        message: String,
+        /// The stream's version when the append was refused.
+        current_version: u64,
+    },
     /// Too much work waiting; try again later (429 / RESOURCE_EXHAUSTED).
     #[error("{message}")]
     Busy {
@@ -62,6 +73,23 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::Unavailable(_) => Self::Unavailable("database unavailable".into()),
             StoreError::Corrupt(_) | StoreError::Migrate(_) => Self::Internal,
+        }
+    }
+}
+
+impl From<EventStoreError> for ServiceError {
+    fn from(e: EventStoreError) -> Self {
+        match e {
+            EventStoreError::Store(e) => e.into(),
+            EventStoreError::Rejected(e) => match e {
+                EventError::Invalid(m) => Self::Invalid(m),
+                EventError::VersionConflict { current, .. } => Self::VersionConflict {
+                    message: e.to_string(),
+                    current_version: current,
+                },
+                EventError::EventIdsReused { .. } => Self::Conflict(e.to_string()),
+                EventError::SnapshotAhead { .. } => Self::Invalid(e.to_string()),
+            },
         }
     }
 }

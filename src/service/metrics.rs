@@ -13,6 +13,7 @@ use crate::domain::{Micros, month_of};
 use crate::execution::TaskRunner;
 use crate::providers::BreakerState;
 use crate::queue::TaskQueue;
+use crate::service::ProjectionsService;
 use crate::store::{TaskStore, UsageStore};
 use crate::telemetry::metrics;
 use crate::worker::Slots;
@@ -32,6 +33,8 @@ pub struct MetricsSources {
     pub slots: Arc<Slots>,
     /// The service-wide monthly budget, exported for the cost alert.
     pub monthly_budget: Option<Micros>,
+    /// The projections' lag.
+    pub projections: ProjectionsService,
 }
 
 /// Renders `/metrics`.
@@ -54,7 +57,12 @@ impl MetricsService {
     pub async fn render(&self) -> Option<String> {
         let handle = self.handle?;
         let s = &self.sources;
-        let (_, _, _) = tokio::join!(self.queues(), self.breakers(), self.store_figures());
+        let (_, _, _, _) = tokio::join!(
+            self.queues(),
+            self.breakers(),
+            self.store_figures(),
+            s.projections.export_metrics()
+        );
         let pool = s.slots.snapshot();
         metrics::set_pool(pool.limit, pool.max, &pool.per_queue);
         Some(handle.render())

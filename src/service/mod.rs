@@ -1,10 +1,14 @@
 //! The use cases the APIs call: tasks, notifications and stream tickets, queues, admin,
-//! providers and usage, readiness. Each in its own file.
+//! providers and usage, readiness, the event store, its projections and the progress read
+//! models. Each in its own file or folder.
 
 mod admin;
 mod error;
+pub mod eventstore;
 mod metrics;
 pub mod notifications;
+pub mod progress;
+pub mod projections;
 mod providers;
 mod queue_depth;
 mod queues;
@@ -16,10 +20,13 @@ mod tickets;
 
 pub use admin::{AdminService, DeadLetter, DeadLetterFilter, QueueStats, Selection};
 pub use error::ServiceError;
+pub use eventstore::{AllPage, EventStoreService, MAX_APPEND_BATCH};
 pub use metrics::{MetricsService, MetricsSources};
 pub use notifications::{
     CloseReason, EventStream, NotificationService, Scope, StreamItem, StreamLimits, StreamRequest,
 };
+pub use progress::ProgressService;
+pub use projections::{ProjectionManager, ProjectionView, ProjectionsService, StoreHead};
 pub use providers::{BudgetReport, ProviderHealth, ProvidersReport, ProvidersService};
 pub use queues::{QueueService, QueueView};
 pub use readiness::Readiness;

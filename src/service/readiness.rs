@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::ServiceError;
+use super::{ProjectionView, ProjectionsService, ServiceError};
 use crate::queue::TaskQueue;
 use crate::store::TaskStore;
 
@@ -22,6 +22,9 @@ pub struct Readiness {
     /// Cancelled when the graceful shutdown starts: from then on the instance is never ready
     /// again, so load balancers stop sending it work while it drains.
     draining: CancellationToken,
+    /// Projections, reported when they lag (never a reason to be unready: the instance
+    /// serves, only its read models are stale).
+    projections: Option<ProjectionsService>,
 }
 
 impl Readiness {
@@ -35,6 +38,26 @@ impl Readiness {
             store,
             queue,
             draining,
+            projections: None,
+        }
+    }
+
+    /// Also reports the lag of `projections`.
+    pub fn with_projections(mut self, projections: ProjectionsService) -> Self {
+        self.projections = Some(projections);
+        self
+    }
+
+    /// The projections lagging past their threshold or parked, for `/readyz`'s body. Empty
+    /// when their lag cannot be read in time either: that is the database's story, which
+    /// [`Self::check`] tells.
+    pub async fn lagging_projections(&self) -> Vec<ProjectionView> {
+        let Some(p) = &self.projections else {
+            return Vec::new();
+        };
+        match tokio::time::timeout(PROBE_TIMEOUT, p.lagging()).await {
+            Ok(Ok(views)) => views,
+            _ => Vec::new(),
         }
     }
 

@@ -232,7 +232,7 @@ impl TaskService {
     ) -> Result<Page<Task>, ServiceError> {
         let user_id = match caller.role {
             crate::auth::Role::Admin => None,
-            crate::auth::Role::User => Some(caller.user_id.clone()),
+            crate::auth::Role::User | crate::auth::Role::Service => Some(caller.user_id.clone()),
         };
         let filter = TaskFilter {
             user_id,

@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sha2::{Digest, Sha256};
 
 use super::ServiceError;
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::clock;
 use crate::store::{NewStreamTicket, NotificationStore, StreamGrant, TicketHash};
 
@@ -90,7 +90,12 @@ impl StreamTickets {
             hash: hash(&value),
             grant: StreamGrant {
                 user_id: caller.user_id.clone(),
-                role: caller.role,
+                // A ticket opens a task-event stream, where a service account is a user like
+                // any other (and the stored role is one of the two the table takes).
+                role: match caller.role {
+                    Role::Service => Role::User,
+                    other => other,
+                },
                 tier: Some(caller.tier.as_str().to_owned()),
                 token_expires_at,
             },

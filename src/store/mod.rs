@@ -13,6 +13,7 @@ mod error;
 pub mod eventstore;
 mod notifications;
 mod postgres;
+pub mod progress;
 pub(crate) mod queues;
 mod row;
 mod sql;

@@ -30,6 +30,7 @@ mod events;
 mod notifications;
 mod outcomes;
 mod postgres_hot_path;
+mod projections;
 mod queries;
 mod queues;
 mod rate_limiter;

@@ -18,7 +18,8 @@ pub fn struct_to_json(s: prost_types::Struct) -> Value {
     )
 }
 
-fn value_to_json(v: prost_types::Value) -> Value {
+/// A protobuf `Value` as JSON (whole numbers as integers, as in [`struct_to_json`]).
+pub fn value_to_json(v: prost_types::Value) -> Value {
     match v.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
         Some(Kind::BoolValue(b)) => Value::Bool(b),
@@ -58,6 +59,12 @@ fn object_to_struct(o: Map<String, Value>) -> prost_types::Struct {
     }
 }
 
+/// A protobuf timestamp as a time; `None` when out of range.
+pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
+}
+
+/// A time as a protobuf timestamp.
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),

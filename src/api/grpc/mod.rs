@@ -3,9 +3,11 @@
 
 pub mod admin;
 pub mod convert;
+mod eventstore;
 pub mod health;
 mod metrics;
 mod notifications;
+mod progress;
 mod providers;
 mod tasks;
 mod trace;
@@ -14,7 +16,9 @@ use axum::Router;
 
 use super::AppState;
 use super::proto::admin_service_server::AdminServiceServer;
+use super::proto::event_store_service_server::EventStoreServiceServer;
 use super::proto::notification_service_server::NotificationServiceServer;
+use super::proto::progress_service_server::ProgressServiceServer;
 use super::proto::provider_service_server::ProviderServiceServer;
 use super::proto::task_service_server::TaskServiceServer;
 
@@ -48,6 +52,13 @@ pub fn routes(state: AppState, health: health::HealthApi) -> Router {
         .add_service(admin)
         .add_service(notifications)
         .add_service(ProviderServiceServer::new(providers::ProviderApi::new(
+            state.clone(),
+        )))
+        .add_service(
+            EventStoreServiceServer::new(eventstore::EventStoreApi::new(state.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(ProgressServiceServer::new(progress::ProgressApi::new(
             state.clone(),
         )))
         .add_service(tonic_health::pb::health_server::HealthServer::new(health))

@@ -2,12 +2,15 @@
 
 mod admin;
 pub mod events;
+mod eventstore;
 mod jobs;
 mod json;
 mod metrics;
 
 pub use metrics::{standalone as metrics_only, track as track_metrics};
 mod page;
+mod progress;
+mod projections;
 mod providers;
 mod queues;
 mod task_types;
@@ -63,6 +66,33 @@ pub fn routes(state: AppState) -> Router {
             "/api/v1/admin/providers/{name}/reset",
             post(providers::reset_breaker),
         )
+        .route(
+            "/api/v1/eventstore/streams/{stream_id}",
+            post(eventstore::append).get(eventstore::read_stream),
+        )
+        .route("/api/v1/eventstore/all", get(eventstore::read_all))
+        .route(
+            "/api/v1/eventstore/types/{event_type}",
+            get(eventstore::read_by_type),
+        )
+        .route("/api/v1/eventstore/subscribe", get(eventstore::subscribe))
+        .route("/api/v1/progress/me", get(progress::me))
+        .route("/api/v1/progress/me/daily", get(progress::my_daily))
+        .route("/api/v1/progress/me/tasks", get(progress::my_tasks))
+        .route("/api/v1/progress/users/{user_id}", get(progress::of_user))
+        .route(
+            "/api/v1/progress/users/{user_id}/daily",
+            get(progress::daily_of_user),
+        )
+        .route("/api/v1/admin/projections", get(projections::list))
+        .route(
+            "/api/v1/admin/projections/{name}/rebuild",
+            post(projections::rebuild),
+        )
+        .route(
+            "/api/v1/admin/projections/{name}/resume",
+            post(projections::resume),
+        )
         .route("/api/v1/events", get(events::sse))
         .route("/api/v1/events/ticket", post(tickets::mint))
         .route("/ws", get(ws::ws))
@@ -78,7 +108,27 @@ pub fn routes(state: AppState) -> Router {
 }
 
 /// 200 when the database and the queue answer, 503 otherwise and from the start of the drain.
+/// The body is `ready`, followed by the projections that lag past `PROJECTION_LAG_THRESHOLD`
+/// or are parked, one a line: stale read models are worth a look, not a reason to stop
+/// sending this instance traffic.
 async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     state.readiness.check().await?;
-    Ok((StatusCode::OK, "ready"))
+    let mut body = String::from("ready");
+    let lagging = state.readiness.lagging_projections().await;
+    if !lagging.is_empty() {
+        body.push_str("\nlagging projections:");
+        for v in lagging {
+            body.push_str(&format!(
+                "\n  {}: {} events behind, oldest waiting {:.1}s (threshold {}s)",
+                v.status.name,
+                v.lag.events_behind,
+                v.lag.oldest_unprocessed_age.as_secs_f64(),
+                state.projections.lag_threshold().as_secs_f64(),
+            ));
+            if let Some(p) = &v.status.parked {
+                body.push_str(&format!(", parked at position {}: {}", p.position, p.error));
+            }
+        }
+    }
+    Ok((StatusCode::OK, body))
 }

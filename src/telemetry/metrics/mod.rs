@@ -2,10 +2,12 @@
 //! apps in one process, so it is installed once and shared); every name is declared in this
 //! folder with its help text and labels, by what it describes: `tasks.rs` (tasks, queues,
 //! workers), `providers.rs` (AI providers, breakers, money), `edge.rs` (HTTP, gRPC, event
-//! streams). Labels are bounded: task type, queue, level, provider, outcome, route, method,
-//! status, transport. Never a task id, user id or error text.
+//! streams), `projections.rs` (the event store's projections). Labels are bounded: task type,
+//! queue, level, provider, outcome, route, method, status, transport, projection. Never a task
+//! id, user id or error text.
 
 mod edge;
+mod projections;
 mod providers;
 mod tasks;
 
@@ -14,6 +16,7 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use edge::*;
+pub use projections::*;
 pub use providers::*;
 pub use tasks::*;
 
@@ -39,6 +42,7 @@ pub fn recorder() -> &'static PrometheusHandle {
         tasks::describe();
         providers::describe();
         edge::describe();
+        projections::describe();
         handle
     })
 }

@@ -1,0 +1,302 @@
+//! `/api/v1/eventstore/*`: appends, reads and the live subscription (SSE), for admins and
+//! service accounts (`role: service`).
+//!
+//! An event as clients see it: `{"event_id", "stream_id", "stream_version",
+//! "global_position", "type", "data", "metadata": {"correlation_id", "causation_id",
+//! "user_id", "timestamp"}, "created_at"}`.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::json::Body;
+use crate::api::AppState;
+use crate::api::auth::Authenticated;
+use crate::api::error::ApiError;
+use crate::domain::UserId;
+use crate::domain::eventstore::{
+    EventEnvelope, EventId, EventMetadata, EventType, ExpectedVersion, PersistedEvent, StreamId,
+};
+use crate::service::ServiceError;
+
+/// Events a page returns when the caller names no limit.
+const DEFAULT_LIMIT: u32 = 100;
+
+/// A path parameter, or a clear 400.
+fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    p.map(|Path(v)| v)
+        .map_err(|r| ServiceError::Invalid(r.body_text()).into())
+}
+
+/// Query parameters, or a clear 400.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|r| ServiceError::Invalid(r.body_text()).into())
+}
+
+fn invalid(e: impl ToString) -> ApiError {
+    ServiceError::Invalid(e.to_string()).into()
+}
+
+/// Who and when, as appended.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataBody {
+    correlation_id: Option<String>,
+    causation_id: Option<String>,
+    user_id: Option<String>,
+    /// When it happened; now when absent.
+    timestamp: Option<DateTime<Utc>>,
+}
+
+/// One event of an append.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEventBody {
+    /// The client's id, so a retry is recognised; a fresh one when absent.
+    event_id: Option<String>,
+    #[serde(rename = "type")]
+    event_type: String,
+    data: Value,
+    #[serde(default)]
+    metadata: MetadataBody,
+}
+
+/// `POST /api/v1/eventstore/streams/{stream_id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendBody {
+    /// The stream's version the append expects (0: no stream yet); `null` or absent: any.
+    #[serde(default)]
+    expected_version: Option<u64>,
+    events: Vec<NewEventBody>,
+}
+
+impl NewEventBody {
+    /// The event, parsed; `i` names it in errors.
+    fn parse(self, i: usize) -> Result<EventEnvelope, ApiError> {
+        let at = |e: String| invalid(format!("events[{i}]: {e}"));
+        let m = self.metadata;
+        let mut metadata = EventMetadata::at(m.timestamp.unwrap_or_else(crate::clock::now));
+        metadata.correlation_id = m.correlation_id;
+        metadata.causation_id = m.causation_id;
+        metadata.user_id = match m.user_id {
+            Some(u) => Some(UserId::parse(&u).map_err(|e| at(format!("metadata.user_id: {e}")))?),
+            None => None,
+        };
+        let event_type = EventType::parse(&self.event_type).map_err(|e| at(e.to_string()))?;
+        let event = EventEnvelope::new(event_type, self.data, metadata);
+        Ok(match self.event_id {
+            Some(id) => event.with_id(EventId::parse(&id).map_err(|e| at(e.to_string()))?),
+            None => event,
+        })
+    }
+}
+
+/// An event as clients see it.
+#[derive(Debug, Serialize)]
+pub struct EventBody<'a> {
+    event_id: EventId,
+    stream_id: &'a StreamId,
+    stream_version: u64,
+    global_position: u64,
+    #[serde(rename = "type")]
+    event_type: &'a EventType,
+    data: &'a Value,
+    metadata: &'a EventMetadata,
+    created_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a PersistedEvent> for EventBody<'a> {
+    fn from(e: &'a PersistedEvent) -> Self {
+        Self {
+            event_id: e.event_id,
+            stream_id: &e.stream_id,
+            stream_version: e.stream_version,
+            global_position: e.global_position,
+            event_type: &e.event_type,
+            data: &e.event_data,
+            metadata: &e.metadata,
+            created_at: e.created_at,
+        }
+    }
+}
+
+fn events_json(events: &[PersistedEvent]) -> Vec<EventBody<'_>> {
+    events.iter().map(EventBody::from).collect()
+}
+
+/// `POST /api/v1/eventstore/streams/{stream_id}`: 201 with `{"stream_id", "stream_version",
+/// "events": [{"event_id", "stream_version", "global_position"}]}` (200 and
+/// `"already_stored": true` for a retry of an append that was stored); 409 with
+/// `error.current_version` on a version conflict.
+pub async fn append(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    stream: Result<Path<String>, PathRejection>,
+    Body(body): Body<AppendBody>,
+) -> Result<Response, ApiError> {
+    let stream = StreamId::parse(&path(stream)?).map_err(invalid)?;
+    let events = body
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| e.parse(i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let expected = ExpectedVersion::from_option(body.expected_version);
+    let appended = state
+        .eventstore
+        .append(&caller, &stream, expected, events)
+        .await?;
+    let status = if appended.already_stored {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let body = json!({
+        "stream_id": stream,
+        "stream_version": appended.stream_version,
+        "events": appended.events,
+        "already_stored": appended.already_stored,
+    });
+    Ok((status, Json(body)).into_response())
+}
+
+/// `GET /api/v1/eventstore/streams/{stream_id}` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    #[serde(default)]
+    from_version: u64,
+    to_version: Option<u64>,
+}
+
+/// `GET /api/v1/eventstore/streams/{stream_id}?from_version=&to_version=` → `{"events"}`.
+pub async fn read_stream(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    stream: Result<Path<String>, PathRejection>,
+    q: Result<Query<StreamQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let stream = StreamId::parse(&path(stream)?).map_err(invalid)?;
+    let q = query(q)?;
+    let events = state
+        .eventstore
+        .read_stream(&caller, &stream, q.from_version, q.to_version)
+        .await?;
+    Ok(Json(
+        json!({ "stream_id": stream, "events": events_json(&events) }),
+    ))
+}
+
+/// `GET /api/v1/eventstore/all` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllQuery {
+    #[serde(default)]
+    from_position: u64,
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/eventstore/all?from_position=&limit=` → `{"events", "next_position"}`.
+pub async fn read_all(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    q: Result<Query<AllQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = query(q)?;
+    let page = state
+        .eventstore
+        .read_all(&caller, q.from_position, q.limit.unwrap_or(DEFAULT_LIMIT))
+        .await?;
+    Ok(Json(json!({
+        "events": events_json(&page.events),
+        "next_position": page.next_position,
+    })))
+}
+
+/// `GET /api/v1/eventstore/types/{type}` query: RFC 3339 times.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypeQuery {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/eventstore/types/{type}?from=&to=&limit=` → `{"events"}`, by
+/// `metadata.timestamp` (from included, to excluded).
+pub async fn read_by_type(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    t: Result<Path<String>, PathRejection>,
+    q: Result<Query<TypeQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let event_type = EventType::parse(&path(t)?).map_err(invalid)?;
+    let q = query(q)?;
+    let events = state
+        .eventstore
+        .read_by_type(
+            &caller,
+            &event_type,
+            q.from.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            q.to,
+            q.limit.unwrap_or(DEFAULT_LIMIT),
+        )
+        .await?;
+    Ok(Json(json!({ "events": events_json(&events) })))
+}
+
+/// `GET /api/v1/eventstore/subscribe` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeQuery {
+    from_position: Option<u64>,
+}
+
+/// `GET /api/v1/eventstore/subscribe?from_position=` as Server-Sent Events: every event from
+/// that position (default 1) on, stored ones first, then each as it commits. Each SSE event
+/// has `id:` its global position, `event:` its type and `data:` its JSON; a reconnect with
+/// `Last-Event-ID` resumes after it. An `error` event ends a stream that failed.
+pub async fn subscribe(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    headers: HeaderMap,
+    q: Result<Query<SubscribeQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let resume = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| invalid("Last-Event-ID is not a global position"))?,
+        ),
+    };
+    let from = resume.map_or(q.from_position.unwrap_or(1), |last| last + 1);
+    let stream = state.eventstore.subscribe(&caller, from)?;
+    let body = stream.map(|item| {
+        Ok::<Event, Infallible>(match item {
+            Ok(e) => Event::default()
+                .id(e.global_position.to_string())
+                .event(e.event_type.as_str())
+                .data(serde_json::to_string(&EventBody::from(&e)).unwrap_or_default()),
+            Err(e) => Event::default()
+                .event("error")
+                .data(json!({ "message": e.to_string() }).to_string()),
+        })
+    });
+    Ok(Sse::new(body)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
