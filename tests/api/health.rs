@@ -20,12 +20,14 @@ use crate::support;
 
 /// Every name health reports on: the whole server, then each of our services. Spelled out (not
 /// taken from the server's constants): these are the names clients send.
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 7] = [
     "",
     "ai.integration.v1.TaskService",
     "ai.integration.v1.AdminService",
     "ai.integration.v1.NotificationService",
     "ai.integration.v1.ProviderService",
+    "ai.integration.v1.EventStoreService",
+    "ai.integration.v1.ProgressService",
 ];
 
 fn request(service: &str) -> HealthCheckRequest {
@@ -214,7 +216,7 @@ async fn sigterm_reaches_a_grpcurl_watch() {
     cluster.cleanup().await;
 }
 
-/// grpcurl (which speaks reflection v1alpha) lists our four services, health and both
+/// grpcurl (which speaks reflection v1alpha) lists our services, health and both
 /// reflection versions, and describes each; tonic's v1 reflection client sees the same list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_and_describes_every_service() {

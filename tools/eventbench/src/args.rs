@@ -21,7 +21,7 @@ impl std::fmt::Display for Store {
 }
 
 /// Benchmark of the event store's appends and catch-up reads.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct Args {
     /// The database to run on.
@@ -52,4 +52,16 @@ pub struct Args {
     /// Events per read in the catch-up phase.
     #[arg(long, default_value_t = 1000)]
     pub page: u32,
+    /// Seconds of the projection-lag phase (0: skip it).
+    #[arg(long, default_value_t = 20)]
+    pub lag_seconds: u64,
+    /// Events per second appended in the projection-lag phase, all appenders together.
+    #[arg(long, default_value_t = 5000)]
+    pub lag_rate: u64,
+    /// Concurrent appenders in the projection-lag phase.
+    #[arg(long, default_value_t = 4)]
+    pub lag_appenders: usize,
+    /// Events per batch in the projection-lag phase.
+    #[arg(long, default_value_t = 25)]
+    pub lag_batch: usize,
 }

@@ -1,5 +1,5 @@
 //! `eventbench`: measures the event store on a real database, through the same
-//! [`EventStore`] the service uses, in three phases:
+//! [`EventStore`] the service uses, in four phases:
 //!
 //! 1. **Append throughput.** `--appenders` tasks (8) each append `--batches` batches of
 //!    `--batch` events (100) to a stream of their own, at the exact version they last wrote,
@@ -9,12 +9,16 @@
 //!    to its own stream: p50/p99/max of one append, alone on the store.
 //! 3. **Catch-up read.** One reader reads the whole global stream from position 0 in pages of
 //!    `--page` (1,000) events, as a projection catching up does: events per second.
+//! 4. **Projection lag.** The service's projections run while appenders append learning
+//!    sessions at `--lag-rate` (5,000) events/s for `--lag-seconds` (20): time from an
+//!    append's answer to its events being folded, p50/p99/max (see `lag.rs`).
 //!
 //! `--store postgres` creates a database `eventbench_<random>` on `--database-url`'s server
 //! (dropped at the end unless `--keep`); `--store sqlite` uses a file in a temporary
 //! directory. Exit status: 0 when the run completed, 1 when any call failed.
 
 mod args;
+mod lag;
 mod phases;
 mod target;
 
@@ -43,7 +47,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
          reads of {} events",
         args.store, args.appenders, args.batches, args.batch, args.singles, args.page
     );
-    let result = phases::run_all(target.store(), args).await;
+    let result = phases::run_all(target.store(), target.projections(), args).await;
     target.close(args.keep).await;
     result
 }

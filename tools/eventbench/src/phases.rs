@@ -1,4 +1,4 @@
-//! The three phases and their report lines.
+//! The phases and their report lines.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +8,7 @@ use ai_integration_service::domain::eventstore::{
     EventEnvelope, EventMetadata, EventType, ExpectedVersion, StreamId,
 };
 use ai_integration_service::store::eventstore::EventStore;
+use ai_integration_service::store::progress::ProjectionStore;
 use anyhow::{Context, ensure};
 use hdrhistogram::Histogram;
 use serde_json::json;
@@ -15,26 +16,34 @@ use serde_json::json;
 use crate::args::Args;
 
 /// Runs every phase and prints each one's figures.
-pub async fn run_all(store: Arc<dyn EventStore>, args: &Args) -> anyhow::Result<()> {
+pub async fn run_all(
+    store: Arc<dyn EventStore>,
+    projections: Arc<dyn ProjectionStore>,
+    args: &Args,
+) -> anyhow::Result<()> {
     let stored = appends(&store, args).await?;
     if args.singles > 0 {
         singles(&store, args.singles).await?;
     }
-    catch_up(&store, stored + args.singles as u64, args.page).await
+    catch_up(&store, stored + args.singles as u64, args.page).await?;
+    if args.lag_seconds > 0 {
+        crate::lag::projection_lag(store, projections, args).await?;
+    }
+    Ok(())
 }
 
 /// A histogram of microseconds, 1 µs to one minute.
-fn histogram() -> anyhow::Result<Histogram<u64>> {
+pub fn histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, 60_000_000, 3).context("creating a histogram")
 }
 
 /// Records `d` in `h`, in microseconds.
-fn record(h: &mut Histogram<u64>, d: Duration) {
+pub fn record(h: &mut Histogram<u64>, d: Duration) {
     h.saturating_record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1));
 }
 
 /// `p50 / p99 / max` of `h`, in milliseconds.
-fn percentiles(h: &Histogram<u64>) -> String {
+pub fn percentiles(h: &Histogram<u64>) -> String {
     let ms = |us: u64| us as f64 / 1000.0;
     format!(
         "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",

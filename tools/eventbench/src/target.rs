@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ai_integration_service::domain::eventstore::SnapshotPolicy;
 use ai_integration_service::store::eventstore::EventStore;
+use ai_integration_service::store::progress::ProjectionStore;
 use ai_integration_service::store::{PgTaskStore, SqliteTaskStore};
 use anyhow::Context;
 use sqlx::postgres::PgConnectOptions;
@@ -22,6 +23,8 @@ const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 pub struct Target {
     /// The event store.
     store: Arc<dyn EventStore>,
+    /// Projection checkpoints, leases and read models, on the same database.
+    projections: Arc<dyn ProjectionStore>,
     /// PostgreSQL: the admin options and the run's database, to drop.
     database: Option<(PgConnectOptions, String)>,
     /// SQLite: the directory of the file, removed when dropped.
@@ -45,11 +48,13 @@ impl Target {
                     .await?;
                 conn.close().await?;
                 let url = run_url(&args.database_url, &name);
-                // One connection per appender, and the reader's.
-                let connections = u32::try_from(args.appenders + 2).unwrap_or(u32::MAX);
+                // One connection per appender, the reader's, and the projections' and their watcher's.
+                let connections =
+                    u32::try_from(args.appenders.max(args.lag_appenders) + 6).unwrap_or(u32::MAX);
                 let tasks = PgTaskStore::connect(&url, connections).await?;
                 Ok(Self {
                     store: Arc::new(tasks.event_store(SnapshotPolicy::default())),
+                    projections: Arc::new(tasks.projection_store()),
                     database: Some((admin, name)),
                     _dir: None,
                     checkpoints: CancellationToken::new(),
@@ -67,6 +72,7 @@ impl Target {
                 );
                 Ok(Self {
                     store: Arc::new(tasks.event_store(SnapshotPolicy::default())),
+                    projections: Arc::new(tasks.projection_store()),
                     database: None,
                     _dir: Some(dir),
                     checkpoints,
@@ -80,6 +86,11 @@ impl Target {
         self.store.clone()
     }
 
+    /// The projection store.
+    pub fn projections(&self) -> Arc<dyn ProjectionStore> {
+        self.projections.clone()
+    }
+
     /// Drops the run's PostgreSQL database, unless `keep`.
     pub async fn close(self, keep: bool) {
         self.checkpoints.cancel();
@@ -87,6 +98,7 @@ impl Target {
             return;
         };
         drop(self.store);
+        drop(self.projections);
         if keep {
             println!("kept database {name}");
             return;
