@@ -9,6 +9,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use rand::Rng;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,7 +25,7 @@ use crate::group_commit::Gather;
 use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
-use crate::service::projections::RunnerSettings;
+use crate::service::projections::{FeedingPublisher, Finish, RunnerSettings, TaskFeed, task_feed};
 use crate::service::{
     AdminService, MetricsService, MetricsSources, NotificationService, ProvidersService,
     QueueService, Readiness, Retention, SessionBook, StreamLimits, StreamTickets, SubmitLimits,
@@ -103,6 +104,8 @@ struct Backends {
     projections: Arc<dyn ProjectionStore>,
     /// The same, as readers see the read models.
     progress: Arc<dyn ProgressReads>,
+    /// Tasks finished here, for the task feed.
+    finishes: mpsc::Receiver<Finish>,
     /// What the AI side runs on.
     ai: runner::AiBackends,
 }
@@ -115,11 +118,12 @@ async fn connect(
     Ok(match &config.backend {
         Backend::Embedded { data_dir } => {
             let bus = Arc::new(MemoryBus::new());
+            let (publisher, finishes) = FeedingPublisher::new(bus.clone());
             let store = Arc::new(
                 SqliteTaskStore::open(data_dir)
                     .await
                     .context("opening SQLite")?
-                    .with_publisher(bus.clone()),
+                    .with_publisher(Arc::new(publisher)),
             );
             background.spawn(
                 store
@@ -132,6 +136,7 @@ async fn connect(
                 events: Arc::new(store.event_store(SnapshotPolicy::default())),
                 projections: projections.clone(),
                 progress: projections,
+                finishes,
                 store: store.clone(),
                 notifications: store.clone(),
                 queues: store.clone(),
@@ -161,11 +166,12 @@ async fn connect(
                 .await
                 .context("connecting to Redis")?,
             );
+            let (publisher, finishes) = FeedingPublisher::new(bus.clone());
             let store = Arc::new(
                 PgTaskStore::connect(database_url.expose(), config.database_max_connections)
                     .await
                     .context("connecting to PostgreSQL")?
-                    .with_publisher(bus.clone()),
+                    .with_publisher(Arc::new(publisher)),
             );
             let redis = crate::ratelimit::managed_connection(redis_url.expose())
                 .await
@@ -177,6 +183,7 @@ async fn connect(
                 events: Arc::new(store.event_store(SnapshotPolicy::default())),
                 projections: projections.clone(),
                 progress: projections,
+                finishes,
                 store: store.clone(),
                 notifications: store.clone(),
                 queues: store.clone(),
@@ -299,6 +306,16 @@ impl Application {
             EVENT_HEAD_POLL,
             shutdown.child_token(),
         ));
+        background.spawn(
+            TaskFeed {
+                finishes: backends.finishes,
+                events: backends.events.clone(),
+                store: backends.projections.clone(),
+                head: head.clone(),
+                settle: task_feed::SETTLE,
+            }
+            .run(shutdown.child_token()),
+        );
         if config.projections.enabled {
             ProjectionManager {
                 events: backends.events.clone(),

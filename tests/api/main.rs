@@ -26,5 +26,6 @@ mod otlp;
 mod payloads;
 mod queues;
 mod seed_fields;
+mod task_feed;
 mod tickets;
 mod traces;

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use ai_integration_service::domain::{
     AttemptOutcome, Micros, ProviderAttempt, TaskId, TaskType, UserId,
 };
-use ai_integration_service::store::{PgTaskStore, Reservation, Spend, SqliteTaskStore, UsageStore};
+use ai_integration_service::store::progress::ProjectionStore;
+use ai_integration_service::store::{
+    PgTaskStore, Reservation, Spend, SqliteTaskStore, TaskStore, UsageStore,
+};
 use chrono::{SubsecRound, Utc};
 
 fn attempt(
@@ -232,6 +235,71 @@ async fn concurrent_reservations_never_overspend(store: Arc<dyn UsageStore>) {
     );
 }
 
+/// A store with the projections' face too (for the task feed's reads).
+trait WithProjections: TaskStore + UsageStore {
+    fn projections(&self) -> Arc<dyn ProjectionStore>;
+}
+
+impl WithProjections for PgTaskStore {
+    fn projections(&self) -> Arc<dyn ProjectionStore> {
+        Arc::new(self.projection_store())
+    }
+}
+
+impl WithProjections for SqliteTaskStore {
+    fn projections(&self) -> Arc<dyn ProjectionStore> {
+        Arc::new(self.projection_store())
+    }
+}
+
+/// What the task feed reads of finished tasks: type and attempts from the task, tokens and
+/// cost summed over its provider calls (none: zeros); unknown ids are left out.
+async fn finished_tasks_sum_their_usage<S: WithProjections>(store: Arc<S>) {
+    let at = Utc::now().trunc_subsecs(6);
+    let (called, quiet) = (
+        crate::fixtures::task("alice", at),
+        crate::fixtures::task("bob", at),
+    );
+    let inserted = store
+        .insert_tasks(vec![called.clone(), quiet.clone()])
+        .await
+        .unwrap();
+    assert!(inserted.iter().all(|i| i.created));
+    let tries = vec![
+        attempt(
+            "alice",
+            Some(called.id),
+            "claude",
+            AttemptOutcome::Retryable,
+            0,
+        ),
+        attempt("alice", Some(called.id), "openai", AttemptOutcome::Ok, 250),
+        attempt("alice", None, "openai", AttemptOutcome::Ok, 100),
+    ];
+    store.record_attempts(&tries).await.unwrap();
+    let mut facts = store
+        .projections()
+        .finished_tasks(&[called.id, quiet.id, TaskId::new()])
+        .await
+        .unwrap();
+    facts.sort_by_key(|f| f.task_id != called.id);
+    assert_eq!(facts.len(), 2, "{facts:?}");
+    let (c, q) = (&facts[0], &facts[1]);
+    assert_eq!(
+        (c.task_id, c.task_type.as_str(), c.attempts),
+        (called.id, "echo", 0)
+    );
+    // The retryable call counts its tokens (it was made), at no cost.
+    assert_eq!(
+        (c.input_tokens, c.output_tokens, c.cost_micros),
+        (200, 40, 250)
+    );
+    assert_eq!(
+        (q.task_id, q.input_tokens, q.output_tokens, q.cost_micros),
+        (quiet.id, 0, 0, 0)
+    );
+}
+
 macro_rules! usage_tests {
     ($($name:ident),+ $(,)?) => {$(
         mod $name {
@@ -267,4 +335,5 @@ usage_tests!(
     budgets_reserve_before_and_settle_after,
     concurrent_reservations_never_overspend,
     total_spend_sums_the_month,
+    finished_tasks_sum_their_usage,
 );

@@ -20,7 +20,7 @@ use super::UserTimeZone;
 use crate::domain::UserId;
 use crate::domain::eventstore::{EventEnvelope, EventError, EventMetadata, StreamId};
 
-/// The type of the service's own task outcome events, in `tasks-<user>` streams.
+/// The type of the service's own task outcome events, in `tasks-<UTC day>` streams.
 pub const TASK_FINISHED: &str = "TaskFinished";
 
 /// Longest id of a session or item.

@@ -1,5 +1,6 @@
-//! The service's own task outcomes as events (`TaskFinished`, in `tasks-<user>` streams), and
-//! their fold into per-user, per-day task statistics.
+//! The service's own task outcomes as events (`TaskFinished`, in one `tasks-<UTC day>` stream
+//! a day, the task's owner in each event's metadata), and their fold into per-user, per-day
+//! task statistics.
 //!
 //! Days are UTC days here: task statistics sit beside the billing month, which is UTC too.
 //! Every count only grows, so a batch's fold is a set of increments the store adds up.
@@ -11,7 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::TASK_FINISHED;
-use crate::domain::UserId;
+use crate::domain::eventstore::{EventEnvelope, EventId, EventMetadata, EventType, StreamId};
+use crate::domain::{TaskEventType, UserId};
+
+/// The namespace of [`TaskFinished::event_id`]'s name-based ids.
+const FINISHED_ID_NAMESPACE: uuid::Uuid = uuid::uuid!("6f0d3c4e-2a51-4b8e-9d77-1c5e0b9a4f21");
 
 /// How a task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -41,6 +46,16 @@ impl TaskOutcome {
             .into_iter()
             .find(|o| o.as_str() == name)
     }
+
+    /// The outcome a terminal task event records (`None` for any other event).
+    pub fn of_event(kind: TaskEventType) -> Option<Self> {
+        match kind {
+            TaskEventType::TaskCompleted => Some(Self::Completed),
+            TaskEventType::TaskFailed => Some(Self::Failed),
+            TaskEventType::TaskCancelled => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
 }
 
 /// A task reached a terminal status (the payload of `TaskFinished`).
@@ -64,6 +79,29 @@ pub struct TaskFinished {
 }
 
 impl TaskFinished {
+    /// The event id of the finish recorded as `user`'s task event number `user_seq`: the same
+    /// on every try, so an append repeated after a lost answer is not stored twice, while a
+    /// dead letter requeued and finished again is a new finish.
+    pub fn event_id(user: &UserId, user_seq: u64) -> EventId {
+        let name = format!("{}/{user_seq}", user.as_str());
+        EventId::from_uuid(uuid::Uuid::new_v5(&FINISHED_ID_NAMESPACE, name.as_bytes()))
+    }
+
+    /// The stream of the tasks that finished on UTC day `day`.
+    pub fn stream(day: NaiveDate) -> StreamId {
+        StreamId::parse(&format!("tasks-{day}")).expect("a date is a valid stream id")
+    }
+
+    /// This finish as the event `id` of `user`'s task, finished at `at`.
+    pub fn envelope(&self, id: EventId, user: &UserId, at: DateTime<Utc>) -> EventEnvelope {
+        let kind = EventType::parse(TASK_FINISHED).expect("a valid type name");
+        let data = serde_json::to_value(self).expect("a TaskFinished serializes");
+        let meta = EventMetadata::at(at)
+            .correlated(self.task_id.clone())
+            .by_user(user.clone());
+        EventEnvelope::new(kind, data, meta).with_id(id)
+    }
+
     /// Decodes the data of a `TaskFinished` event; `Ok(None)` for another type.
     pub fn decode(event_type: &str, data: &Value) -> Result<Option<Self>, String> {
         if event_type != TASK_FINISHED {
@@ -138,6 +176,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::domain::TaskId;
 
     #[test]
     fn finished_tasks_sum_per_user_day_type_and_outcome() {
@@ -158,5 +197,32 @@ mod tests {
         assert_eq!(key.day.to_string(), "2026-01-05");
         assert_eq!((row.tasks, row.attempts, row.cost_micros), (2, 4, 60));
         assert_eq!(TaskOutcome::parse("failed"), Some(TaskOutcome::Failed));
+    }
+
+    #[test]
+    fn a_finish_has_one_event_id_and_round_trips() {
+        let u = UserId::parse("u").unwrap();
+        assert_eq!(TaskFinished::event_id(&u, 7), TaskFinished::event_id(&u, 7));
+        assert_ne!(TaskFinished::event_id(&u, 7), TaskFinished::event_id(&u, 8));
+        let t = TaskFinished {
+            task_id: TaskId::new().to_string(),
+            task_type: "echo".into(),
+            outcome: TaskOutcome::Cancelled,
+            attempts: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_micros: 0,
+        };
+        let at = Utc::now();
+        let e = t.envelope(TaskFinished::event_id(&u, 1), &u, at);
+        assert_eq!(e.metadata.user_id.as_ref(), Some(&u));
+        assert_eq!(TaskFinished::decode(TASK_FINISHED, &e.data), Ok(Some(t)));
+        let day = NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+        assert_eq!(TaskFinished::stream(day).as_str(), "tasks-2026-12-03");
+        assert_eq!(
+            TaskOutcome::of_event(TaskEventType::TaskFailed),
+            Some(TaskOutcome::Failed)
+        );
+        assert_eq!(TaskOutcome::of_event(TaskEventType::TaskRetrying), None);
     }
 }

@@ -18,6 +18,7 @@
 mod handler;
 mod head;
 mod runner;
+pub mod task_feed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub use handler::{Unfoldable, work};
 pub use head::StoreHead;
 use runner::Runner;
 pub use runner::RunnerSettings;
+pub use task_feed::{FeedingPublisher, Finish, TaskFeed};
 
 /// Starts the projection runners of this instance.
 pub struct ProjectionManager {

@@ -13,9 +13,10 @@
 //!
 //! Files: `sql.rs` is [`SqlProjectionStore`] and its checkpoint, lease and rebuild SQL;
 //! `apply.rs` the batch transaction; `learning.rs` and `task_stats.rs` each read model's rows;
-//! `reads.rs` what readers ask.
+//! `reads.rs` what readers ask; `finished.rs` the figures the task feed reads of finished tasks.
 
 mod apply;
+mod finished;
 mod learning;
 mod reads;
 mod sql;
@@ -24,14 +25,15 @@ mod task_stats;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::domain::UserId;
 use crate::domain::progress::{
     DailyCounts, LearningEvent, TaskStatsFold, TaskStatsKey, TaskStatsRow, UserState,
 };
 use crate::domain::projection::{Parked, ProjectionName, ProjectionStatus};
+use crate::domain::{TaskId, UserId};
 
 use super::StoreError;
 
+pub use finished::FinishedTaskFacts;
 pub use sql::{PgProjectionStore, SqlProjectionStore, SqliteProjectionStore};
 
 /// What one batch changes in a projection's read model.
@@ -134,6 +136,9 @@ pub trait ProjectionStore: Send + Sync + 'static {
         name: ProjectionName,
         generation: u64,
     ) -> Result<(), StoreError>;
+
+    /// Type, attempts, tokens and cost of those of `ids` that exist (for the task feed).
+    async fn finished_tasks(&self, ids: &[TaskId]) -> Result<Vec<FinishedTaskFacts>, StoreError>;
 }
 
 /// What readers ask of the read models: always the active generation.

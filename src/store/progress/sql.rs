@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{ColumnIndex, Executor, Pool, Postgres, Sqlite};
 
-use super::{ApplyError, Batch, ProjectionStore};
+use super::{ApplyError, Batch, FinishedTaskFacts, ProjectionStore};
+use crate::domain::TaskId;
 use crate::domain::projection::{Parked, ProjectionName, ProjectionStatus};
 use crate::store::sql::{Bind, Column, Dialect, SqlStore};
 use crate::store::{PgTaskStore, SqliteTaskStore, StoreError};
@@ -129,6 +130,7 @@ where
     Option<NaiveDate>: Column<DB>,
     DateTime<Utc>: Column<DB>,
     Option<DateTime<Utc>>: Column<DB>,
+    uuid::Uuid: Column<DB>,
 {
     async fn statuses(&self) -> Result<Vec<ProjectionStatus>, StoreError> {
         let rows: Vec<StatusRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -297,6 +299,10 @@ where
         delete_generation::<DB>(&mut tx, name, signed(generation)).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn finished_tasks(&self, ids: &[TaskId]) -> Result<Vec<FinishedTaskFacts>, StoreError> {
+        super::finished::facts(&self.reads, ids).await
     }
 }
 

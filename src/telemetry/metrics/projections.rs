@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use metrics::{describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
 /// Seconds from an event's commit to the commit of the batch that folded it, by
 /// `projection` (the active generation only; a rebuild's events are old by design).
@@ -17,7 +17,15 @@ pub const PROJECTION_HEARTBEAT_AGE: &str = "ais_projection_heartbeat_age_seconds
 /// 1 while the projection is parked on an event it cannot fold, else 0, by `projection`.
 pub const PROJECTION_PARKED: &str = "ais_projection_parked";
 
+/// Task finishes the task feed could not append to the event store (so not in the task
+/// statistics): dropped when it was too far behind, or given up after retries.
+pub const TASK_FEED_DROPPED: &str = "ais_task_feed_dropped_total";
+
 pub(super) fn describe() {
+    describe_counter!(
+        TASK_FEED_DROPPED,
+        "Task finishes the task feed could not append to the event store."
+    );
     describe_histogram!(
         PROJECTION_EVENT_LAG,
         metrics::Unit::Seconds,
@@ -62,4 +70,9 @@ pub fn set_projection_lag(
         gauge!(PROJECTION_HEARTBEAT_AGE, "projection" => projection).set(age.as_secs_f64());
     }
     gauge!(PROJECTION_PARKED, "projection" => projection).set(if parked { 1.0 } else { 0.0 });
+}
+
+/// `n` task finishes were not fed to the event store.
+pub fn task_feed_dropped(n: u64) {
+    counter!(TASK_FEED_DROPPED).increment(n);
 }
