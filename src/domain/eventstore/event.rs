@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::name::checked_name;
 use super::{EventError, StreamId};
 use crate::domain::UserId;
 
@@ -59,56 +60,7 @@ impl fmt::Display for EventId {
 #[serde(try_from = "String", into = "String")]
 pub struct EventType(String);
 
-impl EventType {
-    /// Longest accepted type name (the `VARCHAR(200)` column).
-    pub const MAX_LEN: usize = 200;
-
-    /// Validates a type name: 1 to 200 characters, none of them whitespace or control
-    /// characters.
-    pub fn parse(raw: &str) -> Result<Self, EventError> {
-        Self::check(raw)?;
-        Ok(Self(raw.to_owned()))
-    }
-
-    /// The rule of [`Self::parse`].
-    fn check(raw: &str) -> Result<(), EventError> {
-        if raw.is_empty()
-            || raw.len() > Self::MAX_LEN
-            || raw.chars().any(|c| c.is_control() || c.is_whitespace())
-        {
-            return Err(EventError::Invalid(format!(
-                "event type must be 1-{} characters without spaces or control characters",
-                Self::MAX_LEN
-            )));
-        }
-        Ok(())
-    }
-
-    /// The name as stored.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for EventType {
-    type Error = EventError;
-    fn try_from(raw: String) -> Result<Self, EventError> {
-        Self::check(&raw)?;
-        Ok(Self(raw))
-    }
-}
-
-impl From<EventType> for String {
-    fn from(t: EventType) -> String {
-        t.0
-    }
-}
-
-impl fmt::Display for EventType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+checked_name!(EventType, "event type");
 
 /// Who caused an event and when it happened (seed 002's EventMetadata).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

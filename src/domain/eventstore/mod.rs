@@ -9,6 +9,7 @@
 mod append;
 mod error;
 mod event;
+mod name;
 mod snapshot;
 mod stream;
 

@@ -5,62 +5,14 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::EventError;
+use super::name::checked_name;
 
 /// The name of a stream: usually one aggregate's, such as `session-42` or `user-7`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct StreamId(String);
 
-impl StreamId {
-    /// Longest accepted stream id (the `VARCHAR(200)` column).
-    pub const MAX_LEN: usize = 200;
-
-    /// Validates a stream id: 1 to 200 characters, none of them whitespace or control
-    /// characters (ids travel in URLs and logs).
-    pub fn parse(raw: &str) -> Result<Self, EventError> {
-        Self::check(raw)?;
-        Ok(Self(raw.to_owned()))
-    }
-
-    /// The rule of [`Self::parse`].
-    fn check(raw: &str) -> Result<(), EventError> {
-        if raw.is_empty()
-            || raw.len() > Self::MAX_LEN
-            || raw.chars().any(|c| c.is_control() || c.is_whitespace())
-        {
-            return Err(EventError::Invalid(format!(
-                "stream id must be 1-{} characters without spaces or control characters",
-                Self::MAX_LEN
-            )));
-        }
-        Ok(())
-    }
-
-    /// The id as stored.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for StreamId {
-    type Error = EventError;
-    fn try_from(raw: String) -> Result<Self, EventError> {
-        Self::check(&raw)?;
-        Ok(Self(raw))
-    }
-}
-
-impl From<StreamId> for String {
-    fn from(id: StreamId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for StreamId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+checked_name!(StreamId, "stream id");
 
 /// What an append expects of its stream: optimistic concurrency. A stream's version is the
 /// version of its last event; events are numbered from 1, so a stream with no events is at 0.
