@@ -71,23 +71,52 @@ pub enum AuthError {
     BadTicket,
 }
 
-/// Signs and verifies tokens with one HS256 secret.
+/// Signs and verifies tokens with HS256 keys: `JWT_SECRET` holds one or more, comma-separated,
+/// the current one first. Tokens are signed with the current key and carry its id (`kid`, a
+/// hash prefix, never the key); any listed key verifies, so a rotation adds a key in front,
+/// and the old one is removed once the tokens it signed have expired.
 #[derive(Clone)]
 pub struct JwtKeys {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The current key's id, put in every token's header.
+    kid: String,
+    /// Every key, current first, with its id.
+    decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
 }
 
+/// The id of an HS256 key: the first 16 hex digits of its SHA-256 (naming it without
+/// revealing it).
+fn key_id(key: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(key)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The keys of a `JWT_SECRET` value: comma-separated, blanks around each ignored.
+pub fn secret_keys(secret: &str) -> impl Iterator<Item = &str> {
+    secret.split(',').map(str::trim)
+}
+
 impl JwtKeys {
-    /// Keys from the configured secret.
+    /// Keys from the configured secret (one key, or several comma-separated, current first).
     pub fn new(secret: &Secret) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        let keys: Vec<&str> = secret_keys(secret.expose())
+            .filter(|k| !k.is_empty())
+            .collect();
+        let current = keys.first().copied().unwrap_or_default();
         Self {
-            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
-            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            encoding: EncodingKey::from_secret(current.as_bytes()),
+            kid: key_id(current.as_bytes()),
+            decoding: keys
+                .iter()
+                .map(|k| (key_id(k.as_bytes()), DecodingKey::from_secret(k.as_bytes())))
+                .collect(),
             validation,
         }
     }
@@ -113,7 +142,9 @@ impl JwtKeys {
             exp: now + ttl.as_secs(),
             tier,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.encoding)
             .map_err(|e| AuthError::Invalid(e.to_string()))
     }
 
@@ -125,12 +156,11 @@ impl JwtKeys {
     /// Verifies a token and returns the caller and its expiry (unix seconds), for
     /// long-lived connections that must end when the token does.
     pub fn verify_with_expiry(&self, token: &str) -> Result<(Caller, u64), AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
-                _ => AuthError::Invalid("malformed token or claims".into()),
-            })?;
+        let data = self.decode(token).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+            _ => AuthError::Invalid("malformed token or claims".into()),
+        })?;
         let user_id =
             UserId::parse(&data.claims.sub).map_err(|e| AuthError::Invalid(format!("sub: {e}")))?;
         let caller = Caller {
@@ -139,6 +169,26 @@ impl JwtKeys {
             tier: data.claims.tier.unwrap_or_default(),
         };
         Ok((caller, data.claims.exp))
+    }
+
+    /// Decodes with the key the token names (`kid`), or, for a token without one (issued
+    /// before key ids), with each key in turn.
+    fn decode(
+        &self,
+        token: &str,
+    ) -> Result<jsonwebtoken::TokenData<Claims>, jsonwebtoken::errors::Error> {
+        let kid = jsonwebtoken::decode_header(token)?.kid;
+        let mut last = None;
+        for (id, key) in &self.decoding {
+            if kid.as_ref().is_some_and(|k| k != id) {
+                continue;
+            }
+            match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => last = Some(e),
+                answer => return answer,
+            }
+        }
+        Err(last.unwrap_or_else(|| ErrorKind::InvalidSignature.into()))
     }
 
     /// Verifies the value of an `Authorization` header.
@@ -169,6 +219,50 @@ mod tests {
             .unwrap();
         let c = k.verify_header(Some(&format!("Bearer {t}"))).unwrap();
         assert_eq!((c.user_id, c.role), (user, Role::Admin));
+    }
+
+    /// A rotation: tokens of the old key (with or without a key id) still verify while it is
+    /// listed second; new tokens are signed with the new one; once the old key is removed, its
+    /// tokens are refused. No token names its key by more than a hash prefix.
+    #[test]
+    fn rotated_keys_verify_old_tokens_and_sign_with_the_first() {
+        let (old, new) = (
+            "old-key-old-key-old-key-old-key-",
+            "new-key-new-key-new-key-new-key-",
+        );
+        let user = UserId::parse("alice").unwrap();
+        let before = keys(old)
+            .issue(&user, Role::User, Duration::from_secs(60))
+            .unwrap();
+        let no_kid = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "alice", "role": "user", "exp": u64::MAX / 2, "iat": 0}),
+            &EncodingKey::from_secret(old.as_bytes()),
+        )
+        .unwrap();
+        let both = keys(&format!("{new}, {old}"));
+        assert!(both.verify(&before).is_ok());
+        assert!(both.verify(&no_kid).is_ok());
+        let after = both
+            .issue(&user, Role::User, Duration::from_secs(60))
+            .unwrap();
+        assert!(
+            keys(new).verify(&after).is_ok(),
+            "signed with the first key"
+        );
+        assert!(keys(old).verify(&after).is_err());
+        let kid = jsonwebtoken::decode_header(&after).unwrap().kid.unwrap();
+        assert_eq!(kid.len(), 16);
+        assert!(!kid.contains("new-key"));
+        let rotated = keys(new);
+        assert!(matches!(
+            rotated.verify(&before),
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(
+            rotated.verify(&no_kid),
+            Err(AuthError::Invalid(_))
+        ));
     }
 
     #[test]

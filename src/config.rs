@@ -323,8 +323,12 @@ impl Config {
         }
         let jwt_secret = r.raw("JWT_SECRET").map(Secret::new);
         match &jwt_secret {
-            Some(s) if s.expose().len() < 32 => {
-                r.problem("JWT_SECRET", "must be at least 32 bytes (HS256 key)");
+            Some(s) if crate::auth::secret_keys(s.expose()).any(|k| k.len() < 32) => {
+                r.problem(
+                    "JWT_SECRET",
+                    "every key (comma-separated, current first) must be at least 32 bytes \
+                     (HS256)",
+                );
             }
             None if matches!(backend, Backend::Clustered { .. }) => {
                 r.problem(
