@@ -25,6 +25,7 @@ use crate::group_commit::Gather;
 use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
+use crate::service::audit::AuditLog;
 use crate::service::projections::{FeedingPublisher, Finish, RunnerSettings, TaskFeed, task_feed};
 use crate::service::{
     AdminService, MetricsService, MetricsSources, NotificationService, ProvidersService,
@@ -34,6 +35,7 @@ use crate::service::{
 use crate::service::{
     EventStoreService, ProgressService, ProjectionManager, ProjectionsService, StoreHead,
 };
+use crate::store::audit::AuditStore;
 use crate::store::eventstore::EventStore;
 use crate::store::progress::{ProgressReads, ProjectionStore};
 use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
@@ -106,6 +108,8 @@ struct Backends {
     progress: Arc<dyn ProgressReads>,
     /// Tasks finished here, for the task feed.
     finishes: mpsc::Receiver<Finish>,
+    /// Admin actions.
+    audit: Arc<dyn AuditStore>,
     /// What the AI side runs on.
     ai: runner::AiBackends,
 }
@@ -137,6 +141,7 @@ async fn connect(
                 projections: projections.clone(),
                 progress: projections,
                 finishes,
+                audit: Arc::new(store.audit_store()),
                 store: store.clone(),
                 notifications: store.clone(),
                 queues: store.clone(),
@@ -184,6 +189,7 @@ async fn connect(
                 projections: projections.clone(),
                 progress: projections,
                 finishes,
+                audit: Arc::new(store.audit_store()),
                 store: store.clone(),
                 notifications: store.clone(),
                 queues: store.clone(),
@@ -331,10 +337,12 @@ impl Application {
             }
             .spawn(&background, &shutdown);
         }
+        let audit = AuditLog::new(backends.audit.clone());
         let projections = ProjectionsService::new(
             backends.events.clone(),
             backends.projections.clone(),
             config.projections.lag_threshold,
+            audit.clone(),
         );
         let eventstore =
             EventStoreService::new(backends.events.clone(), head.clone(), shutdown.clone());
@@ -470,12 +478,18 @@ impl Application {
             states,
             slots,
         );
-        let admin = AdminService::new(backends.store.clone(), backends.queue.clone(), queues);
+        let admin = AdminService::new(
+            backends.store.clone(),
+            backends.queue.clone(),
+            queues,
+            audit.clone(),
+        );
         let providers = ProvidersService::new(
             runner.clone(),
             usage,
             tasks.clone(),
             config.ai.user_monthly_budget,
+            audit.clone(),
         );
         let tickets = StreamTickets::new(backends.notifications.clone(), config.stream_ticket_ttl);
         // Unready from the first instant of the drain: the child is cancelled within the
@@ -504,6 +518,7 @@ impl Application {
                 eventstore,
                 progress,
                 projections,
+                audit,
             },
             health,
         );

@@ -95,18 +95,13 @@ fn key_id(key: &[u8]) -> String {
         .collect()
 }
 
-/// The keys of a `JWT_SECRET` value: comma-separated, blanks around each ignored.
-pub fn secret_keys(secret: &str) -> impl Iterator<Item = &str> {
-    secret.split(',').map(str::trim)
-}
-
 impl JwtKeys {
     /// Keys from the configured secret (one key, or several comma-separated, current first).
     pub fn new(secret: &Secret) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let keys: Vec<&str> = secret_keys(secret.expose())
+        let keys: Vec<&str> = crate::config::secret_keys(secret.expose())
             .filter(|k| !k.is_empty())
             .collect();
         let current = keys.first().copied().unwrap_or_default();

@@ -323,7 +323,7 @@ impl Config {
         }
         let jwt_secret = r.raw("JWT_SECRET").map(Secret::new);
         match &jwt_secret {
-            Some(s) if crate::auth::secret_keys(s.expose()).any(|k| k.len() < 32) => {
+            Some(s) if secret_keys(s.expose()).any(|k| k.len() < 32) => {
                 r.problem(
                     "JWT_SECRET",
                     "every key (comma-separated, current first) must be at least 32 bytes \
@@ -501,6 +501,12 @@ impl Config {
             projections,
         })
     }
+}
+
+/// The keys of a `JWT_SECRET` value: comma-separated, current first, blanks around each
+/// ignored (a rotation lists the new key before the old).
+pub fn secret_keys(secret: &str) -> impl Iterator<Item = &str> {
+    secret.split(',').map(str::trim)
 }
 
 #[cfg(test)]

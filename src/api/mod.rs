@@ -7,10 +7,12 @@ mod fallback;
 pub mod grpc;
 pub mod http;
 pub mod proto;
+pub mod request_id;
 
 use axum::Router;
 
 use crate::auth::JwtKeys;
+use crate::service::audit::AuditLog;
 use crate::service::{
     AdminService, EventStoreService, MetricsService, NotificationService, ProgressService,
     ProjectionsService, ProvidersService, Readiness, StreamTickets, TaskService,
@@ -41,6 +43,8 @@ pub struct AppState {
     pub progress: ProgressService,
     /// The projections' lag, rebuilds and parks.
     pub projections: ProjectionsService,
+    /// Admin actions, as recorded.
+    pub audit: AuditLog,
 }
 
 /// HTTP routes and gRPC services (with `health` and reflection) as one router: HTTP/1.1 and
@@ -51,4 +55,5 @@ pub fn router(state: AppState, health: grpc::health::HealthApi) -> Router {
         .merge(grpc::routes(state, health))
         .fallback(fallback::no_route)
         .layer(axum::middleware::from_fn(http::track_metrics))
+        .layer(axum::middleware::from_fn(request_id::assign))
 }

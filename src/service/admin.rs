@@ -3,10 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{Value, json};
+
 use super::ServiceError;
+use super::audit::AuditLog;
 use super::queues::{QueueService, QueueView};
 use crate::auth::{Caller, Role};
 use crate::clock;
+use crate::domain::audit::AuditAction;
 use crate::domain::{
     ErrorClass, Page, PageRequest, Task, TaskEvent, TaskEventType, TaskId, TaskStatus, TaskType,
 };
@@ -26,6 +30,8 @@ pub struct AdminService {
     store: Arc<dyn TaskStore>,
     queue: Arc<dyn TaskQueue>,
     queues: QueueService,
+    /// Where every change an admin makes is recorded.
+    audit: AuditLog,
 }
 
 /// Statistics of the whole service.
@@ -42,12 +48,19 @@ pub struct QueueStats {
 }
 
 impl AdminService {
-    /// Reads from `store` and `queue`; named queues through `queues`.
-    pub fn new(store: Arc<dyn TaskStore>, queue: Arc<dyn TaskQueue>, queues: QueueService) -> Self {
+    /// Reads from `store` and `queue`; named queues through `queues`; changes recorded in
+    /// `audit`.
+    pub fn new(
+        store: Arc<dyn TaskStore>,
+        queue: Arc<dyn TaskQueue>,
+        queues: QueueService,
+        audit: AuditLog,
+    ) -> Self {
         Self {
             store,
             queue,
             queues,
+            audit,
         }
     }
 
@@ -76,7 +89,15 @@ impl AdminService {
         paused: bool,
     ) -> Result<(), ServiceError> {
         require_admin(caller)?;
-        self.queues.set_paused(name, paused).await
+        let outcome = self.queues.set_paused(name, paused).await;
+        let action = if paused {
+            AuditAction::PauseQueue
+        } else {
+            AuditAction::ResumeQueue
+        };
+        self.audit
+            .record(caller, action, name, outcome, |()| Value::Null)
+            .await
     }
 
     /// Counts, queue depth and mean wait and processing times of tasks created in the last
@@ -138,6 +159,27 @@ pub enum Selection {
     Matching(DeadLetterFilter),
 }
 
+/// As the audit log names it: `tasks <id>, …` (up to 10 named), or the filter.
+impl std::fmt::Display for Selection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ids(ids) => {
+                let shown: Vec<String> = ids.iter().take(10).map(ToString::to_string).collect();
+                write!(f, "tasks {}", shown.join(", "))?;
+                if ids.len() > 10 {
+                    write!(f, " and {} more", ids.len() - 10)?;
+                }
+                Ok(())
+            }
+            Self::Matching(filter) => {
+                let kind = filter.task_type.map_or("any", |t| t.as_str());
+                let class = filter.error_class.map_or("any", |c| c.as_str());
+                write!(f, "dead letters of type {kind}, error class {class}")
+            }
+        }
+    }
+}
+
 impl AdminService {
     /// Failed tasks (the dead-letter queue), newest first, with their failure history.
     pub async fn list_dead_letters(
@@ -177,10 +219,18 @@ impl AdminService {
         selection: Selection,
     ) -> Result<u64, ServiceError> {
         require_admin(caller)?;
-        let ids = self.select(selection).await?;
-        let requeued = self.store.requeue_failed(&ids, clock::now()).await?;
-        push_or_defer(&*self.queue, &requeued).await;
-        Ok(requeued.len() as u64)
+        let target = selection.to_string();
+        let outcome = async {
+            let ids = self.select(selection).await?;
+            let requeued = self.store.requeue_failed(&ids, clock::now()).await?;
+            push_or_defer(&*self.queue, &requeued).await;
+            Ok(requeued.len() as u64)
+        }
+        .await;
+        let action = AuditAction::RequeueDeadLetters;
+        self.audit
+            .record(caller, action, &target, outcome, |n| json!({ "count": n }))
+            .await
     }
 
     /// Deletes dead letters and their events. Returns how many.
@@ -190,8 +240,16 @@ impl AdminService {
         selection: Selection,
     ) -> Result<u64, ServiceError> {
         require_admin(caller)?;
-        let ids = self.select(selection).await?;
-        Ok(self.store.purge_failed(&ids).await?)
+        let target = selection.to_string();
+        let outcome = async {
+            let ids = self.select(selection).await?;
+            Ok(self.store.purge_failed(&ids).await?)
+        }
+        .await;
+        let action = AuditAction::PurgeDeadLetters;
+        self.audit
+            .record(caller, action, &target, outcome, |n| json!({ "count": n }))
+            .await
     }
 
     async fn select(&self, selection: Selection) -> Result<Vec<TaskId>, ServiceError> {

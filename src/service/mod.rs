@@ -3,6 +3,7 @@
 //! models. Each in its own file or folder.
 
 mod admin;
+pub mod audit;
 mod error;
 pub mod eventstore;
 mod metrics;
@@ -13,6 +14,7 @@ mod providers;
 mod queue_depth;
 mod queues;
 mod readiness;
+pub mod request;
 mod retention;
 mod sessions;
 mod tasks;

@@ -5,11 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::{Value, json};
 
 use super::admin::require_admin;
+use super::audit::AuditLog;
 use super::{ServiceError, TaskService};
 use crate::auth::Caller;
 use crate::clock;
+use crate::domain::audit::AuditAction;
 use crate::domain::{Micros, ProviderAttempt, TaskId, UserId, month_of, parse_month};
 use crate::execution::{CacheStats, TaskRunner};
 use crate::providers::BreakerSnapshot;
@@ -65,21 +68,26 @@ pub struct ProvidersService {
     usage: Arc<dyn UsageStore>,
     tasks: TaskService,
     default_budget: Option<Micros>,
+    /// Where breaker resets and budget changes are recorded.
+    audit: AuditLog,
 }
 
 impl ProvidersService {
-    /// The service over `runner`'s router and `usage`; `tasks` checks task access.
+    /// The service over `runner`'s router and `usage`; `tasks` checks task access; admin
+    /// changes recorded in `audit`.
     pub fn new(
         runner: TaskRunner,
         usage: Arc<dyn UsageStore>,
         tasks: TaskService,
         default_budget: Option<Micros>,
+        audit: AuditLog,
     ) -> Self {
         Self {
             runner,
             usage,
             tasks,
             default_budget,
+            audit,
         }
     }
 
@@ -135,6 +143,14 @@ impl ProvidersService {
     /// Closes a provider's breaker (admin only).
     pub async fn reset_breaker(&self, caller: &Caller, provider: &str) -> Result<(), ServiceError> {
         require_admin(caller)?;
+        let outcome = self.reset_breaker_now(caller, provider).await;
+        let action = AuditAction::ResetBreaker;
+        self.audit
+            .record(caller, action, provider, outcome, |()| Value::Null)
+            .await
+    }
+
+    async fn reset_breaker_now(&self, caller: &Caller, provider: &str) -> Result<(), ServiceError> {
         let router = self.runner.router();
         if !router.has(provider) {
             return Err(ServiceError::NotFound(format!(
@@ -194,12 +210,19 @@ impl ProvidersService {
         budget: Option<Micros>,
     ) -> Result<BudgetReport, ServiceError> {
         require_admin(caller)?;
-        let who = UserId::parse(user)?;
-        if budget.is_some_and(|b| b.0 < 0) {
-            return Err(ServiceError::Invalid("a budget cannot be negative".into()));
+        let outcome = async {
+            let who = UserId::parse(user)?;
+            if budget.is_some_and(|b| b.0 < 0) {
+                return Err(ServiceError::Invalid("a budget cannot be negative".into()));
+            }
+            self.usage.set_budget(&who, budget).await?;
+            self.budget(caller, Some(user)).await
         }
-        self.usage.set_budget(&who, budget).await?;
-        self.budget(caller, Some(user)).await
+        .await;
+        let detail = |_: &BudgetReport| json!({ "budget_micros": budget.map(|b| b.0) });
+        self.audit
+            .record(caller, AuditAction::SetBudget, user, outcome, detail)
+            .await
     }
 
     /// A task's provider attempts, oldest first (its owner or an admin).

@@ -8,6 +8,7 @@ mod helpers;
 
 mod admin;
 mod ai;
+mod audit;
 mod bad_input;
 mod browser;
 mod eventstore;

@@ -21,6 +21,7 @@ mod support;
 
 mod fixtures;
 
+mod audit;
 mod breakers;
 mod claims;
 mod dead_letters;

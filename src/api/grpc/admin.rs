@@ -9,7 +9,9 @@ use crate::api::AppState;
 use crate::api::auth::grpc_caller;
 use crate::api::error::ApiError;
 use crate::api::proto::{self, admin_service_server::AdminService};
+use crate::domain::audit::AuditEntry;
 use crate::domain::{ErrorClass, PageRequest, TaskId, TaskType};
+use crate::service::audit::AuditQuery;
 use crate::service::{
     DeadLetter, DeadLetterFilter, QueueStats, QueueView, Selection, ServiceError,
 };
@@ -235,6 +237,32 @@ impl AdminService for AdminApi {
         Ok(Response::new(proto::DeadLetterCount { count: n as i64 }))
     }
 
+    async fn list_audit_log(
+        &self,
+        request: Request<proto::ListAuditLogRequest>,
+    ) -> Result<Response<proto::ListAuditLogResponse>, Status> {
+        let caller = grpc_caller(&self.state.keys, &request)?;
+        let r = request.into_inner();
+        let query = AuditQuery {
+            actor: &r.actor,
+            action: &r.action,
+            from: &r.from,
+            to: &r.to,
+            cursor: &r.cursor,
+            limit: r.limit,
+        };
+        let page = self
+            .state
+            .audit
+            .list(&caller, query)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(proto::ListAuditLogResponse {
+            entries: page.entries.iter().map(audit_entry).collect(),
+            next_cursor: page.next_cursor.map(|c| c.to_string()).unwrap_or_default(),
+        }))
+    }
+
     async fn list_queues(
         &self,
         request: Request<proto::ListQueuesRequest>,
@@ -281,5 +309,19 @@ impl AdminService for AdminApi {
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(stats_to_proto(stats)))
+    }
+}
+
+fn audit_entry(e: &AuditEntry) -> proto::AuditEntry {
+    proto::AuditEntry {
+        id: e.id.to_string(),
+        at: Some(timestamp(e.at)),
+        actor: e.actor.to_string(),
+        action: e.action.as_str().to_owned(),
+        target: e.target.clone(),
+        result: e.result().to_owned(),
+        error: e.error.clone(),
+        detail_json: e.detail.to_string(),
+        request_id: e.request_id.clone(),
     }
 }

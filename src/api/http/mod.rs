@@ -1,6 +1,7 @@
 //! HTTP/JSON routes.
 
 mod admin;
+mod audit;
 pub mod events;
 mod eventstore;
 mod jobs;
@@ -48,6 +49,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/v1/jobs/{job_id}", get(jobs::get))
         .route("/api/v1/tasks/{task_id}/cancel", post(tasks::cancel))
         .route("/api/v1/admin/queue/stats", get(admin::queue_stats))
+        .route("/api/v1/admin/audit", get(audit::list))
         .route("/api/v1/admin/queues", get(queues::list))
         .route("/api/v1/admin/queues/{name}/pause", post(queues::pause))
         .route("/api/v1/admin/queues/{name}/resume", post(queues::resume))

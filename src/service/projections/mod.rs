@@ -26,9 +26,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use serde_json::json;
+
 use super::ServiceError;
-use crate::auth::{Caller, Role};
+use super::admin::require_admin;
+use super::audit::AuditLog;
+use crate::auth::Caller;
 use crate::clock;
+use crate::domain::audit::AuditAction;
 use crate::domain::projection::{Lag, ProjectionName, ProjectionStatus};
 use crate::store::eventstore::EventStore;
 use crate::store::progress::ProjectionStore;
@@ -90,16 +95,8 @@ pub struct ProjectionsService {
     store: Arc<dyn ProjectionStore>,
     /// Past this, a projection is reported as lagging by `/readyz`.
     lag_threshold: Duration,
-}
-
-fn require_admin(caller: &Caller) -> Result<(), ServiceError> {
-    if caller.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(ServiceError::Forbidden(
-            "this call needs an admin token".into(),
-        ))
-    }
+    /// Where rebuilds and resumes are recorded.
+    audit: AuditLog,
 }
 
 impl ProjectionsService {
@@ -108,11 +105,13 @@ impl ProjectionsService {
         events: Arc<dyn EventStore>,
         store: Arc<dyn ProjectionStore>,
         lag_threshold: Duration,
+        audit: AuditLog,
     ) -> Self {
         Self {
             events,
             store,
             lag_threshold,
+            audit,
         }
     }
 
@@ -154,10 +153,23 @@ impl ProjectionsService {
         name: &str,
     ) -> Result<ProjectionView, ServiceError> {
         require_admin(caller)?;
-        let name = ProjectionName::parse(name)?;
-        let generation = self.store.start_rebuild(name, clock::now()).await?;
-        tracing::info!(projection = %name, generation, by = %caller.user_id, "projection rebuild started");
-        self.view(name).await
+        let outcome = async {
+            let name = ProjectionName::parse(name)?;
+            let generation = self.store.start_rebuild(name, clock::now()).await?;
+            tracing::info!(projection = %name, generation, by = %caller.user_id, "projection rebuild started");
+            self.view(name).await
+        }
+        .await;
+        let detail = |v: &ProjectionView| json!({ "generation": v.status.rebuild.map(|r| r.0) });
+        self.audit
+            .record(
+                caller,
+                AuditAction::RebuildProjection,
+                name,
+                outcome,
+                detail,
+            )
+            .await
     }
 
     /// Clears a park: the runner tries the event it stopped on again.
@@ -167,10 +179,17 @@ impl ProjectionsService {
         name: &str,
     ) -> Result<ProjectionView, ServiceError> {
         require_admin(caller)?;
-        let name = ProjectionName::parse(name)?;
-        self.store.unpark(name).await?;
-        tracing::info!(projection = %name, by = %caller.user_id, "projection resumed");
-        self.view(name).await
+        let outcome = async {
+            let name = ProjectionName::parse(name)?;
+            self.store.unpark(name).await?;
+            tracing::info!(projection = %name, by = %caller.user_id, "projection resumed");
+            self.view(name).await
+        }
+        .await;
+        let action = AuditAction::ResumeProjection;
+        self.audit
+            .record(caller, action, name, outcome, |_| serde_json::Value::Null)
+            .await
     }
 
     async fn view(&self, name: ProjectionName) -> Result<ProjectionView, ServiceError> {

@@ -101,7 +101,13 @@ async fn folds_rebuilds_parks_and_lets_go() {
     assert_eq!((a.sessions_completed, a.study_seconds), (3, 240));
 
     // A rebuild from 0 while serving: swapped in once caught up, with the same model.
-    let service = ProjectionsService::new(events.clone(), store.clone(), Duration::from_secs(30));
+    let audit = crate::service::audit::AuditLog::new(Arc::new(sqlite.audit_store()));
+    let service = ProjectionsService::new(
+        events.clone(),
+        store.clone(),
+        Duration::from_secs(30),
+        audit,
+    );
     let admin = Caller {
         user_id: UserId::parse("root").unwrap(),
         role: Role::Admin,

@@ -24,7 +24,14 @@ pub const DELIVERY_LAG: &str = "ais_event_delivery_lag_seconds";
 /// Streams cut off because the client read too slowly, by `transport`.
 pub const SLOW_CONSUMERS: &str = "ais_slow_consumers_dropped_total";
 
+/// Admin actions done but not written to the audit log (its store failed).
+pub const AUDIT_WRITE_FAILURES: &str = "ais_audit_write_failures_total";
+
 pub(super) fn describe() {
+    describe_counter!(
+        AUDIT_WRITE_FAILURES,
+        "Admin actions done but not written to the audit log."
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests, by method, route and status.");
     describe_histogram!(
         HTTP_DURATION,
@@ -104,4 +111,9 @@ impl Drop for OpenStream {
     fn drop(&mut self) {
         gauge!(STREAMS_OPEN, "transport" => self.transport).decrement(1.0);
     }
+}
+
+/// An admin action's audit entry could not be stored.
+pub fn audit_write_failed() {
+    counter!(AUDIT_WRITE_FAILURES).increment(1);
 }
