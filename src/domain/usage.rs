@@ -21,6 +21,8 @@ pub enum AttemptOutcome {
     SkippedBreaker,
     /// Not called: our own rate limit for it was exhausted.
     SkippedRateLimit,
+    /// Not called: an operator disabled it.
+    SkippedDisabled,
     /// Called, then dropped before it answered: the task timed out or was cancelled, its
     /// instance stopped, or its submit's commit failed. Its cost is what was reserved for it.
     Abandoned,
@@ -36,6 +38,7 @@ impl AttemptOutcome {
             Self::NonRetryable => "non_retryable",
             Self::SkippedBreaker => "skipped_breaker",
             Self::SkippedRateLimit => "skipped_rate_limit",
+            Self::SkippedDisabled => "skipped_disabled",
             Self::Abandoned => "abandoned",
         }
     }
@@ -49,6 +52,7 @@ impl AttemptOutcome {
             Self::NonRetryable,
             Self::SkippedBreaker,
             Self::SkippedRateLimit,
+            Self::SkippedDisabled,
             Self::Abandoned,
         ]
         .into_iter()
@@ -58,7 +62,10 @@ impl AttemptOutcome {
 
     /// Whether the provider was actually called (and may have cost money).
     pub fn called(self) -> bool {
-        !matches!(self, Self::SkippedBreaker | Self::SkippedRateLimit)
+        !matches!(
+            self,
+            Self::SkippedBreaker | Self::SkippedRateLimit | Self::SkippedDisabled
+        )
     }
 }
 

@@ -388,6 +388,25 @@ impl Router {
                     Permit::Allowed
                 }
             };
+            if permit == Permit::Disabled {
+                traces::provider_outcome(&span, AttemptOutcome::SkippedDisabled.as_str(), None);
+                ctx.record(ctx.attempt(
+                    name,
+                    &spec.model,
+                    Usage::default(),
+                    Micros(0),
+                    AttemptOutcome::SkippedDisabled,
+                    Some("disabled by an operator".to_owned()),
+                    started,
+                ));
+                last = Some(ProviderError {
+                    provider: name.clone(),
+                    class: ErrorClass::Retryable,
+                    message: format!("{name}: disabled by an operator"),
+                    retry_after: None,
+                });
+                continue;
+            }
             if let Permit::Rejected { retry_in } = permit {
                 traces::provider_outcome(&span, AttemptOutcome::SkippedBreaker.as_str(), None);
                 ctx.record(ctx.attempt(

@@ -166,6 +166,40 @@ impl ProvidersService {
         Ok(())
     }
 
+    /// Takes a provider out of every fallback chain on every instance (`disabled`), or puts it
+    /// back (admin only). Its breaker is left as it is.
+    pub async fn set_provider_disabled(
+        &self,
+        caller: &Caller,
+        provider: &str,
+        disabled: bool,
+    ) -> Result<(), ServiceError> {
+        require_admin(caller)?;
+        let router = self.runner.router();
+        let outcome = if router.has(provider) {
+            router
+                .breakers()
+                .set_disabled(provider, disabled)
+                .await
+                .map_err(|e| ServiceError::Unavailable(e.to_string()))
+        } else {
+            Err(ServiceError::NotFound(format!(
+                "no provider named {provider:?} is configured"
+            )))
+        };
+        if outcome.is_ok() {
+            tracing::info!(provider, disabled, by = %caller.user_id, "provider switched");
+        }
+        let action = if disabled {
+            AuditAction::DisableProvider
+        } else {
+            AuditAction::EnableProvider
+        };
+        self.audit
+            .record(caller, action, provider, outcome, |()| Value::Null)
+            .await
+    }
+
     /// Usage by month, provider and type: the caller's own, or for an admin any user's
     /// (`user`) or everyone's (`user` = None).
     pub async fn usage(

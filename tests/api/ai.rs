@@ -352,6 +352,97 @@ both_modes!(
     an_open_breaker_skips_the_provider_until_reset
 );
 
+/// An admin takes a provider out of every fallback chain and puts it back; both are audited.
+async fn a_disabled_provider_is_skipped_until_enabled(mode: Mode) {
+    let fake = FakeProviders::start().await;
+    let vars = env(&fake, &["groq", "claude"], &[]);
+    let Some(app) = app(mode, &vars).await else {
+        return;
+    };
+    let token = app.token_with("ops", Role::Admin, Duration::from_secs(600));
+    let switch = |action: &'static str, name: &'static str| {
+        app.http
+            .post(format!(
+                "{}/api/v1/admin/providers/{name}/{action}",
+                app.base
+            ))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(switch("disable", "groq").await.unwrap().status(), 200);
+    assert_eq!(switch("disable", "nope").await.unwrap().status(), 404);
+    let task = run(
+        &app,
+        "ann",
+        json!({"type": "summarize", "payload": {"text": "x", "cache": false}}),
+    )
+    .await;
+    assert_eq!(task["result"]["provider"], "claude", "{task}");
+    assert_eq!(
+        fake.request_count("groq"),
+        0,
+        "a disabled provider is not called"
+    );
+    assert_eq!(
+        attempts(&app, "ann", &task).await[0],
+        ("groq".into(), "skipped_disabled".into())
+    );
+    let report = admin_get(&app, "/api/v1/admin/providers").await;
+    let groq = report["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "groq")
+        .unwrap()
+        .clone();
+    assert_eq!(groq["disabled"], true, "{report}");
+
+    assert_eq!(switch("enable", "groq").await.unwrap().status(), 200);
+    let task = run(
+        &app,
+        "ann",
+        json!({"type": "summarize", "payload": {"text": "y", "cache": false}}),
+    )
+    .await;
+    assert_eq!(task["result"]["provider"], "groq", "{task}");
+    let user = app.token("ann");
+    let refused = app
+        .http
+        .post(format!("{}/api/v1/admin/providers/groq/disable", app.base))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let log = admin_get(&app, "/api/v1/admin/audit").await;
+    let actions: Vec<(&str, &str, &str)> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["target"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("enable_provider", "groq", "ok"),
+            ("disable_provider", "nope", "error"),
+            ("disable_provider", "groq", "ok"),
+        ],
+        "{log}"
+    );
+    app.cleanup().await;
+}
+both_modes!(
+    a_disabled_provider_is_skipped_until_enabled,
+    a_disabled_provider_is_skipped_until_enabled
+);
+
 async fn budget_is_checked_before_the_call(mode: Mode) {
     let fake = FakeProviders::start().await;
     // 1 µ$ budget; a call reserves at least its max tokens' price, far more.

@@ -61,6 +61,20 @@ async fn full_cycle(a: Arc<dyn Breakers>, b: Arc<dyn Breakers>) {
         Permit::Allowed,
         "reset closes it"
     );
+
+    // An operator's switch: disabled for every instance whatever the breaker, and a reset
+    // does not undo it; enabled again, calls flow.
+    b.set_disabled("p", true).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(a.acquire("p").await.unwrap(), Permit::Disabled);
+    assert!(!Permit::Disabled.is_allowed());
+    assert!(a.snapshot("p").await.unwrap().disabled);
+    assert!(!a.snapshot("other").await.unwrap().disabled);
+    a.reset("p").await.unwrap();
+    assert_eq!(b.acquire("p").await.unwrap(), Permit::Disabled);
+    a.set_disabled("p", false).await.unwrap();
+    assert_eq!(b.acquire("p").await.unwrap(), Permit::Allowed);
+    assert!(!b.snapshot("p").await.unwrap().disabled);
 }
 
 #[tokio::test]

@@ -71,6 +71,7 @@ impl ProviderService for ProviderApi {
                         .map(|b| b.state.as_str().to_owned())
                         .unwrap_or_default(),
                     breaker_failures: p.breaker.map_or(0, |b| b.failures),
+                    disabled: p.breaker.is_some_and(|b| b.disabled),
                     rate_limit: p.rate_limit.unwrap_or_default(),
                     calls: p.stats.calls,
                     successes: p.stats.successes,
@@ -101,6 +102,23 @@ impl ProviderService for ProviderApi {
             .map_err(ApiError::from)?;
         Ok(Response::new(proto::ResetCircuitBreakerResponse {
             provider,
+        }))
+    }
+
+    async fn set_provider_disabled(
+        &self,
+        request: Request<proto::SetProviderDisabledRequest>,
+    ) -> Result<Response<proto::SetProviderDisabledResponse>, Status> {
+        let caller = grpc_caller(&self.state.keys, &request)?;
+        let r = request.into_inner();
+        self.state
+            .providers
+            .set_provider_disabled(&caller, &r.provider, r.disabled)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(proto::SetProviderDisabledResponse {
+            provider: r.provider,
+            disabled: r.disabled,
         }))
     }
 

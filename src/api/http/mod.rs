@@ -69,6 +69,14 @@ pub fn routes(state: AppState) -> Router {
             post(providers::reset_breaker),
         )
         .route(
+            "/api/v1/admin/providers/{name}/disable",
+            post(providers::disable),
+        )
+        .route(
+            "/api/v1/admin/providers/{name}/enable",
+            post(providers::enable),
+        )
+        .route(
             "/api/v1/eventstore/streams/{stream_id}",
             post(eventstore::append).get(eventstore::read_stream),
         )

@@ -57,6 +57,7 @@ pub async fn providers(
                     "failures": b.failures,
                     "successes": b.successes,
                 })),
+                "disabled": p.breaker.is_some_and(|b| b.disabled),
                 "calls": p.stats.calls,
                 "successes": p.stats.successes,
                 "skipped": p.stats.skipped,
@@ -81,6 +82,33 @@ pub async fn reset_breaker(
 ) -> Result<Json<Value>, ApiError> {
     state.providers.reset_breaker(&caller, &name).await?;
     Ok(Json(json!({ "provider": name, "breaker": "closed" })))
+}
+
+/// `POST /api/v1/admin/providers/{name}/disable`: takes the provider out of every fallback
+/// chain, on every instance, until enabled again.
+pub async fn disable(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .providers
+        .set_provider_disabled(&caller, &name, true)
+        .await?;
+    Ok(Json(json!({ "provider": name, "disabled": true })))
+}
+
+/// `POST /api/v1/admin/providers/{name}/enable`: puts a disabled provider back.
+pub async fn enable(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .providers
+        .set_provider_disabled(&caller, &name, false)
+        .await?;
+    Ok(Json(json!({ "provider": name, "disabled": false })))
 }
 
 /// `GET /api/v1/usage` query.

@@ -86,6 +86,7 @@ impl Breaker {
     /// The state as shown to operators.
     pub fn snapshot(&self) -> BreakerSnapshot {
         BreakerSnapshot {
+            disabled: false,
             state: self.state,
             failures: self.failures,
             successes: self.successes,

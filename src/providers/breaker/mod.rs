@@ -3,7 +3,8 @@
 //!
 //! The state machine is [`Breaker`], pure and clocked by the caller. [`MemoryBreakers`] keeps it
 //! in-process (embedded mode); [`RedisBreakers`] runs the same machine in a Lua script against
-//! Redis's clock, so every instance of a cluster sees one breaker per provider.
+//! Redis's clock, so every instance of a cluster sees one breaker per provider. Beside each
+//! breaker, an operator's switch takes a provider out of service ([`Breakers::set_disabled`]).
 
 use std::time::Duration;
 
@@ -86,12 +87,14 @@ pub enum Permit {
         /// Until the next trial may go.
         retry_in: Duration,
     },
+    /// No; an operator took the provider out of service until they put it back.
+    Disabled,
 }
 
 impl Permit {
     /// Whether the call may go ahead.
     pub fn is_allowed(self) -> bool {
-        !matches!(self, Self::Rejected { .. })
+        matches!(self, Self::Allowed | Self::Trial)
     }
 }
 
@@ -104,6 +107,8 @@ pub struct BreakerSnapshot {
     pub failures: u32,
     /// Successful trials while half-open.
     pub successes: u32,
+    /// Taken out of service by an operator (every instance skips it).
+    pub disabled: bool,
 }
 
 /// Where the breakers live.
@@ -127,4 +132,7 @@ pub trait Breakers: Send + Sync + 'static {
     async fn snapshot(&self, provider: &str) -> Result<BreakerSnapshot, BreakerError>;
     /// Closes the breaker (operator action).
     async fn reset(&self, provider: &str) -> Result<(), BreakerError>;
+    /// Takes the provider out of service (`true`) or puts it back (operator action); a
+    /// disabled provider's calls are refused with [`Permit::Disabled`] whatever its breaker.
+    async fn set_disabled(&self, provider: &str, disabled: bool) -> Result<(), BreakerError>;
 }

@@ -15,8 +15,9 @@ use super::*;
 /// Fields: s (0 closed, 1 open, 2 half-open), f, ok, opened, trials, trial_at.
 /// ARGV[1] = op (acquire | success | failure | trial_success | trial_failure),
 /// ARGV[2..5] = failure threshold, success threshold, open ms, half-open trials.
-/// acquire returns {kind, ms, failures}: kind 0 allowed, 1 trial, 2 rejected (ms until retry).
-/// Every other op returns the state before it: {s, f, ok}.
+/// acquire returns {kind, ms, failures}: kind 0 allowed, 1 trial, 2 rejected (ms until retry),
+/// 3 disabled (KEYS[2], the operator's switch, exists). Every other op returns the state
+/// before it: {s, f, ok, disabled}.
 const BREAKER: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -30,7 +31,9 @@ local function open()
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 's', 1, 'opened', now)
 end
+local off = redis.call('EXISTS', KEYS[2])
 if op == 'acquire' then
+  if off == 1 then return {3, 0} end
   if s == 0 then return {0, 0, f} end
   if s == 1 then
     if now < opened + open_ms then return {2, opened + open_ms - now} end
@@ -55,7 +58,7 @@ elseif op == 'trial_success' then
 elseif op == 'trial_failure' then
   if s == 2 then open() end
 end
-return {s, f, ok}
+return {s, f, ok, off}
 "#;
 
 /// How long a closed breaker's state, as last read from Redis, is trusted without asking again.
@@ -69,7 +72,8 @@ struct View {
     at: std::time::Instant,
 }
 
-/// Breakers shared by every instance through Redis, under `{prefix}:breaker:{provider}`.
+/// Breakers shared by every instance through Redis, under `{prefix}:breaker:{provider}`, and
+/// the operators' switches under `{prefix}:provider_disabled:{provider}`.
 ///
 /// Redis decides every transition (one Lua script, Redis's clock), but a healthy provider does
 /// not cost two round trips per call: while the last reply (at most [`BREAKER_SYNC`] old) said
@@ -81,6 +85,8 @@ struct View {
 pub struct RedisBreakers {
     conn: ConnectionManager,
     prefix: String,
+    /// Where the operators' switches are kept.
+    disabled_prefix: String,
     policy: BreakerPolicy,
     script: Script,
     sync: Duration,
@@ -93,6 +99,7 @@ impl RedisBreakers {
         Self {
             conn,
             prefix: format!("{prefix}:breaker:"),
+            disabled_prefix: format!("{prefix}:provider_disabled:"),
             policy,
             script: Script::new(BREAKER),
             sync: BREAKER_SYNC,
@@ -135,6 +142,7 @@ impl RedisBreakers {
         Ok(self
             .script
             .key(format!("{}{provider}", self.prefix))
+            .key(format!("{}{provider}", self.disabled_prefix))
             .arg(op)
             .arg(self.policy.failure_threshold)
             .arg(self.policy.success_threshold)
@@ -159,6 +167,10 @@ impl Breakers for RedisBreakers {
             (Some(1), _) => {
                 self.forget(provider);
                 Permit::Trial
+            }
+            (Some(3), _) => {
+                self.forget(provider);
+                Permit::Disabled
             }
             (Some(2), Some(ms)) => {
                 self.forget(provider);
@@ -217,6 +229,7 @@ impl Breakers for RedisBreakers {
             state: BreakerState::from_code(r.first().copied().unwrap_or(0)),
             failures: r.get(1).copied().unwrap_or(0) as u32,
             successes: r.get(2).copied().unwrap_or(0) as u32,
+            disabled: r.get(3).copied().unwrap_or(0) == 1,
         };
         if snap.state != BreakerState::Closed {
             snap.failures = 0;
@@ -230,6 +243,27 @@ impl Breakers for RedisBreakers {
             .arg(format!("{}{provider}", self.prefix))
             .query_async::<()>(&mut conn)
             .await?;
+        self.forget(provider);
+        Ok(())
+    }
+
+    async fn set_disabled(&self, provider: &str, disabled: bool) -> Result<(), BreakerError> {
+        let mut conn = self.conn.clone();
+        let key = format!("{}{provider}", self.disabled_prefix);
+        if disabled {
+            ::redis::cmd("SET")
+                .arg(key)
+                .arg(1)
+                .query_async::<()>(&mut conn)
+                .await?;
+        } else {
+            ::redis::cmd("DEL")
+                .arg(key)
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        // This instance at once; the others within `BREAKER_SYNC`, when their trusted view of
+        // a closed breaker runs out and they ask Redis again.
         self.forget(provider);
         Ok(())
     }
