@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
-use crate::auth::{JwtKeys, Role};
+use crate::auth::{JwksCache, JwksSource, JwtKeys, JwtSettings, Role};
 use crate::bus::{EventBus, Hub, HubConfig, MemoryBus, RedisBus};
 use crate::config::{Backend, Config, Secret};
 use crate::domain::eventstore::SnapshotPolicy;
@@ -227,6 +227,38 @@ pub fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
     load_or_create_secret(&data_dir.join("jwt_secret"))
 }
 
+/// The token keys: the secret, the configured checks, and `jwks` when an identity provider's
+/// keys are configured.
+pub fn jwt_keys(config: &Config, jwks: Option<Arc<JwksCache>>) -> anyhow::Result<JwtKeys> {
+    let settings = JwtSettings {
+        issuer: config.jwt.issuer.clone(),
+        audience: config.jwt.audience.clone(),
+        leeway: config.jwt.leeway,
+    };
+    Ok(JwtKeys::with(&jwt_secret(config)?, settings, jwks))
+}
+
+/// The identity provider's keys, read once now (a failure is logged: tokens it signed are
+/// refused until a refresh succeeds) and refreshed in the background until `shutdown`.
+async fn jwks(
+    config: &Config,
+    background: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Option<Arc<JwksCache>> {
+    let source = match (&config.jwt.jwks_url, &config.jwt.jwks_file) {
+        (Some(url), _) => JwksSource::Url(url.clone()),
+        (None, Some(file)) => JwksSource::File(file.clone()),
+        (None, None) => return None,
+    };
+    let cache = Arc::new(JwksCache::new(source));
+    match cache.refresh().await {
+        Ok(n) => tracing::info!(keys = n, "identity provider keys loaded"),
+        Err(e) => tracing::warn!(error = %e, "identity provider keys not loaded yet; retrying"),
+    }
+    background.spawn(cache.clone().run(shutdown.child_token()));
+    Some(cache)
+}
+
 fn load_or_create_secret(path: &Path) -> anyhow::Result<Secret> {
     if let Ok(s) = std::fs::read_to_string(path) {
         return Ok(Secret::new(s.trim()));
@@ -268,8 +300,8 @@ impl Application {
         let shutdown = CancellationToken::new();
         let background = TaskTracker::new();
         let backends = connect(&config, &background, &shutdown).await?;
-        let secret = jwt_secret(&config)?;
-        let keys = JwtKeys::new(&secret);
+        let idp = jwks(&config, &background, &shutdown).await;
+        let keys = jwt_keys(&config, idp)?;
         if config.jwt_secret.is_none() {
             announce_dev_tokens(&keys);
         }

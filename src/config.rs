@@ -77,6 +77,8 @@ pub struct Config {
     pub redis_key_prefix: String,
     /// `JWT_SECRET`: HS256 key. `None` in embedded mode means "generate one at start".
     pub jwt_secret: Option<Secret>,
+    /// What tokens must show besides a signature, and an identity provider's keys.
+    pub jwt: JwtConfig,
     /// `WORKER_POOL_SIZE`: tasks run concurrently by this instance (the adaptive limit's top).
     pub worker_pool_size: usize,
     /// `CLAIM_BATCH_SIZE` (seed 003: `JOB_QUEUE_BATCH_SIZE`): most tasks one claim takes.
@@ -160,6 +162,21 @@ pub struct ProjectionConfig {
     /// `PROJECTION_LAG_THRESHOLD` (default 30s): past this, `/readyz` names the projection
     /// (still answering 200).
     pub lag_threshold: Duration,
+}
+
+/// Token checks beyond the signature, and where an identity provider publishes its keys.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JwtConfig {
+    /// `JWT_ISSUER`: the `iss` every token must carry (issued tokens get it).
+    pub issuer: Option<String>,
+    /// `JWT_AUDIENCE`: an `aud` every token must name (issued tokens get it).
+    pub audience: Option<String>,
+    /// `JWT_LEEWAY` (default 5s): clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// `JWT_JWKS_URL`: an identity provider's JWKS (RS256/ES256 tokens, keys by `kid`).
+    pub jwks_url: Option<String>,
+    /// `JWT_JWKS_FILE`: the same, from a file.
+    pub jwks_file: Option<std::path::PathBuf>,
 }
 
 /// One problem with one variable.
@@ -338,6 +355,28 @@ impl Config {
             }
             _ => {}
         }
+        let jwt = JwtConfig {
+            issuer: r.raw("JWT_ISSUER").map(str::to_owned),
+            audience: r.raw("JWT_AUDIENCE").map(str::to_owned),
+            leeway: r.duration("JWT_LEEWAY", Duration::from_secs(5), Duration::ZERO),
+            jwks_url: r.raw("JWT_JWKS_URL").map(str::to_owned),
+            jwks_file: r.raw("JWT_JWKS_FILE").map(std::path::PathBuf::from),
+        };
+        if jwt.jwks_url.is_some() && jwt.jwks_file.is_some() {
+            r.problem(
+                "JWT_JWKS_FILE",
+                "set JWT_JWKS_URL or JWT_JWKS_FILE, not both",
+            );
+        }
+        if jwt.leeway > Duration::from_secs(300) {
+            r.problem("JWT_LEEWAY", "must be at most 5m (a small clock skew)");
+        }
+        if let Some(url) = &jwt.jwks_url
+            && !url.starts_with("https://")
+            && !url.starts_with("http://")
+        {
+            r.problem("JWT_JWKS_URL", "must be an http(s) URL");
+        }
         let worker_pool_size = r.range(r.aliased("WORKER_POOL_SIZE"), 10usize, 1, 10_000);
         let claim_batch_size = r.range(r.aliased("CLAIM_BATCH_SIZE"), 256usize, 1, 10_000);
         let worker_pool_min = r.range("WORKER_POOL_MIN", 1usize, 1, 10_000);
@@ -469,6 +508,7 @@ impl Config {
             database_max_connections,
             redis_key_prefix,
             jwt_secret,
+            jwt,
             worker_pool_size,
             claim_batch_size,
             worker_pool_min,

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ai_integration_service::app::{Application, jwt_secret};
-use ai_integration_service::auth::{JwtKeys, Role};
+use ai_integration_service::app::{Application, jwt_keys};
+use ai_integration_service::auth::Role;
 use ai_integration_service::config::{Config, parse_duration};
 use ai_integration_service::domain::{Tier, UserId, payload};
 use ai_integration_service::telemetry::{logging, traces};
@@ -101,7 +101,7 @@ fn token(
     tier: Option<Tier>,
     ttl: Duration,
 ) -> anyhow::Result<()> {
-    let keys = JwtKeys::new(&jwt_secret(config)?);
+    let keys = jwt_keys(config, None)?;
     let user = UserId::parse(user)?;
     println!("{}", keys.issue_with_tier(&user, role, tier, ttl)?);
     Ok(())

@@ -35,6 +35,10 @@ pub enum ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
+        // The caller hears only "invalid token"; the reason is for operators.
+        if let AuthError::Invalid(reason) = &e {
+            tracing::debug!(reason = %reason, "token refused");
+        }
         Self::Auth(e)
     }
 }

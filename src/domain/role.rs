@@ -5,10 +5,11 @@
 use serde::{Deserialize, Serialize};
 
 /// What a caller may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Sees and changes only their own tasks.
+    /// Sees and changes only their own tasks (the role of a token that names none).
+    #[default]
     User,
     /// Sees and changes everyone's tasks.
     Admin,

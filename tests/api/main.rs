@@ -9,6 +9,7 @@ mod helpers;
 mod admin;
 mod ai;
 mod audit;
+mod auth_jwks;
 mod bad_input;
 mod browser;
 mod eventstore;
