@@ -95,6 +95,7 @@ pub fn task_runner(
             max_bytes: config.extract_max_bytes,
             timeout: config.extract_timeout,
             allow_private: config.extract_allow_private,
+            allowed_hosts: config.allowed_fetch_hosts.clone(),
         }),
         cache: backends.cache,
         cache_ttl: config.cache_ttl,

@@ -172,6 +172,9 @@ pub struct AiConfig {
     pub extraction_fallback: bool,
     /// Whether `extract_content` may fetch private addresses (`EXTRACT_ALLOW_PRIVATE`).
     pub extract_allow_private: bool,
+    /// Hosts a user's URL may name even when they are not public (`ALLOWED_FETCH_HOSTS`,
+    /// comma-separated, lower-cased).
+    pub allowed_fetch_hosts: Vec<String>,
     /// Largest page `extract_content` reads (`EXTRACT_MAX_BYTES`).
     pub extract_max_bytes: usize,
     /// Bound on one page fetch (`EXTRACT_TIMEOUT`).
@@ -330,6 +333,15 @@ impl Reader<'_> {
             ),
             extraction_fallback: self.flag("AI_FALLBACK_ENABLED", true),
             extract_allow_private: self.flag("EXTRACT_ALLOW_PRIVATE", false),
+            allowed_fetch_hosts: self
+                .raw("ALLOWED_FETCH_HOSTS")
+                .map(|list| {
+                    list.split(',')
+                        .map(|h| h.trim().trim_matches(['[', ']']).to_ascii_lowercase())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             extract_max_bytes: self.range(
                 "EXTRACT_MAX_BYTES",
                 5 * 1024 * 1024usize,

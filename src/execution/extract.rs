@@ -22,6 +22,9 @@ pub struct ExtractConfig {
     pub timeout: Duration,
     /// Whether loopback, private, link-local and other non-public addresses may be fetched.
     pub allow_private: bool,
+    /// Hosts (names or addresses, lower case) that may be fetched even when they are not
+    /// public (`ALLOWED_FETCH_HOSTS`): an intranet wiki, a test server.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ExtractConfig {
@@ -30,6 +33,7 @@ impl Default for ExtractConfig {
             max_bytes: 5 * 1024 * 1024,
             timeout: Duration::from_secs(15),
             allow_private: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -53,18 +57,35 @@ fn fail(class: ErrorClass, message: String) -> ProviderError {
 }
 
 impl Extractor {
-    /// An extractor with its own HTTP client, whose resolver refuses non-public addresses
-    /// unless allowed (checked on every connection, redirects included).
+    /// An extractor with its own HTTP client that refuses non-public addresses unless
+    /// allowed: names through its resolver (on every connection), addresses written in the URL
+    /// before the first request and on every redirect.
     pub fn new(config: ExtractConfig) -> Self {
+        let guard = Guard {
+            allow_private: config.allow_private,
+            allowed: Arc::new(config.allowed_hosts.clone()),
+        };
+        let hops = guard.clone();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                return attempt.error("more than 5 redirects");
+            }
+            match hops.refusal(attempt.url()) {
+                Some(why) => attempt.error(why),
+                None => attempt.follow(),
+            }
+        });
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!(
                 "ai-integration-service/",
                 env!("CARGO_PKG_VERSION")
             ))
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(redirects)
             .connect_timeout(Duration::from_secs(5));
         if !config.allow_private {
-            builder = builder.dns_resolver(Arc::new(PublicOnly));
+            builder = builder.dns_resolver(Arc::new(PublicOnly {
+                allowed: guard.allowed.clone(),
+            }));
         }
         let client = builder.build().unwrap_or_default();
         Self { client, config }
@@ -75,15 +96,21 @@ impl Extractor {
         let url = payload.get("url").and_then(Value::as_str).unwrap_or("");
         let parsed = reqwest::Url::parse(url)
             .map_err(|e| fail(ErrorClass::NonRetryable, format!("bad url {url:?}: {e}")))?;
-        if !self.config.allow_private
-            && let Some(host) = parsed.host_str()
-            && let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>()
-            && !is_public(ip)
-        {
+        if !matches!(parsed.scheme(), "http" | "https") {
             return Err(fail(
                 ErrorClass::NonRetryable,
-                format!("{host} is not a public address"),
+                format!(
+                    "only http and https URLs are fetched, not {}",
+                    parsed.scheme()
+                ),
             ));
+        }
+        let guard = Guard {
+            allow_private: self.config.allow_private,
+            allowed: Arc::new(self.config.allowed_hosts.clone()),
+        };
+        if let Some(why) = guard.refusal(&parsed) {
+            return Err(fail(ErrorClass::NonRetryable, why));
         }
         let fetched = tokio::time::timeout(self.config.timeout, self.fetch(parsed)).await;
         let (final_url, html) = fetched.map_err(|_| {
@@ -132,7 +159,8 @@ impl Extractor {
             .send()
             .await
             .map_err(|e| {
-                let class = if e.is_connect() && format!("{e:?}").contains("not a public") {
+                // Refused by the resolver or the redirect policy: no retry will change that.
+                let class = if format!("{e:?}").contains("not a public address") {
                     ErrorClass::NonRetryable
                 } else {
                     ErrorClass::Retryable
@@ -203,16 +231,53 @@ fn non_empty(s: String) -> Value {
     }
 }
 
-/// Resolves names with the system resolver and refuses non-public answers.
-struct PublicOnly;
+/// Most redirects followed.
+const MAX_REDIRECTS: usize = 5;
+
+/// Which addresses a URL may name directly.
+#[derive(Clone)]
+struct Guard {
+    allow_private: bool,
+    allowed: Arc<Vec<String>>,
+}
+
+impl Guard {
+    /// Why `url` may not be fetched, if it names a non-public address that is not allowed.
+    fn refusal(&self, url: &reqwest::Url) -> Option<String> {
+        if self.allow_private {
+            return None;
+        }
+        let host = url.host_str()?;
+        if allowed(&self.allowed, host) {
+            return None;
+        }
+        match host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            Ok(ip) if !is_public(ip) => Some(format!("{host} is not a public address")),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `host` is one of `ALLOWED_FETCH_HOSTS`.
+fn allowed(list: &[String], host: &str) -> bool {
+    let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
+    list.iter().any(|h| h == &host)
+}
+
+/// Resolves names with the system resolver and refuses non-public answers, except for the
+/// allowed hosts.
+struct PublicOnly {
+    allowed: Arc<Vec<String>>,
+}
 
 impl Resolve for PublicOnly {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
+        let allowed_host = allowed(&self.allowed, &host);
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if addrs.is_empty() || addrs.iter().any(|a| !is_public(a.ip())) {
+            if addrs.is_empty() || (!allowed_host && addrs.iter().any(|a| !is_public(a.ip()))) {
                 return Err(format!("{host} is not a public address").into());
             }
             Ok(Box::new(addrs.into_iter()) as Addrs)
@@ -242,6 +307,22 @@ fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            // An IPv4 address inside IPv6: IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::/96)
+            // and 6to4 (2002::/16) reach it too, so it is judged as that IPv4 address.
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                std::net::Ipv4Addr::new(a, b, c, d)
+            };
+            if s[..6] == [0; 6] && (s[6], s[7]) != (0, 0) && (s[6], s[7]) != (0, 1) {
+                return is_public(IpAddr::V4(embedded(s[6], s[7])));
+            }
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public(IpAddr::V4(embedded(s[6], s[7])));
+            }
+            if s[0] == 0x2002 {
+                return is_public(IpAddr::V4(embedded(s[1], s[2])));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -269,10 +350,19 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "fd12:3456::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+        for public in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }
@@ -288,5 +378,78 @@ mod tests {
             let err = x.extract(&json!({ "url": url })).await.unwrap_err();
             assert_eq!(err.class, ErrorClass::NonRetryable, "{url}: {err}");
         }
+    }
+
+    /// A local site: an article, and redirects to it by address.
+    async fn site() -> (u16, tokio::task::JoinHandle<()>) {
+        use axum::response::{Html, Redirect};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let para = "Rust gives memory safety without a garbage collector. ".repeat(20);
+        let page = format!(
+            "<html><head><title>Safe</title></head><body><article><h1>Safe</h1>\
+             <p>{para}</p><p>{para}</p></article></body></html>"
+        );
+        let app = axum::Router::new()
+            .route(
+                "/page",
+                axum::routing::get(move || async move { Html(page) }),
+            )
+            .route(
+                "/hop",
+                axum::routing::get(move || async move {
+                    Redirect::temporary(&format!("http://127.0.0.1:{port}/page"))
+                }),
+            )
+            .route(
+                "/hop-metadata",
+                axum::routing::get(|| async {
+                    Redirect::temporary("http://169.254.169.254/latest/meta-data/")
+                }),
+            );
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        (port, server)
+    }
+
+    /// An allowed host is fetched; a redirect from it to a non-public address written in the
+    /// URL (which no resolver sees) is refused, as is that address asked for directly.
+    #[tokio::test]
+    async fn allowed_hosts_and_redirects_to_private_addresses() {
+        let (port, server) = site().await;
+        let allowed = Extractor::new(ExtractConfig {
+            allowed_hosts: vec!["localhost".into()],
+            ..ExtractConfig::default()
+        });
+        let ok = allowed
+            .extract(&json!({ "url": format!("http://localhost:{port}/page") }))
+            .await
+            .unwrap();
+        assert_eq!(ok["title"], "Safe");
+        for path in ["hop", "hop-metadata"] {
+            let url = format!("http://localhost:{port}/{path}");
+            let err = allowed.extract(&json!({ "url": url })).await.unwrap_err();
+            assert_eq!(err.class, ErrorClass::NonRetryable, "{path}: {err}");
+            assert!(
+                err.message.contains("not a public address"),
+                "{path}: {err}"
+            );
+        }
+        let direct = format!("http://127.0.0.1:{port}/page");
+        let err = allowed
+            .extract(&json!({ "url": direct }))
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("not a public address"), "{err}");
+        let closed = Extractor::new(ExtractConfig::default());
+        let url = format!("http://localhost:{port}/page");
+        let err = closed.extract(&json!({ "url": url })).await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::NonRetryable, "{err}");
+        let ftp = closed
+            .extract(&json!({ "url": "file:///etc/passwd" }))
+            .await;
+        assert!(ftp.unwrap_err().message.contains("only http"));
+        server.abort();
     }
 }
