@@ -37,6 +37,7 @@ use crate::store::eventstore::EventStore;
 use crate::store::progress::{ProgressReads, ProjectionStore};
 use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
 
+mod chat;
 mod runner;
 use crate::worker::{
     AdaptiveLimit, DelayScheduler, Dispatch, PoolConfig, ProcLoad, QueueSync, Reaper, Reconciler,
@@ -103,6 +104,8 @@ struct Backends {
     projections: Arc<dyn ProjectionStore>,
     /// The same, as readers see the read models.
     progress: Arc<dyn ProgressReads>,
+    /// Chat sessions, in the same database.
+    chat: Arc<dyn crate::store::chat::ChatStore>,
     /// What the AI side runs on.
     ai: runner::AiBackends,
 }
@@ -129,6 +132,7 @@ async fn connect(
             let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
             let projections = Arc::new(store.projection_store());
             Backends {
+                chat: Arc::new(store.chat_store()),
                 events: Arc::new(store.event_store(SnapshotPolicy::default())),
                 projections: projections.clone(),
                 progress: projections,
@@ -174,6 +178,7 @@ async fn connect(
                 Arc::new(RedisRateLimiter::new(redis.clone(), prefix));
             let projections = Arc::new(store.projection_store());
             Backends {
+                chat: Arc::new(store.chat_store()),
                 events: Arc::new(store.event_store(SnapshotPolicy::default())),
                 projections: projections.clone(),
                 progress: projections,
@@ -378,6 +383,15 @@ impl Application {
         let usage = backends.ai.usage.clone();
         let runner = runner::task_runner(&config.ai, backends.ai, &background)
             .context("building the AI providers")?;
+        let chat = chat::chat_service(
+            &config,
+            backends.chat.clone(),
+            &runner,
+            backends.limiter.clone(),
+            worker_id.as_str().to_owned(),
+            &background,
+            &shutdown,
+        );
         let mut pool = WorkerPool::new(
             worker_id,
             backends.store.clone(),
@@ -487,6 +501,7 @@ impl Application {
                 eventstore,
                 progress,
                 projections,
+                chat,
             },
             health,
         );

@@ -4,6 +4,7 @@
 //! Pure: no I/O, no async runtime, no clock. Callers pass `now` in, so every rule here is
 //! testable with fixed times.
 
+pub mod chat;
 mod error;
 mod event;
 pub mod eventstore;

@@ -3,6 +3,7 @@
 //! models. Each in its own file or folder.
 
 mod admin;
+pub mod chat;
 mod error;
 pub mod eventstore;
 mod metrics;
@@ -19,6 +20,7 @@ mod tasks;
 mod tickets;
 
 pub use admin::{AdminService, DeadLetter, DeadLetterFilter, QueueStats, Selection};
+pub use chat::{ChatError, ChatExpiry, ChatService, ChatSettings};
 pub use error::ServiceError;
 pub use eventstore::{AllPage, EventStoreService, MAX_APPEND_BATCH};
 pub use metrics::{MetricsService, MetricsSources};

@@ -9,6 +9,7 @@
 //! owns a task and a terminal status never changes again.
 
 mod after_commit;
+pub mod chat;
 mod error;
 pub mod eventstore;
 mod notifications;

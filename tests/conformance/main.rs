@@ -22,6 +22,7 @@ mod support;
 mod fixtures;
 
 mod breakers;
+mod chat;
 mod claims;
 mod dead_letters;
 mod event_store;
