@@ -385,9 +385,12 @@ impl Application {
             .context("building the AI providers")?;
         let chat = chat::chat_service(
             &config,
-            backends.chat.clone(),
+            chat::ChatBackends {
+                store: backends.chat.clone(),
+                limiter: backends.limiter.clone(),
+                live: backends.bus.clone(),
+            },
             &runner,
-            backends.limiter.clone(),
             worker_id.as_str().to_owned(),
             &background,
             &shutdown,

@@ -15,18 +15,34 @@ use crate::providers::{DEV_CHAT_PROVIDER, DevChatAdapter, Price, ProviderSpec};
 use crate::ratelimit::RateLimiter;
 use crate::service::chat::ChatParts;
 use crate::service::{ChatExpiry, ChatService, ChatSettings};
+use crate::store::EventPublisher;
 use crate::store::chat::ChatStore;
 
-/// Builds the chat service and starts its expiry job on `tracker`.
+/// The shared state chat runs on.
+pub struct ChatBackends {
+    /// Sessions and messages.
+    pub store: Arc<dyn ChatStore>,
+    /// The per-user message rate.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// The bus, for live deltas.
+    pub live: Arc<dyn EventPublisher>,
+}
+
+/// Builds the chat service and starts its expiry job on `tracker`; answers being written are
+/// published on `live` (the bus).
 pub fn chat_service(
     config: &Config,
-    store: Arc<dyn ChatStore>,
+    backends: ChatBackends,
     runner: &TaskRunner,
-    limiter: Arc<dyn RateLimiter>,
     owner: String,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> ChatService {
+    let ChatBackends {
+        store,
+        limiter,
+        live,
+    } = backends;
     let mut router = runner.router().clone();
     let mut chain = runner.chain(TaskType::Chat, &Value::Null);
     if chain.is_empty() && config.enable_echo {
@@ -60,6 +76,7 @@ pub fn chat_service(
         chain,
         limiter,
         recorder: runner.recorder().cloned(),
+        live: Some(live),
         settings: ChatSettings {
             max_messages: chat.max_messages,
             idle_timeout: chat.idle_timeout,

@@ -328,3 +328,61 @@ async fn chat_limits_and_expiry(mode: Mode) {
     app.cleanup().await;
 }
 both_modes!(chat_limits, chat_limits_and_expiry);
+
+async fn chat_answers_reach_the_notification_streams(mode: Mode) {
+    let Some(app) = spawn_app(mode, &[]).await else {
+        return;
+    };
+    // Some task events first, so the stream's last id is not 0.
+    let (status, task) = app.submit("u1", crate::notify_support::echo(0)).await;
+    assert_eq!(status, 202, "{task}");
+    app.wait_terminal(
+        "u1",
+        task["task_id"].as_str().unwrap(),
+        Duration::from_secs(10),
+    )
+    .await;
+    // A second tab: the user's SSE notification stream, opened before the question.
+    let mut tab = crate::notify_support::sse(&app, "u1", "", None).await;
+    let first = crate::notify_support::next_sse(&mut tab).await;
+    assert_eq!(first.event, "subscribed");
+    assert_ne!(first.id, "0");
+    let mut other = crate::notify_support::sse(&app, "u2", "", None).await;
+    let id = started(&app, "u1", "word:apple").await;
+    let (status, answer) = send(&app, "u1", &id, "seen elsewhere?", None).await;
+    assert_eq!(status, 200, "{answer}");
+    let mut text = String::new();
+    loop {
+        let e = crate::notify_support::next_sse(&mut tab).await;
+        // The SSE last-event-id stays the subscription's: live-only events carry no id.
+        assert_eq!(e.id, first.id, "{e:?}");
+        let v: Value = serde_json::from_str(&e.data).unwrap();
+        assert_eq!(v["data"]["session_id"], id.as_str());
+        match e.event.as_str() {
+            "ChatDelta" => text.push_str(v["data"]["text"].as_str().unwrap()),
+            "ChatDone" => {
+                assert_eq!(
+                    v["data"]["message"]["content"],
+                    answer["message"]["content"]
+                );
+                break;
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!(text, answer["message"]["content"].as_str().unwrap());
+    // Another user's stream sees none of it.
+    let first = crate::notify_support::next_sse(&mut other).await;
+    assert_eq!(first.event, "subscribed");
+    let quiet = tokio::time::timeout(
+        Duration::from_millis(300),
+        futures::StreamExt::next(&mut other),
+    )
+    .await;
+    assert!(quiet.is_err(), "{quiet:?}");
+    app.cleanup().await;
+}
+both_modes!(
+    chat_notifications,
+    chat_answers_reach_the_notification_streams
+);

@@ -25,6 +25,7 @@ use crate::domain::{Page, UserId};
 use crate::execution::AttemptRecorder;
 use crate::providers::Router;
 use crate::ratelimit::{Rate, RateLimiter};
+use crate::store::EventPublisher;
 use crate::store::chat::ChatStore;
 
 pub use error::ChatError;
@@ -65,6 +66,9 @@ pub struct ChatParts {
     pub limiter: Arc<dyn RateLimiter>,
     /// Where provider attempts (usage rows) go.
     pub recorder: Option<AttemptRecorder>,
+    /// The bus: answers being written also reach the user's notification streams (WebSocket,
+    /// SSE, gRPC) on every instance, as live-only `ChatDelta` and `ChatDone` events.
+    pub live: Option<Arc<dyn EventPublisher>>,
     /// Limits.
     pub settings: ChatSettings,
     /// Tracks running answers, so shutdown waits for them.

@@ -4,8 +4,11 @@
 //! `idempotency_key` sent again then runs the turn afresh, and once a turn is stored the key
 //! returns it instead of asking again.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use serde_json::json;
 
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -16,11 +19,14 @@ use crate::domain::chat::{
     ChatMessage, ChatRole, ChatSession, IdempotencyKey, MAX_MESSAGE_CHARS, Prompt, Turn,
     build_prompt,
 };
-use crate::domain::{AttemptOutcome, Micros, TaskType};
+use crate::domain::{
+    AttemptOutcome, Micros, StoredEvent, TaskEvent, TaskEventType, TaskId, TaskType,
+};
 use crate::providers::{
     CallContext, ChatMessage as ProviderMessage, ChatRequest, Role, StreamSink, TokenSink,
 };
 use crate::ratelimit::Decision;
+use crate::store::EventPublisher;
 use crate::store::chat::TurnLock;
 
 /// How much longer the turn lock lasts than the turn may take, so a live turn never loses it.
@@ -52,6 +58,8 @@ pub struct ChatReply {
 struct TurnSink {
     tx: mpsc::UnboundedSender<ChatEvent>,
     streamed: AtomicBool,
+    /// Also tells the user's notification streams.
+    live: LiveNotes,
 }
 
 impl TokenSink for TurnSink {
@@ -61,6 +69,33 @@ impl TokenSink for TurnSink {
         }
         self.streamed.store(true, Ordering::Release);
         let _ = self.tx.send(ChatEvent::Delta(text.to_owned()));
+        self.live
+            .note(TaskEventType::ChatDelta, json!({ "text": text }));
+    }
+}
+
+/// Publishes a turn's live-only events to its user's notification streams.
+#[derive(Clone)]
+struct LiveNotes {
+    publisher: Option<Arc<dyn EventPublisher>>,
+    session: ChatSession,
+}
+
+impl LiveNotes {
+    /// One event of `kind` with `data` plus the session and item.
+    fn note(&self, kind: TaskEventType, mut data: serde_json::Value) {
+        let Some(publisher) = &self.publisher else {
+            return;
+        };
+        data["session_id"] = json!(self.session.id);
+        data["item_id"] = json!(self.session.item_id);
+        publisher.publish(vec![StoredEvent::live(TaskEvent {
+            task_id: TaskId::from_uuid(self.session.id.as_uuid()),
+            user_id: self.session.user_id.clone(),
+            kind,
+            data,
+            created_at: clock::now(),
+        })]);
     }
 }
 
@@ -232,9 +267,14 @@ impl RunningTurn {
             json_output: false,
             stream: true,
         };
+        let live = LiveNotes {
+            publisher: inner.live.clone(),
+            session: self.session.clone(),
+        };
         let sink = TurnSink {
             tx: tx.clone(),
             streamed: AtomicBool::new(false),
+            live: live.clone(),
         };
         let mut ctx = CallContext::new(self.session.user_id.clone(), None, TaskType::Chat);
         if let Some(recorder) = inner.recorder.clone() {
@@ -271,8 +311,12 @@ impl RunningTurn {
             Err(e) => Err(e),
         };
         let event = match outcome {
-            Ok(turn) => ChatEvent::Answered(Box::new(turn)),
+            Ok(turn) => {
+                live.note(TaskEventType::ChatDone, json!({ "message": turn.answer }));
+                ChatEvent::Answered(Box::new(turn))
+            }
             Err(e) => {
+                live.note(TaskEventType::ChatDone, json!({ "error": e.to_string() }));
                 if let Err(release) = inner.store.release_turn(self.session.id, self.holder).await {
                     // The lock lapses on its own at its deadline.
                     tracing::warn!(error = %release, session = %self.session.id, "could not release a chat turn lock");
