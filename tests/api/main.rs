@@ -11,6 +11,7 @@ mod ai;
 mod bad_input;
 mod browser;
 mod chat;
+mod chat_browser;
 mod chat_grpc;
 mod chat_support;
 mod eventstore;
