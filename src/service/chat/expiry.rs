@@ -106,3 +106,63 @@ impl ChatExpiry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::domain::UserId;
+    use crate::domain::chat::{ChatStatus, ItemId};
+    use crate::store::SqliteTaskStore;
+
+    fn idle_session(item: &str) -> ChatSession {
+        let long_ago = clock::now() - chrono::TimeDelta::hours(1);
+        ChatSession::start(
+            UserId::parse("u").unwrap(),
+            ItemId::parse(item).unwrap(),
+            Value::Null,
+            long_ago,
+        )
+        .unwrap()
+    }
+
+    /// One holder at a time expires idle sessions; a cancelled loop ends and gives the lease
+    /// up, so another instance takes over at its next pass instead of after the lease.
+    #[tokio::test]
+    async fn one_instance_expires_and_a_clean_shutdown_hands_the_lease_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ChatStore> = Arc::new(
+            SqliteTaskStore::open(dir.path())
+                .await
+                .unwrap()
+                .chat_store(),
+        );
+        let idle = idle_session("old");
+        store.save(&idle).await.unwrap();
+        let interval = Duration::from_secs(60);
+        let a = ChatExpiry::new(store.clone(), Duration::from_secs(60), interval, "a".into());
+        let b = ChatExpiry::new(store.clone(), Duration::from_secs(60), interval, "b".into());
+
+        let ExpiryPass::Expired(expired) = a.run_once().await.unwrap() else {
+            panic!("a takes the free lease");
+        };
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].status, ChatStatus::Expired);
+        assert_eq!(b.run_once().await.unwrap(), ExpiryPass::NotHolder);
+
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(a.run(stop.clone()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), running)
+            .await
+            .expect("the loop ends on cancel")
+            .unwrap();
+        store.save(&idle_session("older")).await.unwrap();
+        let ExpiryPass::Expired(expired) = b.run_once().await.unwrap() else {
+            panic!("b takes over at once: a released the lease");
+        };
+        assert_eq!(expired.len(), 1);
+    }
+}
