@@ -40,6 +40,7 @@ use crate::store::eventstore::EventStore;
 use crate::store::progress::{ProgressReads, ProjectionStore};
 use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
 
+mod chat;
 mod runner;
 use crate::worker::{
     AdaptiveLimit, DelayScheduler, Dispatch, PoolConfig, ProcLoad, QueueSync, Reaper, Reconciler,
@@ -110,6 +111,8 @@ struct Backends {
     finishes: mpsc::Receiver<Finish>,
     /// Admin actions.
     audit: Arc<dyn AuditStore>,
+    /// Chat sessions, in the same database.
+    chat: Arc<dyn crate::store::chat::ChatStore>,
     /// What the AI side runs on.
     ai: runner::AiBackends,
 }
@@ -137,6 +140,7 @@ async fn connect(
             let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
             let projections = Arc::new(store.projection_store());
             Backends {
+                chat: Arc::new(store.chat_store()),
                 events: Arc::new(store.event_store(SnapshotPolicy::default())),
                 projections: projections.clone(),
                 progress: projections,
@@ -185,6 +189,7 @@ async fn connect(
                 Arc::new(RedisRateLimiter::new(redis.clone(), prefix));
             let projections = Arc::new(store.projection_store());
             Backends {
+                chat: Arc::new(store.chat_store()),
                 events: Arc::new(store.event_store(SnapshotPolicy::default())),
                 projections: projections.clone(),
                 progress: projections,
@@ -435,6 +440,18 @@ impl Application {
         let usage = backends.ai.usage.clone();
         let runner = runner::task_runner(&config.ai, backends.ai, &background)
             .context("building the AI providers")?;
+        let chat = chat::chat_service(
+            &config,
+            chat::ChatBackends {
+                store: backends.chat.clone(),
+                limiter: backends.limiter.clone(),
+                live: backends.bus.clone(),
+            },
+            &runner,
+            worker_id.as_str().to_owned(),
+            &background,
+            &shutdown,
+        );
         let mut pool = WorkerPool::new(
             worker_id,
             backends.store.clone(),
@@ -551,6 +568,7 @@ impl Application {
                 progress,
                 projections,
                 audit,
+                chat,
             },
             health,
         );

@@ -7,12 +7,14 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod chat;
 mod compat;
 mod providers;
 mod queues;
 mod traces;
 
 pub use crate::telemetry::traces::{DEFAULT_SERVICE_NAME, OtlpProtocol, TracesConfig};
+pub use chat::ChatConfig;
 pub use providers::{AiConfig, PROVIDERS, ProviderSettings, ProviderVars};
 
 use crate::telemetry::logging::{LogFormat, LogSettings};
@@ -146,6 +148,8 @@ pub struct Config {
     pub snapshot_policy: crate::domain::eventstore::SnapshotPolicy,
     /// The event store's projections.
     pub projections: ProjectionConfig,
+    /// Chat sessions (`CHAT_*`).
+    pub chat: ChatConfig,
 }
 
 /// How this instance takes part in the projections of the event store.
@@ -405,6 +409,8 @@ impl Config {
                 crate::domain::TaskType::ItemInfoGeneration => "TASK_TIMEOUT_ITEM_INFO_GENERATION",
                 crate::domain::TaskType::ImageGeneration => "TASK_TIMEOUT_IMAGE_GENERATION",
                 crate::domain::TaskType::TestCustomization => "TASK_TIMEOUT_TEST_CUSTOMIZATION",
+                // Not in ALL: chat turns are bounded by AI_REQUEST_TIMEOUT.
+                crate::domain::TaskType::Chat => continue,
             };
             if r.raw(var).is_some() {
                 task_timeouts.insert(t, r.duration(var, task_timeout, Duration::from_millis(100)));
@@ -482,6 +488,7 @@ impl Config {
         let snapshot_policy =
             crate::domain::eventstore::SnapshotPolicy::new(snapshot_every, snapshot_keep)
                 .unwrap_or_default();
+        let chat = r.chat();
         let projections = ProjectionConfig {
             enabled: r.flag("PROJECTIONS_ENABLED", true),
             batch_size: r.range("PROJECTION_BATCH_SIZE", 500u32, 1, 10_000),
@@ -539,6 +546,7 @@ impl Config {
             traces,
             snapshot_policy,
             projections,
+            chat,
         })
     }
 }

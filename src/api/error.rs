@@ -7,8 +7,9 @@ use serde_json::json;
 
 use crate::auth::AuthError;
 use crate::domain::DomainError;
+use crate::domain::chat::TurnRefusal;
 use crate::domain::redact::redact_owned;
-use crate::service::ServiceError;
+use crate::service::{ChatError, ServiceError};
 
 /// An error on its way to a client.
 #[derive(Debug)]
@@ -17,6 +18,8 @@ pub enum ApiError {
     Auth(AuthError),
     /// The service refused or failed.
     Service(ServiceError),
+    /// The chat service refused or failed.
+    Chat(ChatError),
     /// No route has this path.
     NoRoute {
         /// The request's method, for the message.
@@ -49,6 +52,12 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        Self::Chat(e)
+    }
+}
+
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         Self::Service(e.into())
@@ -76,6 +85,7 @@ impl ApiError {
                 tonic::Code::Unimplemented,
                 "method_not_allowed",
             ),
+            Self::Chat(e) => chat_class(e),
             Self::Service(e) => match e {
                 S::Invalid(_) => (
                     StatusCode::BAD_REQUEST,
@@ -137,6 +147,7 @@ impl ApiError {
         match self {
             Self::Auth(e) => e.to_string(),
             Self::Service(e) => e.to_string(),
+            Self::Chat(e) => e.to_string(),
             Self::NoRoute { method, path } => format!("no route for {method} {path}"),
             Self::MethodNotAllowed { method, path } => {
                 format!("method {method} is not allowed on {path}")
@@ -150,6 +161,7 @@ impl ApiError {
                 Some(retry_after.as_secs().max(1))
             }
             Self::Service(ServiceError::TooManyConnections(_)) => Some(1),
+            Self::Chat(e) => e.retry_after().map(|d| d.as_secs().max(1)),
             _ => None,
         }
     }
@@ -162,6 +174,72 @@ impl ApiError {
     /// The HTTP status alone, for building responses to framework rejections.
     pub fn http_status(&self) -> StatusCode {
         self.classify().0
+    }
+}
+
+/// The chat errors' statuses (see [`ApiError::classify`]).
+fn chat_class(e: &ChatError) -> (StatusCode, tonic::Code, &'static str) {
+    use ChatError as C;
+    match e {
+        C::Invalid(_) => (
+            StatusCode::BAD_REQUEST,
+            tonic::Code::InvalidArgument,
+            "invalid_argument",
+        ),
+        C::NotFound(_) => (StatusCode::NOT_FOUND, tonic::Code::NotFound, "not_found"),
+        C::Refused(TurnRefusal::NotActive { .. }) => (
+            StatusCode::CONFLICT,
+            tonic::Code::FailedPrecondition,
+            "session_not_active",
+        ),
+        C::Refused(TurnRefusal::MaxMessagesReached { .. }) => (
+            StatusCode::CONFLICT,
+            tonic::Code::FailedPrecondition,
+            "max_messages_reached",
+        ),
+        C::TurnInProgress(_) => (
+            StatusCode::CONFLICT,
+            tonic::Code::Aborted,
+            "turn_in_progress",
+        ),
+        C::RateLimited { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            tonic::Code::ResourceExhausted,
+            "resource_exhausted",
+        ),
+        C::Provider(_) => (
+            StatusCode::BAD_GATEWAY,
+            tonic::Code::Unavailable,
+            "provider_unavailable",
+        ),
+        C::Broken(_) => (
+            StatusCode::BAD_GATEWAY,
+            tonic::Code::Unavailable,
+            "stream_broken",
+        ),
+        C::Timeout(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            tonic::Code::DeadlineExceeded,
+            "deadline_exceeded",
+        ),
+        C::ShuttingDown | C::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            tonic::Code::Unavailable,
+            "unavailable",
+        ),
+        C::Internal => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            tonic::Code::Internal,
+            "internal",
+        ),
+    }
+}
+
+impl ApiError {
+    /// The `{"code", "message"}` object of an error, for error events inside a stream (SSE).
+    pub fn body(&self) -> serde_json::Value {
+        let (_, _, code) = self.classify();
+        json!({ "code": code, "message": self.message() })
     }
 }
 

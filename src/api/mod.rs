@@ -14,8 +14,8 @@ use axum::Router;
 use crate::auth::JwtKeys;
 use crate::service::audit::AuditLog;
 use crate::service::{
-    AdminService, EventStoreService, MetricsService, NotificationService, ProgressService,
-    ProjectionsService, ProvidersService, Readiness, StreamTickets, TaskService,
+    AdminService, ChatService, EventStoreService, MetricsService, NotificationService,
+    ProgressService, ProjectionsService, ProvidersService, Readiness, StreamTickets, TaskService,
 };
 
 /// What every handler can reach.
@@ -45,6 +45,8 @@ pub struct AppState {
     pub projections: ProjectionsService,
     /// Admin actions, as recorded.
     pub audit: AuditLog,
+    /// Deep-dive chat sessions.
+    pub chat: ChatService,
 }
 
 /// HTTP routes and gRPC services (with `health` and reflection) as one router: HTTP/1.1 and

@@ -193,6 +193,7 @@ const CHAIN_VARS: &[(TaskType, &str)] = &[
         "PROVIDER_CHAIN_TEST_CUSTOMIZATION",
     ),
     (TaskType::ImageGeneration, "PROVIDER_CHAIN_IMAGE_GENERATION"),
+    (TaskType::Chat, "PROVIDER_CHAIN_CHAT"),
 ];
 
 impl Reader<'_> {
@@ -208,7 +209,7 @@ impl Reader<'_> {
         }
     }
 
-    fn optional<T: std::str::FromStr<Err = String>>(
+    pub(super) fn optional<T: std::str::FromStr<Err = String>>(
         &mut self,
         var: &'static str,
         default: Option<&str>,

@@ -23,6 +23,11 @@ pub enum TaskEventType {
     TaskRetrying,
     /// Stopped on request.
     TaskCancelled,
+    /// A piece of a chat answer being written (live only, never stored: id 0; its
+    /// `task_id` is the chat session's id).
+    ChatDelta,
+    /// A chat answer ended: stored, or failed (live only, like [`Self::ChatDelta`]).
+    ChatDone,
 }
 
 impl TaskEventType {
@@ -36,6 +41,8 @@ impl TaskEventType {
             Self::TaskFailed => "TaskFailed",
             Self::TaskRetrying => "TaskRetrying",
             Self::TaskCancelled => "TaskCancelled",
+            Self::ChatDelta => "ChatDelta",
+            Self::ChatDone => "ChatDone",
         }
     }
 }
@@ -58,7 +65,7 @@ pub struct TaskEvent {
 
 impl TaskEventType {
     /// Every kind, for parsing stored names.
-    pub const ALL: [TaskEventType; 7] = [
+    pub const ALL: [TaskEventType; 9] = [
         Self::TaskCreated,
         Self::TaskStarted,
         Self::TaskProgress,
@@ -66,6 +73,8 @@ impl TaskEventType {
         Self::TaskFailed,
         Self::TaskRetrying,
         Self::TaskCancelled,
+        Self::ChatDelta,
+        Self::ChatDone,
     ];
 
     /// The kind with this stored name.
@@ -79,6 +88,19 @@ impl TaskEventType {
             self,
             Self::TaskCompleted | Self::TaskFailed | Self::TaskCancelled
         )
+    }
+}
+
+impl StoredEvent {
+    /// A live-only event: published to the user's streams as it happens, never stored, so it
+    /// has no per-user id (0), is not replayed on resume and does not move a client's cursor.
+    pub fn live(event: TaskEvent) -> Self {
+        Self { id: 0, event }
+    }
+
+    /// Whether this is a live-only event (see [`Self::live`]).
+    pub fn is_live_only(&self) -> bool {
+        self.id == 0
     }
 }
 

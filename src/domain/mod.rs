@@ -5,6 +5,7 @@
 //! testable with fixed times.
 
 pub mod audit;
+pub mod chat;
 mod error;
 mod event;
 pub mod eventstore;

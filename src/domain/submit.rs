@@ -127,6 +127,12 @@ impl NewTask {
         policy: &SubmitPolicy,
     ) -> Result<Self, DomainError> {
         let task_type: TaskType = request.task_type.parse()?;
+        if task_type == TaskType::Chat {
+            return Err(DomainError::Invalid(
+                "chat is not a task type; talk through /api/v1/chat/sessions (or ChatService)"
+                    .into(),
+            ));
+        }
         if task_type == TaskType::Echo && !policy.echo_enabled {
             return Err(DomainError::Invalid(
                 "task type \"echo\" is a development tool and is disabled here (ENABLE_ECHO=true turns it on)"

@@ -25,6 +25,10 @@ pub enum TaskType {
     ImageGeneration,
     /// Customise a test from an instruction (seed 000).
     TestCustomization,
+    /// A chat session's answer (seed 000's deep-dive chat). Not a type of task: it names the
+    /// provider attempts and usage rows of chat turns, which run outside the queue, so it is
+    /// not in [`TaskType::ALL`] and a task of this type is refused at submit.
+    Chat,
 }
 
 impl TaskType {
@@ -49,6 +53,7 @@ impl TaskType {
             Self::ItemInfoGeneration => "item_info_generation",
             Self::ImageGeneration => "image_generation",
             Self::TestCustomization => "test_customization",
+            Self::Chat => "chat",
         }
     }
 
@@ -74,6 +79,7 @@ impl FromStr for TaskType {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL
             .into_iter()
+            .chain([Self::Chat])
             .find(|t| t.as_str() == s)
             .ok_or_else(|| {
                 let known: Vec<_> = Self::ALL.iter().map(|t| t.as_str()).collect();

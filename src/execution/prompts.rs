@@ -15,7 +15,7 @@ pub fn request(task_type: TaskType, payload: &Value) -> Result<ChatRequest, Prov
         TaskType::ValidateSummary => validate_summary(payload),
         TaskType::ItemInfoGeneration => item_info(payload),
         TaskType::TestCustomization => test_customization(payload),
-        TaskType::Echo | TaskType::ExtractContent | TaskType::ImageGeneration => {
+        TaskType::Echo | TaskType::ExtractContent | TaskType::ImageGeneration | TaskType::Chat => {
             return Err(not_a_text_type(task_type));
         }
     };
@@ -113,7 +113,7 @@ pub fn result(
             }
             v
         }
-        TaskType::Echo | TaskType::ExtractContent | TaskType::ImageGeneration => {
+        TaskType::Echo | TaskType::ExtractContent | TaskType::ImageGeneration | TaskType::Chat => {
             return Err(not_a_text_type(task_type));
         }
     };

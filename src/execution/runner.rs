@@ -66,6 +66,11 @@ impl TaskRunner {
         &self.inner.router
     }
 
+    /// Where provider attempts are written, for other callers of the router (chat turns).
+    pub fn recorder(&self) -> Option<&AttemptRecorder> {
+        self.inner.recorder.as_ref()
+    }
+
     /// Cache hits and misses so far.
     pub fn cache_stats(&self) -> super::CacheStats {
         self.counters.read()

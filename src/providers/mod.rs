@@ -4,6 +4,7 @@ mod adapter;
 mod anthropic;
 mod breaker;
 mod budget;
+mod dev;
 mod echo;
 mod gemini;
 mod http;
@@ -29,6 +30,7 @@ pub use breaker::{
     Permit, RedisBreakers,
 };
 pub use budget::{Budget, BudgetHold};
+pub use dev::{DEV_CHAT_PROVIDER, DevChatAdapter};
 pub use echo::EchoProvider;
 pub use gemini::GeminiAdapter;
 pub use http::http_client;

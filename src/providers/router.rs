@@ -46,6 +46,13 @@ pub struct ProviderSpec {
 pub trait StreamSink: TokenSink {
     /// Everything received so far is void; a new answer follows.
     fn restart(&self, provider: &str);
+
+    /// Whether text already passed on cannot be taken back, so a provider failing now must
+    /// end the call instead of the router starting the answer over on the next one (a chat
+    /// client has shown the words). False by default: tasks restart their progress.
+    fn holds_fallback(&self) -> bool {
+        false
+    }
 }
 
 /// Called with each try as it is made.
@@ -237,6 +244,13 @@ impl Router {
         }
     }
 
+    /// The same router with `spec` added (the chat service's development provider), sharing
+    /// the breakers, rate limits, budget and call slots.
+    pub fn with_provider(mut self, spec: ProviderSpec) -> Self {
+        self.providers.insert(spec.adapter.name().to_owned(), spec);
+        self
+    }
+
     /// The same router making at most `max` provider calls at once.
     pub fn with_max_concurrent_calls(mut self, max: usize) -> Self {
         self.call_slots = Some(Arc::new(tokio::sync::Semaphore::new(max)));
@@ -288,7 +302,8 @@ impl Router {
             output_tokens: u64::from(request.max_tokens),
         };
         let mut streamed_from: Option<String> = None;
-        self.route(chain, Capability::Chat, estimate, ctx, |spec| {
+        let halt = || sink.holds_fallback();
+        self.route(chain, Capability::Chat, estimate, ctx, &halt, |spec| {
             if let Some(previous) = streamed_from.take() {
                 sink.restart(&previous);
             }
@@ -317,6 +332,7 @@ impl Router {
             Capability::ImageGeneration,
             Usage::default(),
             ctx,
+            &|| false,
             |spec| {
                 let adapter = spec.adapter.clone();
                 Box::pin(async move {
@@ -341,6 +357,7 @@ impl Router {
             Capability::ImageSearch,
             Usage::default(),
             ctx,
+            &|| false,
             |spec| {
                 let adapter = spec.adapter.clone();
                 Box::pin(async move {
@@ -359,6 +376,7 @@ impl Router {
         capability: Capability,
         estimate: Usage,
         ctx: &mut CallContext,
+        halt: &(dyn Fn() -> bool + Sync),
         mut call: impl FnMut(&'a ProviderSpec) -> CallFuture<'a, T>,
     ) -> Result<Routed<T>, ProviderError> {
         let mut last: Option<ProviderError> = None;
@@ -522,7 +540,7 @@ impl Router {
                         Some(e.message.clone()),
                         started,
                     ));
-                    if e.class == ErrorClass::NonRetryable {
+                    if e.class == ErrorClass::NonRetryable || halt() {
                         return Err(e);
                     }
                     if let Some(after) = e.retry_after {

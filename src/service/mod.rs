@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod audit;
+pub mod chat;
 mod error;
 pub mod eventstore;
 mod metrics;
@@ -21,6 +22,7 @@ mod tasks;
 mod tickets;
 
 pub use admin::{AdminService, DeadLetter, DeadLetterFilter, QueueStats, Selection};
+pub use chat::{ChatError, ChatExpiry, ChatService, ChatSettings};
 pub use error::ServiceError;
 pub use eventstore::{AllPage, EventStoreService, MAX_APPEND_BATCH};
 pub use metrics::{MetricsService, MetricsSources};

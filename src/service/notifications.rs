@@ -458,6 +458,11 @@ impl EventStream {
 
     /// Takes a live event: drops what was seen, reads back what is missing before it.
     async fn accept(&mut self, e: Arc<StoredEvent>) -> Result<(), StoreError> {
+        if e.is_live_only() {
+            // Outside the numbered sequence: nothing to check or fill.
+            self.pending.push_back(Queued::Event(e, true));
+            return Ok(());
+        }
         let user = &e.event.user_id;
         let last = match &mut self.cursor {
             Cursor::User { last, .. } => *last,
@@ -497,6 +502,11 @@ impl EventStream {
     /// Passes `e` on if it is new and wanted; advances the cursor either way. `live`: it came
     /// from the hub (its age is the delivery lag), not read back from the store.
     fn pass(&mut self, e: Arc<StoredEvent>, live: bool) -> Option<StreamItem> {
+        if e.is_live_only() {
+            // Chat deltas: passed on as they come, for the whole user stream only (a task
+            // filter names a task, and they belong to no task).
+            return self.task.is_none().then_some(StreamItem::Event(e));
+        }
         let last = match &mut self.cursor {
             Cursor::User { last, .. } => last,
             Cursor::All(lasts) => lasts.entry(e.event.user_id.clone()).or_insert(0),

@@ -10,6 +10,7 @@
 
 mod after_commit;
 pub mod audit;
+pub mod chat;
 mod error;
 pub mod eventstore;
 mod notifications;

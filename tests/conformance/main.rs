@@ -23,6 +23,7 @@ mod fixtures;
 
 mod audit;
 mod breakers;
+mod chat;
 mod claims;
 mod dead_letters;
 mod event_store;

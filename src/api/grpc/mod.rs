@@ -1,7 +1,9 @@
-//! gRPC services: `ai.integration.v1` TaskService, AdminService, NotificationService and
-//! ProviderService, `grpc.health.v1.Health` and reflection.
+//! gRPC services: `ai.integration.v1` TaskService, AdminService, NotificationService,
+//! ProviderService, EventStoreService, ProgressService and ChatService, `grpc.health.v1.Health`
+//! and reflection.
 
 pub mod admin;
+mod chat;
 pub mod convert;
 mod eventstore;
 pub mod health;
@@ -16,6 +18,7 @@ use axum::Router;
 
 use super::AppState;
 use super::proto::admin_service_server::AdminServiceServer;
+use super::proto::chat_service_server::ChatServiceServer;
 use super::proto::event_store_service_server::EventStoreServiceServer;
 use super::proto::notification_service_server::NotificationServiceServer;
 use super::proto::progress_service_server::ProgressServiceServer;
@@ -61,6 +64,7 @@ pub fn routes(state: AppState, health: health::HealthApi) -> Router {
         .add_service(ProgressServiceServer::new(progress::ProgressApi::new(
             state.clone(),
         )))
+        .add_service(ChatServiceServer::new(chat::ChatApi::new(state.clone())))
         .add_service(tonic_health::pb::health_server::HealthServer::new(health))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

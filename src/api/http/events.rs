@@ -185,7 +185,8 @@ fn sse_event(item: StreamItem, resumable: bool) -> Event {
             let out = Event::default()
                 .event(e.event.kind.as_str())
                 .data(event_json(&e));
-            if resumable {
+            // A live-only event has no id to resume from: it must not move Last-Event-ID.
+            if resumable && !e.is_live_only() {
                 out.id(e.id.to_string())
             } else {
                 out

@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit;
+mod chat;
 pub mod events;
 mod eventstore;
 mod jobs;
@@ -24,7 +25,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 
 use super::AppState;
 use super::error::ApiError;
@@ -102,6 +103,15 @@ pub fn routes(state: AppState) -> Router {
         .route(
             "/api/v1/admin/projections/{name}/resume",
             post(projections::resume),
+        )
+        .route("/api/v1/chat/sessions", post(chat::start).get(chat::list))
+        .route(
+            "/api/v1/chat/sessions/{session_id}",
+            get(chat::get).merge(delete(chat::close)),
+        )
+        .route(
+            "/api/v1/chat/sessions/{session_id}/messages",
+            post(chat::send),
         )
         .route("/api/v1/events", get(events::sse))
         .route("/api/v1/events/ticket", post(tickets::mint))

@@ -1,0 +1,209 @@
+//! `/api/v1/chat/sessions`: deep-dive chat sessions. Sending a message answers with an SSE
+//! stream of deltas when the client accepts `text/event-stream`, else with JSON once the
+//! answer is complete.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::json::Body;
+use crate::api::AppState;
+use crate::api::auth::Authenticated;
+use crate::api::error::ApiError;
+use crate::domain::chat::Turn;
+use crate::service::chat::{ChatEvent, ChatReply};
+use crate::service::{ChatError, ServiceError};
+
+/// `POST /api/v1/chat/sessions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    item_id: String,
+    #[serde(default)]
+    context: Value,
+}
+
+/// `POST /api/v1/chat/sessions/{id}/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    content: String,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// `?page_size=&page_token=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    page_size: u32,
+    #[serde(default)]
+    page_token: String,
+}
+
+/// `?after_seq=&page_size=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagesQuery {
+    #[serde(default)]
+    after_seq: u32,
+    #[serde(default)]
+    page_size: u32,
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|r| ServiceError::Invalid(r.body_text()).into())
+}
+
+/// `POST /api/v1/chat/sessions`: 201 and the new session, or 200 and the active one about the
+/// same item.
+pub async fn start(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Body(req): Body<StartRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (session, created) = state
+        .chat
+        .start_session(&caller.user_id, &req.item_id, req.context)
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!(session))))
+}
+
+/// `GET /api/v1/chat/sessions`: `{"sessions", "next_page_token"}`, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = query(q)?;
+    let page = state
+        .chat
+        .list_sessions(&caller.user_id, q.page_size, &q.page_token)
+        .await?;
+    Ok(Json(json!({
+        "sessions": page.items,
+        "next_page_token": page.next_page_token,
+    })))
+}
+
+/// `GET /api/v1/chat/sessions/{id}`: the session with its `messages` (a page: `after_seq`,
+/// `page_size`).
+pub async fn get(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    q: Result<Query<MessagesQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = query(q)?;
+    let (session, messages) = state
+        .chat
+        .session_with_messages(&caller.user_id, &id, q.after_seq, q.page_size)
+        .await?;
+    let mut body = json!(session);
+    body["messages"] = json!(messages);
+    Ok(Json(body))
+}
+
+/// `DELETE /api/v1/chat/sessions/{id}`: closes it; 200 and the closed session.
+pub async fn close(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let session = state.chat.close_session(&caller.user_id, &id).await?;
+    Ok(Json(json!(session)))
+}
+
+/// `POST /api/v1/chat/sessions/{id}/messages`: SSE (`delta` events, then `message`, or
+/// `error`) when the client accepts `text/event-stream`, else 200 and
+/// `{"question", "message", "replayed"}` once the answer is stored.
+pub async fn send(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(req): Body<MessageRequest>,
+) -> Result<Response, ApiError> {
+    let reply = state
+        .chat
+        .send_message(
+            &caller.user_id,
+            &id,
+            &req.content,
+            req.idempotency_key.as_deref(),
+        )
+        .await?;
+    let wants_sse = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if wants_sse {
+        return Ok(Sse::new(sse_events(reply))
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
+    let replayed = reply.replayed;
+    let mut events = reply.events;
+    while let Some(event) = events.recv().await {
+        match event {
+            ChatEvent::Delta(_) => {}
+            ChatEvent::Answered(turn) => return Ok(Json(answered(&turn, replayed)).into_response()),
+            ChatEvent::Failed(e) => return Err(e.into()),
+        }
+    }
+    Err(ChatError::Internal.into())
+}
+
+/// The body of a stored answer.
+fn answered(turn: &Turn, replayed: bool) -> Value {
+    json!({
+        "question": turn.question,
+        "message": turn.answer,
+        "replayed": replayed,
+    })
+}
+
+/// The reply as SSE: `delta` `{"text"}`, then `message` (as the JSON answer) or `error`
+/// `{"code", "message"}`.
+fn sse_events(reply: ChatReply) -> impl Stream<Item = Result<Event, Infallible>> {
+    let replayed = reply.replayed;
+    futures::stream::unfold(Some(reply.events), move |rx| async move {
+        let mut rx = rx?;
+        let event = rx.recv().await?;
+        Some(match event {
+            ChatEvent::Delta(text) => (
+                Ok(Event::default()
+                    .event("delta")
+                    .data(json!({ "text": text }).to_string())),
+                Some(rx),
+            ),
+            ChatEvent::Answered(turn) => (
+                Ok(Event::default()
+                    .event("message")
+                    .data(answered(&turn, replayed).to_string())),
+                None,
+            ),
+            ChatEvent::Failed(e) => (
+                Ok(Event::default()
+                    .event("error")
+                    .data(ApiError::from(e).body().to_string())),
+                None,
+            ),
+        })
+    })
+}
