@@ -25,6 +25,7 @@ use crate::group_commit::Gather;
 use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
+use crate::service::dashboard::StateSources;
 use crate::service::projections::{FeedingPublisher, Finish, RunnerSettings, TaskFeed, task_feed};
 use crate::service::{
     AdminService, MetricsService, MetricsSources, NotificationService, ProvidersService,
@@ -36,8 +37,13 @@ use crate::service::{
 };
 use crate::store::eventstore::EventStore;
 use crate::store::progress::{ProgressReads, ProjectionStore};
-use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
+use crate::store::{
+    NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore, WorkerDirectory,
+};
+use crate::telemetry::live::LiveCounters;
+use crate::telemetry::live::board::{MemoryBoard, RedisBoard, SampleBoard};
 
+mod dashboard;
 mod runner;
 use crate::worker::{
     AdaptiveLimit, DelayScheduler, Dispatch, PoolConfig, ProcLoad, QueueSync, Reaper, Reconciler,
@@ -108,6 +114,10 @@ struct Backends {
     finishes: mpsc::Receiver<Finish>,
     /// What the AI side runs on.
     ai: runner::AiBackends,
+    /// The `workers` table, for the dashboard.
+    workers: Arc<dyn WorkerDirectory>,
+    /// Where instances share their live counters with the dashboard.
+    board: Arc<dyn SampleBoard>,
 }
 
 async fn connect(
@@ -143,6 +153,8 @@ async fn connect(
                 bus,
                 queue: Arc::new(MemoryQueue::with_queues(config.queues.clone())),
                 limiter: limiter.clone(),
+                workers: store.clone(),
+                board: Arc::new(MemoryBoard::new()),
                 ai: runner::AiBackends {
                     usage: store,
                     breakers: Arc::new(MemoryBreakers::new(config.ai.breaker)),
@@ -194,6 +206,8 @@ async fn connect(
                         .context("connecting to Redis")?,
                 ),
                 limiter: limiter.clone(),
+                workers: store.clone(),
+                board: Arc::new(RedisBoard::new(redis.clone(), prefix)),
                 ai: runner::AiBackends {
                     usage: store,
                     breakers: Arc::new(RedisBreakers::new(
@@ -299,6 +313,7 @@ impl Application {
         );
         let host = hostname();
         let worker_id = WorkerId::generate(&host);
+        let live = Arc::new(LiveCounters::new());
 
         let head = StoreHead::new();
         background.spawn(head.clone().run(
@@ -360,7 +375,8 @@ impl Application {
             &background,
             commits,
             config.direct_dispatch.then(|| dispatch.clone()),
-        );
+        )
+        .with_live_counters(live.clone());
         if config.adaptive_pool {
             let adaptive = AdaptiveLimit::new(
                 slots.clone(),
@@ -393,10 +409,10 @@ impl Application {
         background.spawn(reaper.run(shutdown.child_token()));
 
         let usage = backends.ai.usage.clone();
-        let runner = runner::task_runner(&config.ai, backends.ai, &background)
+        let runner = runner::task_runner(&config.ai, backends.ai, live.clone(), &background)
             .context("building the AI providers")?;
         let mut pool = WorkerPool::new(
-            worker_id,
+            worker_id.clone(),
             backends.store.clone(),
             backends.queue.clone(),
             runner.clone(),
@@ -411,7 +427,8 @@ impl Application {
             },
         )
         .with_retry_waker(retry_wake)
-        .with_queues(states.clone(), slots.clone());
+        .with_queues(states.clone(), slots.clone())
+        .with_live_counters(live.clone());
         if config.direct_dispatch {
             pool = pool.with_dispatch(dispatch, dispatched);
         }
@@ -463,6 +480,22 @@ impl Application {
                 projections: projections.clone(),
             },
         );
+        let dashboard = dashboard::start(
+            &worker_id,
+            live,
+            backends.board.clone(),
+            slots.clone(),
+            StateSources {
+                queue: backends.queue.clone(),
+                states: states.clone(),
+                runner: runner.clone(),
+                store: backends.store.clone(),
+                usage: usage.clone(),
+                workers: backends.workers.clone(),
+            },
+            &background,
+            &shutdown,
+        );
         let queues = QueueService::new(
             backends.store.clone(),
             backends.queues.clone(),
@@ -504,6 +537,7 @@ impl Application {
                 eventstore,
                 progress,
                 projections,
+                dashboard,
             },
             health,
         );

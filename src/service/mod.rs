@@ -1,8 +1,9 @@
 //! The use cases the APIs call: tasks, notifications and stream tickets, queues, admin,
-//! providers and usage, readiness, the event store, its projections and the progress read
-//! models. Each in its own file or folder.
+//! providers and usage, the dashboard's live view, readiness, the event store, its
+//! projections and the progress read models. Each in its own file or folder.
 
 mod admin;
+pub mod dashboard;
 mod error;
 pub mod eventstore;
 mod metrics;
@@ -19,6 +20,7 @@ mod tasks;
 mod tickets;
 
 pub use admin::{AdminService, DeadLetter, DeadLetterFilter, QueueStats, Selection};
+pub use dashboard::{DashboardFeed, DashboardService};
 pub use error::ServiceError;
 pub use eventstore::{AllPage, EventStoreService, MAX_APPEND_BATCH};
 pub use metrics::{MetricsService, MetricsSources};

@@ -16,17 +16,17 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Headless Chromium driven over the DevTools protocol (real time, unlike `--dump-dom` with
 /// virtual time, which can finish before the server has run the task).
-struct Browser {
+pub(crate) struct Browser {
     _child: tokio::process::Child,
     _profile: tempfile::TempDir,
-    page: Ws,
+    pub(crate) page: Ws,
     next_id: u64,
     /// DevTools events received so far (`Network.*` once [`Self::watch_network`] ran).
-    events: Vec<Value>,
+    pub(crate) events: Vec<Value>,
 }
 
 impl Browser {
-    async fn launch() -> Self {
+    pub(crate) async fn launch() -> Self {
         let profile = tempfile::tempdir().expect("profile dir");
         let child = tokio::process::Command::new(CHROMIUM)
             .args([
@@ -96,7 +96,7 @@ impl Browser {
     }
 
     /// Calls a DevTools method and returns its result.
-    async fn call(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) async fn call(&mut self, method: &str, params: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
         let msg = json!({"id": id, "method": method, "params": params}).to_string();
@@ -160,7 +160,7 @@ impl Browser {
     }
 
     /// Evaluates a JavaScript expression in the page.
-    async fn eval(&mut self, expr: &str) -> Value {
+    pub(crate) async fn eval(&mut self, expr: &str) -> Value {
         let r = self
             .call(
                 "Runtime.evaluate",
@@ -172,7 +172,7 @@ impl Browser {
 }
 
 /// Whether Chromium is here; in CI it must be.
-fn chromium_available() -> bool {
+pub(crate) fn chromium_available() -> bool {
     if std::path::Path::new(CHROMIUM).exists() {
         return true;
     }

@@ -10,6 +10,8 @@ mod admin;
 mod ai;
 mod bad_input;
 mod browser;
+mod dashboard;
+mod dashboard_browser;
 mod eventstore;
 mod eventstore_grpc;
 mod fallback;
