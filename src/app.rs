@@ -26,6 +26,7 @@ use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::service::audit::AuditLog;
+use crate::service::dashboard::StateSources;
 use crate::service::projections::{FeedingPublisher, Finish, RunnerSettings, TaskFeed, task_feed};
 use crate::service::{
     AdminService, MetricsService, MetricsSources, NotificationService, ProvidersService,
@@ -38,9 +39,14 @@ use crate::service::{
 use crate::store::audit::AuditStore;
 use crate::store::eventstore::EventStore;
 use crate::store::progress::{ProgressReads, ProjectionStore};
-use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
+use crate::store::{
+    NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore, WorkerDirectory,
+};
+use crate::telemetry::live::LiveCounters;
+use crate::telemetry::live::board::{MemoryBoard, RedisBoard, SampleBoard};
 
 mod chat;
+mod dashboard;
 mod runner;
 use crate::worker::{
     AdaptiveLimit, DelayScheduler, Dispatch, PoolConfig, ProcLoad, QueueSync, Reaper, Reconciler,
@@ -115,6 +121,10 @@ struct Backends {
     chat: Arc<dyn crate::store::chat::ChatStore>,
     /// What the AI side runs on.
     ai: runner::AiBackends,
+    /// The `workers` table, for the dashboard.
+    workers: Arc<dyn WorkerDirectory>,
+    /// Where instances share their live counters with the dashboard.
+    board: Arc<dyn SampleBoard>,
 }
 
 async fn connect(
@@ -152,6 +162,8 @@ async fn connect(
                 bus,
                 queue: Arc::new(MemoryQueue::with_queues(config.queues.clone())),
                 limiter: limiter.clone(),
+                workers: store.clone(),
+                board: Arc::new(MemoryBoard::new()),
                 ai: runner::AiBackends {
                     usage: store,
                     breakers: Arc::new(MemoryBreakers::new(config.ai.breaker)),
@@ -205,6 +217,8 @@ async fn connect(
                         .context("connecting to Redis")?,
                 ),
                 limiter: limiter.clone(),
+                workers: store.clone(),
+                board: Arc::new(RedisBoard::new(redis.clone(), prefix)),
                 ai: runner::AiBackends {
                     usage: store,
                     breakers: Arc::new(RedisBreakers::new(
@@ -342,6 +356,7 @@ impl Application {
         );
         let host = hostname();
         let worker_id = WorkerId::generate(&host);
+        let live = Arc::new(LiveCounters::new());
 
         let head = StoreHead::new();
         background.spawn(head.clone().run(
@@ -405,7 +420,8 @@ impl Application {
             &background,
             commits,
             config.direct_dispatch.then(|| dispatch.clone()),
-        );
+        )
+        .with_live_counters(live.clone());
         if config.adaptive_pool {
             let adaptive = AdaptiveLimit::new(
                 slots.clone(),
@@ -438,7 +454,7 @@ impl Application {
         background.spawn(reaper.run(shutdown.child_token()));
 
         let usage = backends.ai.usage.clone();
-        let runner = runner::task_runner(&config.ai, backends.ai, &background)
+        let runner = runner::task_runner(&config.ai, backends.ai, live.clone(), &background)
             .context("building the AI providers")?;
         let chat = chat::chat_service(
             &config,
@@ -453,7 +469,7 @@ impl Application {
             &shutdown,
         );
         let mut pool = WorkerPool::new(
-            worker_id,
+            worker_id.clone(),
             backends.store.clone(),
             backends.queue.clone(),
             runner.clone(),
@@ -468,7 +484,8 @@ impl Application {
             },
         )
         .with_retry_waker(retry_wake)
-        .with_queues(states.clone(), slots.clone());
+        .with_queues(states.clone(), slots.clone())
+        .with_live_counters(live.clone());
         if config.direct_dispatch {
             pool = pool.with_dispatch(dispatch, dispatched);
         }
@@ -520,6 +537,22 @@ impl Application {
                 projections: projections.clone(),
             },
         );
+        let dashboard = dashboard::start(
+            &worker_id,
+            live,
+            backends.board.clone(),
+            slots.clone(),
+            StateSources {
+                queue: backends.queue.clone(),
+                states: states.clone(),
+                runner: runner.clone(),
+                store: backends.store.clone(),
+                usage: usage.clone(),
+                workers: backends.workers.clone(),
+            },
+            &background,
+            &shutdown,
+        );
         let queues = QueueService::new(
             backends.store.clone(),
             backends.queues.clone(),
@@ -569,6 +602,7 @@ impl Application {
                 projections,
                 audit,
                 chat,
+                dashboard,
             },
             health,
         );

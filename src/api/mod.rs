@@ -14,8 +14,9 @@ use axum::Router;
 use crate::auth::JwtKeys;
 use crate::service::audit::AuditLog;
 use crate::service::{
-    AdminService, ChatService, EventStoreService, MetricsService, NotificationService,
-    ProgressService, ProjectionsService, ProvidersService, Readiness, StreamTickets, TaskService,
+    AdminService, ChatService, DashboardService, EventStoreService, MetricsService,
+    NotificationService, ProgressService, ProjectionsService, ProvidersService, Readiness,
+    StreamTickets, TaskService,
 };
 
 /// What every handler can reach.
@@ -47,6 +48,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// Deep-dive chat sessions.
     pub chat: ChatService,
+    /// The operator dashboard's live view.
+    pub dashboard: DashboardService,
 }
 
 /// HTTP routes and gRPC services (with `health` and reflection) as one router: HTTP/1.1 and

@@ -15,6 +15,7 @@ use crate::providers::{
 };
 use crate::ratelimit::RateLimiter;
 use crate::store::UsageStore;
+use crate::telemetry::live::LiveCounters;
 
 /// The shared state the AI side runs on.
 pub struct AiBackends {
@@ -76,6 +77,7 @@ fn provider_specs(config: &AiConfig) -> anyhow::Result<Vec<ProviderSpec>> {
 pub fn task_runner(
     config: &AiConfig,
     backends: AiBackends,
+    live: Arc<LiveCounters>,
     tracker: &TaskTracker,
 ) -> anyhow::Result<TaskRunner> {
     let mut router = Router::new(
@@ -99,7 +101,7 @@ pub fn task_runner(
         }),
         cache: backends.cache,
         cache_ttl: config.cache_ttl,
-        recorder: Some(AttemptRecorder::spawn(backends.usage, tracker)),
+        recorder: Some(AttemptRecorder::spawn(backends.usage, tracker).with_live_counters(live)),
         extraction_fallback: config.extraction_fallback,
     }))
 }

@@ -7,8 +7,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::domain::ProviderAttempt;
+use crate::domain::{AttemptOutcome, ProviderAttempt};
 use crate::store::UsageStore;
+use crate::telemetry::live::LiveCounters;
 
 /// Most attempts written in one statement.
 const BATCH: usize = 500;
@@ -23,6 +24,8 @@ const GATHER: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub struct AttemptRecorder {
     tx: mpsc::UnboundedSender<ProviderAttempt>,
+    /// The dashboard's counters, told of each call as it is queued.
+    live: Option<Arc<LiveCounters>>,
 }
 
 impl AttemptRecorder {
@@ -55,11 +58,31 @@ impl AttemptRecorder {
                 batch.clear();
             }
         });
-        Self { tx }
+        Self { tx, live: None }
+    }
+
+    /// Also counts each call in `live`, for the dashboard.
+    pub fn with_live_counters(mut self, live: Arc<LiveCounters>) -> Self {
+        self.live = Some(live);
+        self
     }
 
     /// Queues `attempt` for writing.
     pub fn record(&self, attempt: ProviderAttempt) {
+        if let Some(live) = &self.live {
+            let skipped = matches!(
+                attempt.outcome,
+                AttemptOutcome::SkippedBreaker | AttemptOutcome::SkippedRateLimit
+            );
+            if !skipped {
+                live.provider_call(
+                    &attempt.provider,
+                    attempt.outcome == AttemptOutcome::Ok,
+                    attempt.latency_ms,
+                    u64::try_from(attempt.cost.0).unwrap_or(0),
+                );
+            }
+        }
         let _ = self.tx.send(attempt);
     }
 }

@@ -1,10 +1,11 @@
 //! The use cases the APIs call: tasks, notifications and stream tickets, queues, admin,
-//! providers and usage, readiness, the event store, its projections and the progress read
-//! models. Each in its own file or folder.
+//! providers and usage, the dashboard's live view, readiness, the event store, its
+//! projections and the progress read models. Each in its own file or folder.
 
 mod admin;
 pub mod audit;
 pub mod chat;
+pub mod dashboard;
 mod error;
 pub mod eventstore;
 mod metrics;
@@ -23,6 +24,7 @@ mod tickets;
 
 pub use admin::{AdminService, DeadLetter, DeadLetterFilter, QueueStats, Selection};
 pub use chat::{ChatError, ChatExpiry, ChatService, ChatSettings};
+pub use dashboard::{DashboardFeed, DashboardService};
 pub use error::ServiceError;
 pub use eventstore::{AllPage, EventStoreService, MAX_APPEND_BATCH};
 pub use metrics::{MetricsService, MetricsSources};

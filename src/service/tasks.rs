@@ -15,6 +15,7 @@ use crate::group_commit::{Batcher, Gather};
 use crate::queue::{TaskQueue, push_or_defer};
 use crate::ratelimit::{Decision, Rate, RateLimiter};
 use crate::store::{Inserted, StoreError, TaskFilter, TaskStore};
+use crate::telemetry::live::LiveCounters;
 use crate::telemetry::{metrics, traces};
 use crate::worker::{DirectStarts, Dispatch};
 
@@ -77,6 +78,8 @@ pub struct TaskService {
     depth: Arc<QueueDepth>,
     /// Enforces `USER_SUBMIT_RATE` across instances.
     limiter: Arc<dyn RateLimiter>,
+    /// The dashboard's counters, told of each accepted task.
+    live: Arc<LiveCounters>,
 }
 
 impl TaskService {
@@ -106,7 +109,14 @@ impl TaskService {
             limits,
             depth: Arc::new(QueueDepth::new()),
             limiter,
+            live: Arc::new(LiveCounters::new()),
         }
+    }
+
+    /// Counts each accepted task in `live`, for the dashboard.
+    pub fn with_live_counters(mut self, live: Arc<LiveCounters>) -> Self {
+        self.live = live;
+        self
     }
 
     /// Stores and queues `requests` (all or none) and returns the tasks in request order. A
@@ -155,6 +165,7 @@ impl TaskService {
         starts.committed(&inserted);
         for i in inserted.iter().filter(|i| i.created) {
             metrics::tasks_submitted(i.task.task_type, i.task.queue, 1);
+            self.live.submitted(i.task.queue, i.task.task_type, 1);
             // The payload is the user's text: the log output masks PII in it.
             tracing::debug!(
                 task_id = %i.task.id,

@@ -23,6 +23,7 @@ mod sqlite;
 mod testing;
 mod tickets;
 mod usage;
+pub mod workers;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -44,6 +45,7 @@ pub use sqlite::{CheckpointPass, Checkpointer};
 pub use testing::TaskStoreTesting;
 pub use tickets::{NewStreamTicket, StreamGrant, TicketHash};
 pub use usage::{ProviderStats, Reservation, Spend, UsageStore, UsageSummary};
+pub use workers::{WorkerDirectory, WorkerRecord};
 
 /// The outcome of inserting one task.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! What operators watch the service by: Prometheus metrics (`metrics/`), OpenTelemetry traces
-//! (`traces.rs`) and the log output (`logging.rs`).
+//! (`traces.rs`), the log output (`logging.rs`) and the dashboard's live counters (`live/`).
 
+pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod traces;

@@ -20,6 +20,7 @@ use crate::execution::{TaskRunner, TokenCollector};
 use crate::group_commit::{BatchError, Batcher};
 use crate::queue::{QueueEntry, TaskQueue};
 use crate::store::{Finish, Outcome, StoreError};
+use crate::telemetry::live::LiveCounters;
 use crate::telemetry::metrics::{self, AttemptEnd};
 use crate::telemetry::traces;
 
@@ -35,6 +36,8 @@ pub(super) struct Shared {
     pub(super) finishes: Batcher<Finish, bool, StoreError>,
     pub(super) retry_base_delay: Duration,
     pub(super) retry_wake: Arc<Notify>,
+    /// The dashboard's counters.
+    pub(super) live: Arc<LiveCounters>,
 }
 
 /// Tries to write an outcome while the database is unreachable, and the pause before the
@@ -218,6 +221,10 @@ async fn run_attempt(
                 end,
                 ran,
             );
+            let latency = (now - due).to_std().unwrap_or_default();
+            shared
+                .live
+                .attempt_ended(task.queue, task.task_type, end, latency);
             if let Some(due) = retry_at {
                 match shared
                     .queue

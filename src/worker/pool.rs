@@ -21,6 +21,7 @@ use crate::execution::TaskRunner;
 use crate::group_commit::{Batcher, Gather};
 use crate::queue::{PopRequest, QueueStates, TaskQueue, push_or_defer};
 use crate::store::{Finish, TaskStore};
+use crate::telemetry::live::LiveCounters;
 
 /// Most finished attempts written in one transaction.
 const FINISH_BATCH: usize = 1000;
@@ -64,6 +65,8 @@ pub struct WorkerPool {
     /// Tasks that submits started directly (see [`Dispatch`]), with the dispatch to tell what
     /// each pop found.
     dispatch: Option<(Arc<Dispatch>, mpsc::UnboundedReceiver<Dispatched>)>,
+    /// The dashboard's counters, told how each attempt ended.
+    live: Arc<LiveCounters>,
 }
 
 impl WorkerPool {
@@ -87,6 +90,7 @@ impl WorkerPool {
             states,
             slots,
             dispatch: None,
+            live: Arc::new(LiveCounters::new()),
         }
     }
 
@@ -112,6 +116,12 @@ impl WorkerPool {
     /// Rings `wake` whenever a retry is parked, so the delay scheduler promotes it on time.
     pub fn with_retry_waker(mut self, wake: Arc<Notify>) -> Self {
         self.retry_wake = wake;
+        self
+    }
+
+    /// Counts each attempt's end in `live`, for the dashboard.
+    pub fn with_live_counters(mut self, live: Arc<LiveCounters>) -> Self {
+        self.live = live;
         self
     }
 
@@ -146,6 +156,7 @@ impl WorkerPool {
             finishes,
             retry_base_delay: self.config.retry_base_delay,
             retry_wake: self.retry_wake.clone(),
+            live: self.live.clone(),
         });
         let running = TaskTracker::new();
         let abort = CancellationToken::new();

@@ -19,10 +19,10 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 pub(crate) struct Browser {
     _child: tokio::process::Child,
     _profile: tempfile::TempDir,
-    page: Ws,
+    pub(crate) page: Ws,
     next_id: u64,
     /// DevTools events received so far (`Network.*` once [`Self::watch_network`] ran).
-    events: Vec<Value>,
+    pub(crate) events: Vec<Value>,
 }
 
 impl Browser {

@@ -16,6 +16,8 @@ mod chat;
 mod chat_browser;
 mod chat_grpc;
 mod chat_support;
+mod dashboard;
+mod dashboard_browser;
 mod eventstore;
 mod eventstore_grpc;
 mod fallback;

@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod chat;
+mod dashboard;
 pub mod events;
 mod eventstore;
 mod jobs;
@@ -55,6 +56,10 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/v1/admin/queues/{name}/pause", post(queues::pause))
         .route("/api/v1/admin/queues/{name}/resume", post(queues::resume))
         .route("/api/v1/admin/dead-letters", get(admin::dead_letters))
+        .route("/api/v1/admin/dashboard/stream", get(dashboard::stream))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/dashboard.js", get(dashboard::script))
+        .route("/dashboard/dashboard.css", get(dashboard::style))
         .route("/api/v1/admin/dead-letters/requeue", post(admin::requeue))
         .route("/api/v1/admin/dead-letters/purge", post(admin::purge))
         .route("/api/v1/tasks/{task_id}/attempts", get(providers::attempts))

@@ -36,6 +36,7 @@ mod task_store;
 mod tasks;
 mod testing;
 mod usage;
+mod workers;
 
 use std::future::Future;
 
