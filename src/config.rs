@@ -362,6 +362,7 @@ impl Config {
                 crate::domain::TaskType::ItemInfoGeneration => "TASK_TIMEOUT_ITEM_INFO_GENERATION",
                 crate::domain::TaskType::ImageGeneration => "TASK_TIMEOUT_IMAGE_GENERATION",
                 crate::domain::TaskType::TestCustomization => "TASK_TIMEOUT_TEST_CUSTOMIZATION",
+                crate::domain::TaskType::Prompt => "TASK_TIMEOUT_PROMPT",
             };
             if r.raw(var).is_some() {
                 task_timeouts.insert(t, r.duration(var, task_timeout, Duration::from_millis(100)));

@@ -190,6 +190,7 @@ const CHAIN_VARS: &[(TaskType, &str)] = &[
         "PROVIDER_CHAIN_TEST_CUSTOMIZATION",
     ),
     (TaskType::ImageGeneration, "PROVIDER_CHAIN_IMAGE_GENERATION"),
+    (TaskType::Prompt, "PROVIDER_CHAIN_PROMPT"),
 ];
 
 impl Reader<'_> {

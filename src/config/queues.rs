@@ -23,6 +23,7 @@ fn route_var(t: TaskType) -> &'static str {
         TaskType::ItemInfoGeneration => "QUEUE_ROUTE_ITEM_INFO_GENERATION",
         TaskType::ImageGeneration => "QUEUE_ROUTE_IMAGE_GENERATION",
         TaskType::TestCustomization => "QUEUE_ROUTE_TEST_CUSTOMIZATION",
+        TaskType::Prompt => "QUEUE_ROUTE_PROMPT",
     }
 }
 

@@ -25,11 +25,13 @@ pub enum TaskType {
     ImageGeneration,
     /// Customise a test from an instruction (seed 000).
     TestCustomization,
+    /// A generic prompt, optionally answered as JSON matching a schema (pipeline stages).
+    Prompt,
 }
 
 impl TaskType {
     /// Every type, for parsing and listing.
-    pub const ALL: [TaskType; 7] = [
+    pub const ALL: [TaskType; 8] = [
         Self::Echo,
         Self::Summarize,
         Self::ExtractContent,
@@ -37,6 +39,7 @@ impl TaskType {
         Self::ItemInfoGeneration,
         Self::ImageGeneration,
         Self::TestCustomization,
+        Self::Prompt,
     ];
 
     /// The wire and storage name.
@@ -49,6 +52,7 @@ impl TaskType {
             Self::ItemInfoGeneration => "item_info_generation",
             Self::ImageGeneration => "image_generation",
             Self::TestCustomization => "test_customization",
+            Self::Prompt => "prompt",
         }
     }
 
