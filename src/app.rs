@@ -19,12 +19,13 @@ use crate::bus::{EventBus, Hub, HubConfig, MemoryBus, RedisBus};
 use crate::config::{Backend, Config, Secret};
 use crate::domain::eventstore::SnapshotPolicy;
 use crate::domain::payload::MAX_ECHO_DELAY_MS;
-use crate::domain::{SubmitPolicy, UserId, WorkerId};
+use crate::domain::{SubmitPolicy, TaskId, UserId, WorkerId};
 use crate::execution::{MemoryCache, RedisCache};
 use crate::group_commit::Gather;
 use crate::providers::{MemoryBreakers, RedisBreakers};
 use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
+use crate::service::pipeline::{Catalog, PipelineService, Scheduler, SchedulerLoop, StageEndTee};
 use crate::service::projections::{FeedingPublisher, Finish, RunnerSettings, TaskFeed, task_feed};
 use crate::service::{
     AdminService, MetricsService, MetricsSources, NotificationService, ProvidersService,
@@ -35,6 +36,7 @@ use crate::service::{
     EventStoreService, ProgressService, ProjectionManager, ProjectionsService, StoreHead,
 };
 use crate::store::eventstore::EventStore;
+use crate::store::pipeline::PipelineStore;
 use crate::store::progress::{ProgressReads, ProjectionStore};
 use crate::store::{NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore};
 
@@ -106,6 +108,10 @@ struct Backends {
     progress: Arc<dyn ProgressReads>,
     /// Tasks finished here, for the task feed.
     finishes: mpsc::Receiver<Finish>,
+    /// Pipeline sessions, in the same database.
+    pipelines: Arc<dyn PipelineStore>,
+    /// Tasks that ended here, for the pipeline scheduler.
+    stage_ends: mpsc::Receiver<TaskId>,
     /// What the AI side runs on.
     ai: runner::AiBackends,
 }
@@ -118,7 +124,8 @@ async fn connect(
     Ok(match &config.backend {
         Backend::Embedded { data_dir } => {
             let bus = Arc::new(MemoryBus::new());
-            let (publisher, finishes) = FeedingPublisher::new(bus.clone());
+            let (tee, stage_ends) = StageEndTee::new(bus.clone());
+            let (publisher, finishes) = FeedingPublisher::new(Arc::new(tee));
             let store = Arc::new(
                 SqliteTaskStore::open(data_dir)
                     .await
@@ -137,6 +144,8 @@ async fn connect(
                 projections: projections.clone(),
                 progress: projections,
                 finishes,
+                pipelines: store.clone(),
+                stage_ends,
                 store: store.clone(),
                 notifications: store.clone(),
                 queues: store.clone(),
@@ -166,7 +175,8 @@ async fn connect(
                 .await
                 .context("connecting to Redis")?,
             );
-            let (publisher, finishes) = FeedingPublisher::new(bus.clone());
+            let (tee, stage_ends) = StageEndTee::new(bus.clone());
+            let (publisher, finishes) = FeedingPublisher::new(Arc::new(tee));
             let store = Arc::new(
                 PgTaskStore::connect(database_url.expose(), config.database_max_connections)
                     .await
@@ -184,6 +194,8 @@ async fn connect(
                 projections: projections.clone(),
                 progress: projections,
                 finishes,
+                pipelines: store.clone(),
+                stage_ends,
                 store: store.clone(),
                 notifications: store.clone(),
                 queues: store.clone(),
@@ -261,6 +273,8 @@ impl Application {
             .then(crate::telemetry::metrics::recorder);
         let shutdown = CancellationToken::new();
         let background = TaskTracker::new();
+        // Before connecting: a bad definition stops the start with its message.
+        let catalog = Catalog::load(config.pipelines.file.as_deref())?;
         let backends = connect(&config, &background, &shutdown).await?;
         let secret = jwt_secret(&config)?;
         let keys = JwtKeys::new(&secret);
@@ -451,6 +465,26 @@ impl Application {
             shutdown.clone(),
         );
 
+        let scheduler = Scheduler::new(
+            backends.pipelines.clone(),
+            tasks.clone(),
+            config.pipelines.clone(),
+        );
+        background.spawn(
+            SchedulerLoop {
+                scheduler: scheduler.clone(),
+                ends: backends.stage_ends,
+                interval: crate::service::pipeline::SWEEP_INTERVAL,
+            }
+            .run(shutdown.child_token()),
+        );
+        let pipelines = PipelineService::new(
+            backends.pipelines.clone(),
+            catalog,
+            scheduler,
+            notifications.clone(),
+        );
+
         let metrics = MetricsService::new(
             recorder,
             MetricsSources {
@@ -504,6 +538,7 @@ impl Application {
                 eventstore,
                 progress,
                 projections,
+                pipelines,
             },
             health,
         );

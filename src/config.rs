@@ -8,11 +8,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod compat;
+mod pipelines;
 mod providers;
 mod queues;
 mod traces;
 
 pub use crate::telemetry::traces::{DEFAULT_SERVICE_NAME, OtlpProtocol, TracesConfig};
+pub use pipelines::PipelineSettings;
 pub use providers::{AiConfig, PROVIDERS, ProviderSettings, ProviderVars};
 
 use crate::telemetry::logging::{LogFormat, LogSettings};
@@ -133,6 +135,8 @@ pub struct Config {
     /// `STREAM_TICKET_TTL`: how long a stream ticket (`POST /api/v1/events/ticket`) stays
     /// usable.
     pub stream_ticket_ttl: Duration,
+    /// `PIPELINES_FILE` and `PIPELINE_*`: how pipeline sessions run.
+    pub pipelines: PipelineSettings,
     /// `LOG_FORMAT` (`text` or `json`) and `GOOGLE_CLOUD_PROJECT` (for trace names in JSON
     /// lines).
     pub logging: LogSettings,
@@ -421,6 +425,7 @@ impl Config {
             Duration::from_secs(1),
         );
         let traces = r.traces();
+        let pipelines = r.pipelines();
 
         let logging = LogSettings {
             format: match r.raw("LOG_FORMAT").map(str::parse::<LogFormat>) {
@@ -492,6 +497,7 @@ impl Config {
             max_connections,
             notification_buffer,
             stream_ticket_ttl,
+            pipelines,
             logging,
             traces,
             snapshot_policy,

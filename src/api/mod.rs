@@ -12,8 +12,8 @@ use axum::Router;
 
 use crate::auth::JwtKeys;
 use crate::service::{
-    AdminService, EventStoreService, MetricsService, NotificationService, ProgressService,
-    ProjectionsService, ProvidersService, Readiness, StreamTickets, TaskService,
+    AdminService, EventStoreService, MetricsService, NotificationService, PipelineService,
+    ProgressService, ProjectionsService, ProvidersService, Readiness, StreamTickets, TaskService,
 };
 
 /// What every handler can reach.
@@ -41,6 +41,8 @@ pub struct AppState {
     pub progress: ProgressService,
     /// The projections' lag, rebuilds and parks.
     pub projections: ProjectionsService,
+    /// Pipeline definitions and sessions.
+    pub pipelines: PipelineService,
 }
 
 /// HTTP routes and gRPC services (with `health` and reflection) as one router: HTTP/1.1 and

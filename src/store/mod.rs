@@ -12,6 +12,7 @@ mod after_commit;
 mod error;
 pub mod eventstore;
 mod notifications;
+pub mod pipeline;
 mod postgres;
 pub mod progress;
 pub(crate) mod queues;
