@@ -24,6 +24,7 @@ mod notify;
 mod notify_support;
 mod otlp;
 mod payloads;
+mod pipeline_faults;
 mod pipelines;
 mod queues;
 mod seed_fields;

@@ -13,7 +13,7 @@ use crate::notify_support::{Sse, sse_events};
 
 /// Five echo stages: a -> (b, c) -> d -> e, each waiting `delay` ms; `fail_times` of `a`
 /// comes from the item (`fail`), so one item can fail for good.
-fn five_stage_file(delay: u64, max_parallel: Option<u32>) -> tempfile::NamedTempFile {
+pub(crate) fn five_stage_file(delay: u64, max_parallel: Option<u32>) -> tempfile::NamedTempFile {
     let stage = |name: &str, needs: &[&str], extra: Value| {
         let mut payload =
             json!({"delay_ms": delay, "from": format!("{name} of {{{{item.name}}}}")});
@@ -40,7 +40,7 @@ fn five_stage_file(delay: u64, max_parallel: Option<u32>) -> tempfile::NamedTemp
     file
 }
 
-fn items(n: usize, prefix: &str) -> Vec<Value> {
+pub(crate) fn items(n: usize, prefix: &str) -> Vec<Value> {
     (0..n)
         .map(|i| json!({"id": format!("{prefix}{i}"), "name": format!("dish {i}"), "fail": 0}))
         .collect()
