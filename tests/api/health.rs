@@ -20,7 +20,7 @@ use crate::support;
 
 /// Every name health reports on: the whole server, then each of our services. Spelled out (not
 /// taken from the server's constants): these are the names clients send.
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "",
     "ai.integration.v1.TaskService",
     "ai.integration.v1.AdminService",
@@ -28,6 +28,7 @@ const NAMES: [&str; 7] = [
     "ai.integration.v1.ProviderService",
     "ai.integration.v1.EventStoreService",
     "ai.integration.v1.ProgressService",
+    "ai.integration.v1.PipelineService",
 ];
 
 fn request(service: &str) -> HealthCheckRequest {

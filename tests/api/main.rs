@@ -25,6 +25,7 @@ mod notify_support;
 mod otlp;
 mod payloads;
 mod pipeline_faults;
+mod pipeline_grpc;
 mod pipelines;
 mod queues;
 mod seed_fields;

@@ -1,5 +1,5 @@
-//! gRPC services: `ai.integration.v1` TaskService, AdminService, NotificationService and
-//! ProviderService, `grpc.health.v1.Health` and reflection.
+//! gRPC services: `ai.integration.v1` TaskService, AdminService, NotificationService,
+//! ProviderService, EventStoreService, ProgressService and PipelineService, `grpc.health.v1.Health` and reflection.
 
 pub mod admin;
 pub mod convert;
@@ -7,6 +7,7 @@ mod eventstore;
 pub mod health;
 mod metrics;
 mod notifications;
+mod pipelines;
 mod progress;
 mod providers;
 mod tasks;
@@ -18,6 +19,7 @@ use super::AppState;
 use super::proto::admin_service_server::AdminServiceServer;
 use super::proto::event_store_service_server::EventStoreServiceServer;
 use super::proto::notification_service_server::NotificationServiceServer;
+use super::proto::pipeline_service_server::PipelineServiceServer;
 use super::proto::progress_service_server::ProgressServiceServer;
 use super::proto::provider_service_server::ProviderServiceServer;
 use super::proto::task_service_server::TaskServiceServer;
@@ -59,6 +61,9 @@ pub fn routes(state: AppState, health: health::HealthApi) -> Router {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(ProgressServiceServer::new(progress::ProgressApi::new(
+            state.clone(),
+        )))
+        .add_service(PipelineServiceServer::new(pipelines::PipelineApi::new(
             state.clone(),
         )))
         .add_service(tonic_health::pb::health_server::HealthServer::new(health))
