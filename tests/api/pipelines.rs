@@ -488,3 +488,39 @@ async fn bad_definitions_and_requests_are_refused() {
     }
     app.cleanup().await;
 }
+
+async fn idle_sessions_expire_and_running_ones_send_heartbeats(mode: Mode) {
+    let file = five_stage_file(2500, None);
+    let path = file.path().display().to_string();
+    let vars = [
+        ("PIPELINES_FILE", path.as_str()),
+        ("PIPELINE_SESSION_TTL", "1s"),
+        ("PIPELINE_PROGRESS_INTERVAL", "100ms"),
+    ];
+    let Some(app) = spawn_app(mode, &vars).await else {
+        return;
+    };
+    let id = create(&app, "alice", "five", items(1, "slow")).await;
+    let session = wait_finished(&app, "alice", &id, Duration::from_secs(10)).await;
+    assert_eq!(session["status"], "cancelled", "{session}");
+    assert!(
+        session["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("expired"),
+        "{session}"
+    );
+    let events = until_done(&mut session_events(&app, "alice", &id).await).await;
+    let heartbeat = events
+        .iter()
+        .find(|e| e["type"] == "PipelineHeartbeat")
+        .expect("a heartbeat while the stage ran");
+    assert_eq!(heartbeat["data"]["stages"]["running"], 1, "{heartbeat}");
+    let done = events.last().unwrap();
+    assert_eq!(done["data"]["status"], "cancelled");
+    app.cleanup().await;
+}
+both_modes!(
+    idle_sessions_expire_and_running_ones_send_heartbeats,
+    idle_sessions_expire_and_running_ones_send_heartbeats
+);
