@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/ai/integration/v1/eventstore.proto",
         "proto/ai/integration/v1/progress.proto",
         "proto/ai/integration/v1/chat.proto",
+        "proto/ai/integration/v1/pipeline.proto",
     ];
     let descriptors = protox::compile(files, ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);

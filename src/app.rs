@@ -19,7 +19,7 @@ use crate::bus::{EventBus, Hub, HubConfig, MemoryBus, RedisBus};
 use crate::config::{Backend, Config, Secret};
 use crate::domain::eventstore::SnapshotPolicy;
 use crate::domain::payload::MAX_ECHO_DELAY_MS;
-use crate::domain::{SubmitPolicy, UserId, WorkerId};
+use crate::domain::{SubmitPolicy, TaskId, UserId, WorkerId};
 use crate::execution::{MemoryCache, RedisCache};
 use crate::group_commit::Gather;
 use crate::providers::{MemoryBreakers, RedisBreakers};
@@ -27,6 +27,7 @@ use crate::queue::{MemoryQueue, QueueStates, RedisQueue, TaskQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::service::audit::AuditLog;
 use crate::service::dashboard::StateSources;
+use crate::service::pipeline::{Catalog, PipelineService, Scheduler, SchedulerLoop, StageEndTee};
 use crate::service::projections::{FeedingPublisher, Finish, RunnerSettings, TaskFeed, task_feed};
 use crate::service::{
     AdminService, MetricsService, MetricsSources, NotificationService, ProvidersService,
@@ -38,6 +39,7 @@ use crate::service::{
 };
 use crate::store::audit::AuditStore;
 use crate::store::eventstore::EventStore;
+use crate::store::pipeline::PipelineStore;
 use crate::store::progress::{ProgressReads, ProjectionStore};
 use crate::store::{
     NotificationStore, PgTaskStore, QueueStore, SqliteTaskStore, TaskStore, WorkerDirectory,
@@ -119,6 +121,10 @@ struct Backends {
     audit: Arc<dyn AuditStore>,
     /// Chat sessions, in the same database.
     chat: Arc<dyn crate::store::chat::ChatStore>,
+    /// Pipeline sessions, in the same database.
+    pipelines: Arc<dyn PipelineStore>,
+    /// Tasks that ended here, for the pipeline scheduler.
+    stage_ends: mpsc::Receiver<TaskId>,
     /// What the AI side runs on.
     ai: runner::AiBackends,
     /// The `workers` table, for the dashboard.
@@ -135,7 +141,8 @@ async fn connect(
     Ok(match &config.backend {
         Backend::Embedded { data_dir } => {
             let bus = Arc::new(MemoryBus::new());
-            let (publisher, finishes) = FeedingPublisher::new(bus.clone());
+            let (tee, stage_ends) = StageEndTee::new(bus.clone());
+            let (publisher, finishes) = FeedingPublisher::new(Arc::new(tee));
             let store = Arc::new(
                 SqliteTaskStore::open(data_dir)
                     .await
@@ -156,6 +163,8 @@ async fn connect(
                 progress: projections,
                 finishes,
                 audit: Arc::new(store.audit_store()),
+                pipelines: store.clone(),
+                stage_ends,
                 store: store.clone(),
                 notifications: store.clone(),
                 queues: store.clone(),
@@ -187,7 +196,8 @@ async fn connect(
                 .await
                 .context("connecting to Redis")?,
             );
-            let (publisher, finishes) = FeedingPublisher::new(bus.clone());
+            let (tee, stage_ends) = StageEndTee::new(bus.clone());
+            let (publisher, finishes) = FeedingPublisher::new(Arc::new(tee));
             let store = Arc::new(
                 PgTaskStore::connect(database_url.expose(), config.database_max_connections)
                     .await
@@ -207,6 +217,8 @@ async fn connect(
                 progress: projections,
                 finishes,
                 audit: Arc::new(store.audit_store()),
+                pipelines: store.clone(),
+                stage_ends,
                 store: store.clone(),
                 notifications: store.clone(),
                 queues: store.clone(),
@@ -318,6 +330,8 @@ impl Application {
             .then(crate::telemetry::metrics::recorder);
         let shutdown = CancellationToken::new();
         let background = TaskTracker::new();
+        // Before connecting: a bad definition stops the start with its message.
+        let catalog = Catalog::load(config.pipelines.file.as_deref())?;
         let backends = connect(&config, &background, &shutdown).await?;
         let idp = jwks(&config, &background, &shutdown).await;
         let keys = jwt_keys(&config, idp)?;
@@ -525,6 +539,26 @@ impl Application {
             shutdown.clone(),
         );
 
+        let scheduler = Scheduler::new(
+            backends.pipelines.clone(),
+            tasks.clone(),
+            config.pipelines.clone(),
+        );
+        background.spawn(
+            SchedulerLoop {
+                scheduler: scheduler.clone(),
+                ends: backends.stage_ends,
+                interval: crate::service::pipeline::SWEEP_INTERVAL,
+            }
+            .run(shutdown.child_token()),
+        );
+        let pipelines = PipelineService::new(
+            backends.pipelines.clone(),
+            catalog,
+            scheduler,
+            notifications.clone(),
+        );
+
         let metrics = MetricsService::new(
             recorder,
             MetricsSources {
@@ -603,6 +637,7 @@ impl Application {
                 audit,
                 chat,
                 dashboard,
+                pipelines,
             },
             health,
         );

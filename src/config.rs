@@ -9,12 +9,14 @@ use std::time::Duration;
 
 mod chat;
 mod compat;
+mod pipelines;
 mod providers;
 mod queues;
 mod traces;
 
 pub use crate::telemetry::traces::{DEFAULT_SERVICE_NAME, OtlpProtocol, TracesConfig};
 pub use chat::ChatConfig;
+pub use pipelines::PipelineSettings;
 pub use providers::{AiConfig, PROVIDERS, ProviderSettings, ProviderVars};
 
 use crate::telemetry::logging::{LogFormat, LogSettings};
@@ -137,6 +139,8 @@ pub struct Config {
     /// `STREAM_TICKET_TTL`: how long a stream ticket (`POST /api/v1/events/ticket`) stays
     /// usable.
     pub stream_ticket_ttl: Duration,
+    /// `PIPELINES_FILE` and `PIPELINE_*`: how pipeline sessions run.
+    pub pipelines: PipelineSettings,
     /// `LOG_FORMAT` (`text` or `json`) and `GOOGLE_CLOUD_PROJECT` (for trace names in JSON
     /// lines).
     pub logging: LogSettings,
@@ -411,6 +415,7 @@ impl Config {
                 crate::domain::TaskType::TestCustomization => "TASK_TIMEOUT_TEST_CUSTOMIZATION",
                 // Not in ALL: chat turns are bounded by AI_REQUEST_TIMEOUT.
                 crate::domain::TaskType::Chat => continue,
+                crate::domain::TaskType::Prompt => "TASK_TIMEOUT_PROMPT",
             };
             if r.raw(var).is_some() {
                 task_timeouts.insert(t, r.duration(var, task_timeout, Duration::from_millis(100)));
@@ -469,6 +474,7 @@ impl Config {
             Duration::from_secs(1),
         );
         let traces = r.traces();
+        let pipelines = r.pipelines();
 
         let logging = LogSettings {
             format: match r.raw("LOG_FORMAT").map(str::parse::<LogFormat>) {
@@ -542,6 +548,7 @@ impl Config {
             max_connections,
             notification_buffer,
             stream_ticket_ttl,
+            pipelines,
             logging,
             traces,
             snapshot_policy,

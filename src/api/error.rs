@@ -102,7 +102,9 @@ impl ApiError {
                     tonic::Code::PermissionDenied,
                     "permission_denied",
                 ),
-                S::NotFound(_) => (StatusCode::NOT_FOUND, tonic::Code::NotFound, "not_found"),
+                S::NotFound(_) | S::Missing(_) => {
+                    (StatusCode::NOT_FOUND, tonic::Code::NotFound, "not_found")
+                }
                 S::Conflict(_) => (
                     StatusCode::CONFLICT,
                     tonic::Code::FailedPrecondition,

@@ -15,8 +15,8 @@ use crate::auth::JwtKeys;
 use crate::service::audit::AuditLog;
 use crate::service::{
     AdminService, ChatService, DashboardService, EventStoreService, MetricsService,
-    NotificationService, ProgressService, ProjectionsService, ProvidersService, Readiness,
-    StreamTickets, TaskService,
+    NotificationService, PipelineService, ProgressService, ProjectionsService, ProvidersService,
+    Readiness, StreamTickets, TaskService,
 };
 
 /// What every handler can reach.
@@ -50,6 +50,8 @@ pub struct AppState {
     pub chat: ChatService,
     /// The operator dashboard's live view.
     pub dashboard: DashboardService,
+    /// Pipeline definitions and sessions.
+    pub pipelines: PipelineService,
 }
 
 /// HTTP routes and gRPC services (with `health` and reflection) as one router: HTTP/1.1 and

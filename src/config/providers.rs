@@ -194,6 +194,7 @@ const CHAIN_VARS: &[(TaskType, &str)] = &[
     ),
     (TaskType::ImageGeneration, "PROVIDER_CHAIN_IMAGE_GENERATION"),
     (TaskType::Chat, "PROVIDER_CHAIN_CHAT"),
+    (TaskType::Prompt, "PROVIDER_CHAIN_PROMPT"),
 ];
 
 impl Reader<'_> {

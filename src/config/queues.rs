@@ -25,6 +25,7 @@ fn route_var(t: TaskType) -> &'static str {
         TaskType::TestCustomization => "QUEUE_ROUTE_TEST_CUSTOMIZATION",
         // Never queued: chat turns run outside the queue.
         TaskType::Chat => "QUEUE_ROUTE_CHAT",
+        TaskType::Prompt => "QUEUE_ROUTE_PROMPT",
     }
 }
 

@@ -28,6 +28,17 @@ pub enum TaskEventType {
     ChatDelta,
     /// A chat answer ended: stored, or failed (live only, like [`Self::ChatDelta`]).
     ChatDone,
+    /// A pipeline stage's task was submitted (its `task_id` is the session's id; see
+    /// `domain/pipeline`).
+    PipelineStageStarted,
+    /// A pipeline stage ended: its result, or its error, or skipped.
+    PipelineStageResult,
+    /// Every stage of a pipeline item has ended.
+    PipelineItemDone,
+    /// Every item of a pipeline session has ended, or the session was cancelled.
+    PipelineSessionDone,
+    /// A running session's counts, every `PIPELINE_PROGRESS_INTERVAL`.
+    PipelineHeartbeat,
 }
 
 impl TaskEventType {
@@ -43,6 +54,11 @@ impl TaskEventType {
             Self::TaskCancelled => "TaskCancelled",
             Self::ChatDelta => "ChatDelta",
             Self::ChatDone => "ChatDone",
+            Self::PipelineStageStarted => "PipelineStageStarted",
+            Self::PipelineStageResult => "PipelineStageResult",
+            Self::PipelineItemDone => "PipelineItemDone",
+            Self::PipelineSessionDone => "PipelineSessionDone",
+            Self::PipelineHeartbeat => "PipelineHeartbeat",
         }
     }
 }
@@ -65,7 +81,7 @@ pub struct TaskEvent {
 
 impl TaskEventType {
     /// Every kind, for parsing stored names.
-    pub const ALL: [TaskEventType; 9] = [
+    pub const ALL: [TaskEventType; 14] = [
         Self::TaskCreated,
         Self::TaskStarted,
         Self::TaskProgress,
@@ -75,6 +91,11 @@ impl TaskEventType {
         Self::TaskCancelled,
         Self::ChatDelta,
         Self::ChatDone,
+        Self::PipelineStageStarted,
+        Self::PipelineStageResult,
+        Self::PipelineItemDone,
+        Self::PipelineSessionDone,
+        Self::PipelineHeartbeat,
     ];
 
     /// The kind with this stored name.
@@ -82,11 +103,15 @@ impl TaskEventType {
         Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
-    /// Whether nothing follows this event for its task (short of an operator's requeue).
+    /// Whether nothing follows this event for its task (short of an operator's requeue), or,
+    /// for a pipeline session's events, for its session.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::TaskCompleted | Self::TaskFailed | Self::TaskCancelled
+            Self::TaskCompleted
+                | Self::TaskFailed
+                | Self::TaskCancelled
+                | Self::PipelineSessionDone
         )
     }
 }
@@ -327,6 +352,27 @@ impl NewEvent {
             map.entry("progress").or_insert(json!(p));
         }
         Self::of(task_id, user_id, TaskEventType::TaskProgress, data, at)
+    }
+
+    /// An event of pipeline session `session`: stored under the session's id as its
+    /// `task_id`, so the session's own stream is a task-filtered stream, with `session_id`
+    /// added to `data` (an object) for the owner's other streams. Data over
+    /// [`MAX_EVENT_BYTES`] is replaced by a note to fetch the session.
+    pub fn pipeline(
+        session: TaskId,
+        user_id: UserId,
+        kind: TaskEventType,
+        mut data: Value,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let size = serde_json::to_vec(&data).map(|v| v.len()).unwrap_or(0);
+        if size > MAX_EVENT_BYTES {
+            data = json!({ "omitted": "data over 1 MiB; fetch the session", "bytes": size });
+        }
+        if let Value::Object(map) = &mut data {
+            map.insert("session_id".into(), json!(session));
+        }
+        Self::of(session, user_id, kind, data, at)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod eventstore;
 mod ids;
 mod page;
 pub mod payload;
+pub mod pipeline;
 mod priority;
 pub mod progress;
 pub mod projection;

@@ -161,6 +161,11 @@ impl NewTask {
         if task_type == TaskType::Echo {
             check_echo_delay(&payload, policy.echo_max_delay)?;
         }
+        if task_type == TaskType::Prompt
+            && let Some(schema) = payload.get("schema")
+        {
+            payload::check_schema("payload.schema", schema).map_err(DomainError::Invalid)?;
+        }
         let priority = priority(by, task_type, request.priority, policy.priority_ceiling)?;
         let idempotency_key = request.idempotency_key.filter(|k| !k.is_empty());
         if let Some(key) = &idempotency_key

@@ -29,11 +29,13 @@ pub enum TaskType {
     /// provider attempts and usage rows of chat turns, which run outside the queue, so it is
     /// not in [`TaskType::ALL`] and a task of this type is refused at submit.
     Chat,
+    /// A generic prompt, optionally answered as JSON matching a schema (pipeline stages).
+    Prompt,
 }
 
 impl TaskType {
     /// Every type, for parsing and listing.
-    pub const ALL: [TaskType; 7] = [
+    pub const ALL: [TaskType; 8] = [
         Self::Echo,
         Self::Summarize,
         Self::ExtractContent,
@@ -41,6 +43,7 @@ impl TaskType {
         Self::ItemInfoGeneration,
         Self::ImageGeneration,
         Self::TestCustomization,
+        Self::Prompt,
     ];
 
     /// The wire and storage name.
@@ -54,6 +57,7 @@ impl TaskType {
             Self::ImageGeneration => "image_generation",
             Self::TestCustomization => "test_customization",
             Self::Chat => "chat",
+            Self::Prompt => "prompt",
         }
     }
 

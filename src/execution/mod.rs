@@ -5,6 +5,7 @@ mod attempts;
 mod cache;
 mod extract;
 mod json;
+mod prompt_type;
 mod prompts;
 mod runner;
 mod sink;

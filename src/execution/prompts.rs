@@ -15,6 +15,7 @@ pub fn request(task_type: TaskType, payload: &Value) -> Result<ChatRequest, Prov
         TaskType::ValidateSummary => validate_summary(payload),
         TaskType::ItemInfoGeneration => item_info(payload),
         TaskType::TestCustomization => test_customization(payload),
+        TaskType::Prompt => super::prompt_type::parts(payload),
         TaskType::Echo | TaskType::ExtractContent | TaskType::ImageGeneration | TaskType::Chat => {
             return Err(not_a_text_type(task_type));
         }
@@ -34,7 +35,7 @@ pub fn request(task_type: TaskType, payload: &Value) -> Result<ChatRequest, Prov
             .get("temperature")
             .and_then(Value::as_f64)
             .map(|t| t as f32),
-        json_output: true,
+        json_output: task_type != TaskType::Prompt || super::prompt_type::wants_json(payload),
         stream: true,
     })
 }
@@ -102,6 +103,7 @@ pub fn result(
             v["item"] = payload["item"].clone();
             v
         }
+        TaskType::Prompt => super::prompt_type::result(payload, answer, provider)?,
         TaskType::TestCustomization => {
             let o = object.ok_or_else(|| malformed(provider, "the JSON test asked for"))?;
             if !o.get("questions").is_some_and(Value::is_array) {

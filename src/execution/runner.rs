@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use super::cache::{self, CacheCounters, ResponseCache};
-use super::{AttemptRecorder, Extractor, TokenCollector, prompts};
+use super::{AttemptRecorder, Extractor, TokenCollector, prompt_type, prompts};
 use crate::domain::payload::ImageStyle;
 use crate::domain::{AttemptOutcome, ErrorClass, Task, TaskType};
 use crate::providers::{
@@ -261,6 +261,23 @@ impl TaskRunner {
                         );
                         Ok(ProviderOutput {
                             provider: prompts::EXTRACTION_PROVIDER.into(),
+                            result,
+                        })
+                    }
+                    // A first run without keys: the development answer, so a pipeline of
+                    // prompts (the `menu` example) visibly works.
+                    Err(_) if text_type == TaskType::Prompt && chain.is_empty() => {
+                        let started = std::time::Instant::now();
+                        let mut result = prompt_type::development_answer(payload);
+                        result["provider"] = json!(prompt_type::DEVELOPMENT_PROVIDER);
+                        result["model"] = json!(prompt_type::DEVELOPMENT_MODEL);
+                        ctx.record_local(
+                            prompt_type::DEVELOPMENT_PROVIDER,
+                            prompt_type::DEVELOPMENT_MODEL,
+                            started,
+                        );
+                        Ok(ProviderOutput {
+                            provider: prompt_type::DEVELOPMENT_PROVIDER.into(),
                             result,
                         })
                     }

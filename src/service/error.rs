@@ -25,6 +25,10 @@ pub enum ServiceError {
     /// No such task, or not the caller's (404 / NOT_FOUND).
     #[error("task {0} not found")]
     NotFound(String),
+    /// Nothing of that kind by that name, or not the caller's (404 / NOT_FOUND); the message
+    /// says what (`pipeline session … not found`).
+    #[error("{0}")]
+    Missing(String),
     /// The task's status does not allow this (409 / FAILED_PRECONDITION).
     #[error("{0}")]
     Conflict(String),

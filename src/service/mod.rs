@@ -10,6 +10,7 @@ mod error;
 pub mod eventstore;
 mod metrics;
 pub mod notifications;
+pub mod pipeline;
 pub mod progress;
 pub mod projections;
 mod providers;
@@ -31,6 +32,7 @@ pub use metrics::{MetricsService, MetricsSources};
 pub use notifications::{
     CloseReason, EventStream, NotificationService, Scope, StreamItem, StreamLimits, StreamRequest,
 };
+pub use pipeline::PipelineService;
 pub use progress::ProgressService;
 pub use projections::{ProjectionManager, ProjectionView, ProjectionsService, StoreHead};
 pub use providers::{BudgetReport, ProviderHealth, ProvidersReport, ProvidersService};

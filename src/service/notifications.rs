@@ -189,6 +189,28 @@ impl NotificationService {
         req: StreamRequest,
         slot: Option<OwnedSemaphorePermit>,
     ) -> Result<EventStream, ServiceError> {
+        self.open_as(caller, req, slot, None).await
+    }
+
+    /// Opens a stream of the events stored under `req.task_id` that are not a task's but
+    /// belong to `owner`, whom the caller has been checked against (a pipeline session's:
+    /// its events carry the session's id).
+    pub async fn open_owned(
+        &self,
+        caller: &Caller,
+        req: StreamRequest,
+        owner: UserId,
+    ) -> Result<EventStream, ServiceError> {
+        self.open_as(caller, req, None, Some(owner)).await
+    }
+
+    async fn open_as(
+        &self,
+        caller: &Caller,
+        req: StreamRequest,
+        slot: Option<OwnedSemaphorePermit>,
+        known_owner: Option<UserId>,
+    ) -> Result<EventStream, ServiceError> {
         let slot = match slot {
             Some(s) => s,
             None => self.reserve()?,
@@ -203,7 +225,9 @@ impl NotificationService {
             Scope::User(u) => Some(u.clone()),
             Scope::All => None,
         };
-        if let Some(id) = req.task_id {
+        if let (Some(_), Some(known)) = (req.task_id, known_owner) {
+            owner = Some(known);
+        } else if let Some(id) = req.task_id {
             match self.tasks.find_by_id(id).await? {
                 Some(t) if caller.may_access(&t.user_id) => owner = Some(t.user_id),
                 _ => return Err(ServiceError::NotFound(id.to_string())),

@@ -122,6 +122,17 @@ impl TaskService {
     /// Stores and queues `requests` (all or none) and returns the tasks in request order. A
     /// request whose idempotency key was seen before returns the earlier task.
     pub async fn submit(&self, requests: Vec<NewTask>) -> Result<Vec<Task>, ServiceError> {
+        self.submit_as(requests.into_iter().map(|r| (r, None)).collect())
+            .await
+    }
+
+    /// [`submit`](Self::submit), each task with the id given where one is: a pipeline
+    /// stage's task id is chosen when the stage starts, so a submit repeated after a crash
+    /// (with the same idempotency key) is the same task.
+    pub async fn submit_as(
+        &self,
+        requests: Vec<(NewTask, Option<TaskId>)>,
+    ) -> Result<Vec<Task>, ServiceError> {
         if requests.is_empty() {
             return Err(ServiceError::Invalid("no tasks to submit".into()));
         }
@@ -131,7 +142,7 @@ impl TaskService {
                 requests.len()
             )));
         }
-        let owner = requests[0].user_id.clone();
+        let owner = requests[0].0.user_id.clone();
         self.check_user_limits(&owner, requests.len()).await?;
         let waiting = self.depth.get(&*self.queue).await?;
         if waiting + requests.len() as u64 > self.limits.max_queue_size {
@@ -148,10 +159,13 @@ impl TaskService {
         let trace = traces::current_context();
         let mut tasks: Vec<Task> = requests
             .into_iter()
-            .map(|r| {
+            .map(|(r, id)| {
                 let timeout = self.limits.type_timeouts.get(&r.task_type).copied();
                 let timeout = timeout.unwrap_or(self.limits.task_timeout);
                 let mut task = Task::create(r, self.limits.max_retries, timeout, now);
+                if let Some(id) = id {
+                    task.id = id;
+                }
                 task.queue = self.queue.queues().route(task.task_type);
                 task.trace_context = trace.clone();
                 task

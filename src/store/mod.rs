@@ -14,6 +14,7 @@ pub mod chat;
 mod error;
 pub mod eventstore;
 mod notifications;
+pub mod pipeline;
 mod postgres;
 pub mod progress;
 pub(crate) mod queues;

@@ -338,3 +338,45 @@ async fn the_page_reconnects_with_a_fresh_ticket() {
     );
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_fills_the_menu_pipeline_as_results_arrive() {
+    if !chromium_available() {
+        return;
+    }
+    let Some(app) = spawn_app(Mode::Embedded, &[]).await else {
+        return;
+    };
+    let token = app.token("browser-user");
+    let mut browser = Browser::launch().await;
+    let url = format!("{}/?token={token}&pipeline=1", app.base);
+    browser.call("Page.navigate", json!({"url": url})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = browser
+            .eval("document.body && document.body.dataset.pipeline")
+            .await;
+        if done == "completed" {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let html = browser.eval("document.body.innerHTML").await;
+            panic!("the pipeline view did not complete:\n{html}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cell = browser
+        .eval("document.getElementById('cell-m1-translation').textContent")
+        .await;
+    assert_eq!(cell, "[development] translation: 唐揚げ");
+    let statuses = browser
+        .eval("[...document.querySelectorAll('#cells td[data-status]')].map(c => c.dataset.status).join(',')")
+        .await;
+    let statuses = statuses.as_str().unwrap_or_default();
+    assert_eq!(
+        statuses.split(',').filter(|s| *s == "completed").count(),
+        15,
+        "{statuses}"
+    );
+    app.cleanup().await;
+}

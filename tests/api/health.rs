@@ -20,7 +20,7 @@ use crate::support;
 
 /// Every name health reports on: the whole server, then each of our services. Spelled out (not
 /// taken from the server's constants): these are the names clients send.
-const NAMES: [&str; 8] = [
+const NAMES: [&str; 9] = [
     "",
     "ai.integration.v1.TaskService",
     "ai.integration.v1.AdminService",
@@ -29,6 +29,7 @@ const NAMES: [&str; 8] = [
     "ai.integration.v1.EventStoreService",
     "ai.integration.v1.ProgressService",
     "ai.integration.v1.ChatService",
+    "ai.integration.v1.PipelineService",
 ];
 
 fn request(service: &str) -> HealthCheckRequest {

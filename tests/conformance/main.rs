@@ -31,6 +31,7 @@ mod event_store_order;
 mod events;
 mod notifications;
 mod outcomes;
+mod pipelines;
 mod postgres_hot_path;
 mod projections;
 mod queries;

@@ -17,8 +17,8 @@ use tonic_health::server::{HealthReporter, HealthService};
 
 use crate::api::proto::{
     admin_service_server, chat_service_server, event_store_service_server,
-    notification_service_server, progress_service_server, provider_service_server,
-    task_service_server,
+    notification_service_server, pipeline_service_server, progress_service_server,
+    provider_service_server, task_service_server,
 };
 use crate::service::Readiness;
 
@@ -28,7 +28,7 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Every name whose status we report: the whole server ("", by the health protocol) and each of
 /// our services. They share one status: every service needs the database and the queue.
-pub const SERVICES: [&str; 8] = [
+pub const SERVICES: [&str; 9] = [
     "",
     task_service_server::SERVICE_NAME,
     admin_service_server::SERVICE_NAME,
@@ -37,6 +37,7 @@ pub const SERVICES: [&str; 8] = [
     event_store_service_server::SERVICE_NAME,
     progress_service_server::SERVICE_NAME,
     chat_service_server::SERVICE_NAME,
+    pipeline_service_server::SERVICE_NAME,
 ];
 
 /// Keeps the reported statuses in step with [`Readiness`]; run it on the app's tracker.

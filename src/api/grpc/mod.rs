@@ -1,6 +1,6 @@
 //! gRPC services: `ai.integration.v1` TaskService, AdminService, NotificationService,
-//! ProviderService, EventStoreService, ProgressService and ChatService, `grpc.health.v1.Health`
-//! and reflection.
+//! ProviderService, EventStoreService, ProgressService, ChatService and PipelineService,
+//! `grpc.health.v1.Health` and reflection.
 
 pub mod admin;
 mod chat;
@@ -9,6 +9,7 @@ mod eventstore;
 pub mod health;
 mod metrics;
 mod notifications;
+mod pipelines;
 mod progress;
 mod providers;
 mod tasks;
@@ -21,6 +22,7 @@ use super::proto::admin_service_server::AdminServiceServer;
 use super::proto::chat_service_server::ChatServiceServer;
 use super::proto::event_store_service_server::EventStoreServiceServer;
 use super::proto::notification_service_server::NotificationServiceServer;
+use super::proto::pipeline_service_server::PipelineServiceServer;
 use super::proto::progress_service_server::ProgressServiceServer;
 use super::proto::provider_service_server::ProviderServiceServer;
 use super::proto::task_service_server::TaskServiceServer;
@@ -65,6 +67,9 @@ pub fn routes(state: AppState, health: health::HealthApi) -> Router {
             state.clone(),
         )))
         .add_service(ChatServiceServer::new(chat::ChatApi::new(state.clone())))
+        .add_service(PipelineServiceServer::new(pipelines::PipelineApi::new(
+            state.clone(),
+        )))
         .add_service(tonic_health::pb::health_server::HealthServer::new(health))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

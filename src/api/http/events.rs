@@ -173,7 +173,8 @@ pub async fn sse(
         .into_response())
 }
 
-fn sse_event(item: StreamItem, resumable: bool) -> Event {
+/// One stream item as an SSE event (with its id when the stream is resumable).
+pub(super) fn sse_event(item: StreamItem, resumable: bool) -> Event {
     match item {
         StreamItem::Subscribed { recovered, last } => {
             let data = subscribed_json(recovered, last);

@@ -12,6 +12,7 @@ mod metrics;
 
 pub use metrics::{standalone as metrics_only, track as track_metrics};
 mod page;
+mod pipelines;
 mod progress;
 mod projections;
 mod providers;
@@ -117,6 +118,22 @@ pub fn routes(state: AppState) -> Router {
         .route(
             "/api/v1/chat/sessions/{session_id}/messages",
             post(chat::send),
+        )
+        .route("/api/v1/pipelines", get(pipelines::definitions))
+        .route("/api/v1/pipelines/{name}/sessions", post(pipelines::create))
+        .route("/api/v1/pipeline-sessions", get(pipelines::list))
+        .route("/api/v1/pipeline-sessions/{id}", get(pipelines::get))
+        .route(
+            "/api/v1/pipeline-sessions/{id}/items",
+            post(pipelines::add_items),
+        )
+        .route(
+            "/api/v1/pipeline-sessions/{id}/cancel",
+            post(pipelines::cancel),
+        )
+        .route(
+            "/api/v1/pipeline-sessions/{id}/events",
+            get(pipelines::events),
         )
         .route("/api/v1/events", get(events::sse))
         .route("/api/v1/events/ticket", post(tickets::mint))

@@ -3,12 +3,14 @@
 
 mod field;
 mod image_style;
+mod json_schema;
 mod schemas;
 
 use serde_json::Value;
 
 pub use field::{Field, Kind, Need, kind_of};
 pub use image_style::ImageStyle;
+pub use json_schema::{check_schema, matches as matches_schema};
 pub use schemas::{MAX_ECHO_DELAY_MS, MAX_TEXT_CHARS, SCHEMAS, TypeSchema};
 
 use super::{DomainError, TaskType};
@@ -211,6 +213,10 @@ mod tests {
             (
                 TaskType::TestCustomization,
                 json!({"items": ["a"], "instruction": "easy"}),
+            ),
+            (
+                TaskType::Prompt,
+                json!({"prompt": "Translate: 唐揚げ", "schema": {"type": "object"}}),
             ),
         ];
         for (t, p) in valid {

@@ -94,7 +94,7 @@ const PREFERENCES: &[Field] = &[
 ];
 
 /// Every type's schema, in [`TaskType::ALL`] order.
-pub const SCHEMAS: [TypeSchema; 7] = [
+pub const SCHEMAS: [TypeSchema; 8] = [
     TypeSchema {
         task_type: TaskType::Echo,
         fields: &[
@@ -304,5 +304,34 @@ pub const SCHEMAS: [TypeSchema; 7] = [
         strict: true,
         common: TEXT_OPTIONS,
         result: "`{\"questions\": [{\"item\", \"question\", \"choices\", \"answer\", \"explanation\"}], \"instruction\"?, \"provider\", \"model\"}`",
+    },
+    TypeSchema {
+        task_type: TaskType::Prompt,
+        fields: &[
+            Field::required(
+                "prompt",
+                Kind::Text {
+                    min: 1,
+                    max: MAX_SUMMARY_CHARS,
+                },
+                "the question to the model (a pipeline stage renders it from its template)",
+            ),
+            Field::optional(
+                "system",
+                Kind::Text {
+                    min: 1,
+                    max: MAX_PROMPT_CHARS,
+                },
+                "instructions for the model",
+            ),
+            Field::optional(
+                "schema",
+                Kind::Any,
+                "a JSON schema (object) the answer must match; a mismatch is a retryable failure",
+            ),
+        ],
+        strict: true,
+        common: TEXT_OPTIONS,
+        result: "the answer: with `schema`, its JSON object; without, `{\"text\"}`; plus `provider`, `model`",
     },
 ];
