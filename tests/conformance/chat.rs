@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ai_integration_service::domain::chat::{
     ChatMessage, ChatRole, ChatSession, ChatSessionId, ChatStatus, IdempotencyKey, ItemId,
@@ -12,29 +11,18 @@ use ai_integration_service::domain::chat::{
 };
 use ai_integration_service::domain::{Micros, UserId};
 use ai_integration_service::store::chat::{ChatStore, ChatStoreError, TurnLock};
-use ai_integration_service::store::{PgTaskStore, SqliteTaskStore};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::fixtures::now;
-use crate::support;
 
 async fn on_postgres<F, Fut>(case: F)
 where
     F: FnOnce(Arc<dyn ChatStore>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some((store, url)) = support::pg_store().await else {
-        return;
-    };
-    let pool = store.pool().clone();
-    let chat = Arc::new(PgTaskStore::chat_store(&store));
-    support::run_then_cleanup(case(chat), async {
-        let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
-        support::drop_pg_database(&url).await;
-    })
-    .await;
+    crate::on_postgres_as(|s| Arc::new(s.chat_store()) as Arc<dyn ChatStore>, case).await;
 }
 
 async fn on_sqlite<F, Fut>(case: F)
@@ -42,12 +30,7 @@ where
     F: FnOnce(Arc<dyn ChatStore>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let dir = support::temp_dir();
-    let url = support::sqlite_url(dir.path());
-    let store = SqliteTaskStore::connect(&url).await.unwrap();
-    let chat = Arc::new(store.chat_store());
-    support::run_then_cleanup(case(chat), async {}).await;
-    drop(dir);
+    crate::on_sqlite_as(|s| Arc::new(s.chat_store()) as Arc<dyn ChatStore>, case).await;
 }
 
 macro_rules! chat_tests {

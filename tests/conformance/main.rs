@@ -46,7 +46,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ai_integration_service::store::{SqliteTaskStore, TaskStoreTesting};
+use ai_integration_service::store::{PgTaskStore, SqliteTaskStore, TaskStoreTesting};
 
 /// Runs a store case against a fresh PostgreSQL database, dropped afterwards, pass or fail
 /// (skipped when the server is unreachable outside CI).
@@ -55,16 +55,7 @@ where
     F: FnOnce(Arc<dyn TaskStoreTesting>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some((store, url)) = support::pg_store().await else {
-        return;
-    };
-    let pool = store.pool().clone();
-    support::run_then_cleanup(case(Arc::new(store)), async {
-        // Give the case's connections back politely; the FORCE drop handles any stragglers.
-        let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
-        support::drop_pg_database(&url).await;
-    })
-    .await;
+    on_postgres_as(|s| s as Arc<dyn TaskStoreTesting>, case).await;
 }
 
 /// Runs a store case against a fresh SQLite file in a temporary directory, removed afterwards.
@@ -73,12 +64,40 @@ where
     F: FnOnce(Arc<dyn TaskStoreTesting>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    on_sqlite_as(|s| s as Arc<dyn TaskStoreTesting>, case).await;
+}
+
+/// [`on_postgres`] for a case that takes another face of the store (its chat, projection or
+/// pipeline storage), made from the store by `face`.
+pub(crate) async fn on_postgres_as<S, F, Fut>(face: impl FnOnce(Arc<PgTaskStore>) -> S, case: F)
+where
+    F: FnOnce(S) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some((store, url)) = support::pg_store().await else {
+        return;
+    };
+    let pool = store.pool().clone();
+    support::run_then_cleanup(case(face(Arc::new(store))), async {
+        // Give the case's connections back politely; the FORCE drop handles any stragglers.
+        let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
+        support::drop_pg_database(&url).await;
+    })
+    .await;
+}
+
+/// [`on_sqlite`] for a case that takes another face of the store, made by `face`.
+pub(crate) async fn on_sqlite_as<S, F, Fut>(face: impl FnOnce(Arc<SqliteTaskStore>) -> S, case: F)
+where
+    F: FnOnce(S) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let dir = support::temp_dir();
     let url = support::sqlite_url(dir.path());
     let store = SqliteTaskStore::connect(&url)
         .await
         .unwrap_or_else(|e| panic!("SqliteTaskStore::connect({url}): {e}"));
-    support::run_then_cleanup(case(Arc::new(store)), async {}).await;
+    support::run_then_cleanup(case(face(Arc::new(store))), async {}).await;
     drop(dir);
 }
 

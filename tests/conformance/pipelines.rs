@@ -3,18 +3,16 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ai_integration_service::domain::pipeline::{Format, NewItem, PipelineDef, parse_document};
 use ai_integration_service::domain::{TaskId, UserId};
+use ai_integration_service::store::NotificationStore;
 use ai_integration_service::store::pipeline::{
     Added, NewSession, PipelineStore, StageEnd, StageOutcome,
 };
-use ai_integration_service::store::{NotificationStore, PgTaskStore, SqliteTaskStore};
 use serde_json::json;
 
 use crate::fixtures::now;
-use crate::support;
 
 #[derive(Clone)]
 pub(crate) struct Stores {
@@ -27,19 +25,13 @@ where
     F: FnOnce(Stores) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some((store, url)) = support::pg_store().await else {
-        return;
-    };
-    let pool = store.pool().clone();
-    let store: Arc<PgTaskStore> = Arc::new(store);
-    let stores = Stores {
-        pipelines: store.clone(),
-        events: store,
-    };
-    support::run_then_cleanup(case(stores), async {
-        let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
-        support::drop_pg_database(&url).await;
-    })
+    crate::on_postgres_as(
+        |s| Stores {
+            pipelines: s.clone(),
+            events: s,
+        },
+        case,
+    )
     .await;
 }
 
@@ -48,15 +40,14 @@ where
     F: FnOnce(Stores) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let dir = support::temp_dir();
-    let url = support::sqlite_url(dir.path());
-    let store = Arc::new(SqliteTaskStore::connect(&url).await.unwrap());
-    let stores = Stores {
-        pipelines: store.clone(),
-        events: store,
-    };
-    support::run_then_cleanup(case(stores), async {}).await;
-    drop(dir);
+    crate::on_sqlite_as(
+        |s| Stores {
+            pipelines: s.clone(),
+            events: s,
+        },
+        case,
+    )
+    .await;
 }
 
 macro_rules! pipeline_tests {

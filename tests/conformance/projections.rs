@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ai_integration_service::domain::UserId;
 use ai_integration_service::domain::progress::{LearningEvent, TaskFinished, TaskStatsFold};
@@ -13,12 +12,10 @@ use ai_integration_service::domain::projection::{Parked, ProjectionName};
 use ai_integration_service::store::progress::{
     ApplyError, Batch, BatchWork, ProgressReads, ProjectionStore,
 };
-use ai_integration_service::store::{PgTaskStore, SqliteTaskStore};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde_json::{Value, json};
 
 use crate::fixtures::now;
-use crate::support;
 
 /// The two faces of one store.
 #[derive(Clone)]
@@ -27,25 +24,22 @@ pub(crate) struct Stores {
     reads: Arc<dyn ProgressReads>,
 }
 
+impl Stores {
+    /// Both faces of one projection store.
+    fn of<P: ProjectionStore + ProgressReads>(p: Arc<P>) -> Self {
+        Self {
+            manager: p.clone(),
+            reads: p,
+        }
+    }
+}
+
 async fn on_postgres<F, Fut>(case: F)
 where
     F: FnOnce(Stores) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some((store, url)) = support::pg_store().await else {
-        return;
-    };
-    let pool = store.pool().clone();
-    let p = Arc::new(PgTaskStore::projection_store(&store));
-    let stores = Stores {
-        manager: p.clone(),
-        reads: p,
-    };
-    support::run_then_cleanup(case(stores), async {
-        let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
-        support::drop_pg_database(&url).await;
-    })
-    .await;
+    crate::on_postgres_as(|s| Stores::of(Arc::new(s.projection_store())), case).await;
 }
 
 async fn on_sqlite<F, Fut>(case: F)
@@ -53,16 +47,7 @@ where
     F: FnOnce(Stores) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let dir = support::temp_dir();
-    let url = support::sqlite_url(dir.path());
-    let store = SqliteTaskStore::connect(&url).await.unwrap();
-    let p = Arc::new(store.projection_store());
-    let stores = Stores {
-        manager: p.clone(),
-        reads: p,
-    };
-    support::run_then_cleanup(case(stores), async {}).await;
-    drop(dir);
+    crate::on_sqlite_as(|s| Stores::of(Arc::new(s.projection_store())), case).await;
 }
 
 macro_rules! projection_tests {
