@@ -7,46 +7,75 @@ use uuid::Uuid;
 
 use super::DomainError;
 
-/// A task's id: a UUID v7, so ids sort by creation time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TaskId(Uuid);
+/// Declares a time-ordered id: a UUID v7 newtype that sorts by creation time, with `new`,
+/// `from_uuid` (read back from storage), `parse` (client input; the error names `$field`),
+/// `as_uuid`, `Default` and `Display`.
+macro_rules! time_ordered_id {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            serde::Serialize,
+            serde::Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(uuid::Uuid);
 
-impl TaskId {
-    /// A fresh, time-ordered id.
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
+        impl $name {
+            /// A fresh, time-ordered id.
+            pub fn new() -> Self {
+                Self(uuid::Uuid::now_v7())
+            }
 
-    /// Wraps an id read back from storage.
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
+            /// Wraps an id read back from storage.
+            pub fn from_uuid(id: uuid::Uuid) -> Self {
+                Self(id)
+            }
 
-    /// Parses a client-supplied id.
-    pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        Uuid::parse_str(raw.trim())
-            .map(Self)
-            .map_err(|_| DomainError::Invalid(format!("task_id {raw:?} is not a UUID")))
-    }
+            /// Parses a client-supplied id.
+            pub fn parse(raw: &str) -> Result<Self, $crate::domain::DomainError> {
+                uuid::Uuid::parse_str(raw.trim()).map(Self).map_err(|_| {
+                    $crate::domain::DomainError::Invalid(format!(
+                        "{} {raw:?} is not a UUID",
+                        $field
+                    ))
+                })
+            }
 
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
+            /// The underlying UUID.
+            pub fn as_uuid(&self) -> uuid::Uuid {
+                self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
 }
 
-impl Default for TaskId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub(crate) use time_ordered_id;
 
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+time_ordered_id!(
+    /// A task's id: a UUID v7, so ids sort by creation time.
+    TaskId,
+    "task_id"
+);
 
 /// The user a task belongs to: the JWT `sub` claim.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

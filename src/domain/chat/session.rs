@@ -5,54 +5,19 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use uuid::Uuid;
 
+use crate::domain::ids::time_ordered_id;
 use crate::domain::{DomainError, UserId};
 
 /// Largest item context, as JSON: it is sent with every turn, so it must stay well inside any
 /// model's context window.
 pub const MAX_CONTEXT_BYTES: usize = 16 * 1024;
 
-/// A chat session's id: a UUID v7, so ids sort by start time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ChatSessionId(Uuid);
-
-impl ChatSessionId {
-    /// A fresh, time-ordered id.
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Wraps an id read back from storage.
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    /// Parses a client-supplied id.
-    pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        Uuid::parse_str(raw.trim())
-            .map(Self)
-            .map_err(|_| DomainError::Invalid(format!("session_id {raw:?} is not a UUID")))
-    }
-
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl Default for ChatSessionId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for ChatSessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+time_ordered_id!(
+    /// A chat session's id: a UUID v7, so ids sort by start time.
+    ChatSessionId,
+    "session_id"
+);
 
 /// The item a conversation is about (a word, an article, a menu entry): the caller's own id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
