@@ -3,6 +3,7 @@
 
 mod attempts;
 mod cache;
+mod dev_image;
 mod extract;
 mod json;
 mod prompt_type;

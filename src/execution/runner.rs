@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use super::cache::{self, CacheCounters, ResponseCache};
-use super::{AttemptRecorder, Extractor, TokenCollector, prompt_type, prompts};
+use super::{AttemptRecorder, Extractor, TokenCollector, dev_image, prompt_type, prompts};
 use crate::domain::payload::ImageStyle;
 use crate::domain::{AttemptOutcome, ErrorClass, Task, TaskType};
 use crate::providers::{
@@ -170,64 +170,7 @@ impl TaskRunner {
                     result,
                 })
             }
-            TaskType::ImageGeneration => {
-                let count = payload
-                    .get("count")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(1)
-                    .clamp(1, 4) as u32;
-                let text = ["prompt", "query", "description"]
-                    .into_iter()
-                    .find_map(|k| payload.get(k).and_then(Value::as_str))
-                    .unwrap_or_default()
-                    .to_owned();
-                // Validated at submit; an unknown name (an older task) is simply unstyled.
-                let style: Option<ImageStyle> = payload
-                    .get("style")
-                    .and_then(Value::as_str)
-                    .and_then(|s| s.parse().ok());
-                let capability = image_capability(router, payload);
-                let routed = if capability == Capability::ImageSearch {
-                    let request = ImageSearchRequest {
-                        query: text,
-                        count,
-                        orientation: payload
-                            .get("orientation")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned),
-                        style,
-                    };
-                    router.search_images(chain, &request, &mut ctx).await?
-                } else {
-                    let request = ImageRequest {
-                        model: payload
-                            .get("model")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned),
-                        prompt: text,
-                        size: payload
-                            .get("size")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned),
-                        count,
-                        style,
-                    };
-                    router.generate_image(chain, &request, &mut ctx).await?
-                };
-                let mut result = json!({
-                    "images": routed.value.images,
-                    "source": if capability == Capability::ImageSearch { "search" } else { "generated" },
-                    "provider": routed.provider,
-                    "model": routed.model,
-                });
-                if let Some(style) = style {
-                    result["style"] = json!(style.as_str());
-                }
-                Ok(ProviderOutput {
-                    result,
-                    provider: routed.provider,
-                })
-            }
+            TaskType::ImageGeneration => run_images(router, payload, chain, &mut ctx).await,
             text_type => {
                 let request = prompts::request(text_type, payload)?;
                 match router.chat(chain, &request, tokens, &mut ctx).await {
@@ -286,6 +229,91 @@ impl TaskRunner {
             }
         }
     }
+}
+
+/// One image task: generated, or searched (seed 000's name → image). With no image provider
+/// configured at all, the development tiles, so a first run without keys shows images.
+async fn run_images(
+    router: &Router,
+    payload: &Value,
+    chain: &[String],
+    ctx: &mut CallContext,
+) -> Result<ProviderOutput, ProviderError> {
+    let count = payload
+        .get("count")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .clamp(1, 4) as u32;
+    let text = ["prompt", "query", "description"]
+        .into_iter()
+        .find_map(|k| payload.get(k).and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_owned();
+    // Validated at submit; an unknown name (an older task) is simply unstyled.
+    let style: Option<ImageStyle> = payload
+        .get("style")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok());
+    let capability = image_capability(router, payload);
+    let source = if capability == Capability::ImageSearch {
+        "search"
+    } else {
+        "generated"
+    };
+    if chain.is_empty() {
+        let started = std::time::Instant::now();
+        let result =
+            dev_image::development_images(&text, count, source, capability.enabling_vars());
+        ctx.record_local(
+            prompt_type::DEVELOPMENT_PROVIDER,
+            prompt_type::DEVELOPMENT_MODEL,
+            started,
+        );
+        return Ok(ProviderOutput {
+            provider: prompt_type::DEVELOPMENT_PROVIDER.into(),
+            result,
+        });
+    }
+    let routed = if capability == Capability::ImageSearch {
+        let request = ImageSearchRequest {
+            query: text,
+            count,
+            orientation: payload
+                .get("orientation")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            style,
+        };
+        router.search_images(chain, &request, ctx).await?
+    } else {
+        let request = ImageRequest {
+            model: payload
+                .get("model")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            prompt: text,
+            size: payload
+                .get("size")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            count,
+            style,
+        };
+        router.generate_image(chain, &request, ctx).await?
+    };
+    let mut result = json!({
+        "images": routed.value.images,
+        "source": source,
+        "provider": routed.provider,
+        "model": routed.model,
+    });
+    if let Some(style) = style {
+        result["style"] = json!(style.as_str());
+    }
+    Ok(ProviderOutput {
+        result,
+        provider: routed.provider,
+    })
 }
 
 /// Search when asked (`"source": "search"`) or when no provider can generate images.

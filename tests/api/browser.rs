@@ -375,8 +375,21 @@ async fn the_page_fills_the_menu_pipeline_as_results_arrive() {
     let statuses = statuses.as_str().unwrap_or_default();
     assert_eq!(
         statuses.split(',').filter(|s| *s == "completed").count(),
-        15,
+        21,
         "{statuses}"
     );
+    // The image stages show pictures: the development provider's tiles.
+    for stage in ["image_search", "generated_image"] {
+        let src = browser
+            .eval(&format!(
+                "(document.querySelector('#cell-m1-{stage} img') || {{}}).src || ''"
+            ))
+            .await;
+        let src = src.as_str().unwrap_or_default();
+        assert!(
+            src.starts_with("data:image/svg+xml;base64,"),
+            "{stage}: {src}"
+        );
+    }
     app.cleanup().await;
 }

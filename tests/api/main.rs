@@ -34,6 +34,7 @@ mod otlp;
 mod payloads;
 mod pipeline_faults;
 mod pipeline_grpc;
+mod pipeline_streams;
 mod pipelines;
 mod queues;
 mod seed_fields;

@@ -59,7 +59,7 @@ async fn post(app: &TestApp, user: &str, path: &str, body: Value) -> (u16, Value
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn create(app: &TestApp, user: &str, pipeline: &str, items: Vec<Value>) -> String {
+pub(crate) async fn create(app: &TestApp, user: &str, pipeline: &str, items: Vec<Value>) -> String {
     let path = format!("/api/v1/pipelines/{pipeline}/sessions");
     let (status, body) = post(app, user, &path, json!({ "items": items })).await;
     assert_eq!(status, 201, "{body}");
@@ -411,6 +411,17 @@ async fn the_menu_example_runs_on_development_answers() {
         "[development] translation: 唐揚げ"
     );
     assert!(m1["stages"]["allergens"]["result"]["allergens"].is_array());
+    // Without image providers, the image stages answer with development tiles.
+    for (stage, source) in [("image_search", "search"), ("generated_image", "generated")] {
+        let result = &m1["stages"][stage]["result"];
+        assert_eq!(result["source"], source, "{stage}: {result}");
+        assert_eq!(result["provider"], "development", "{stage}: {result}");
+        let url = result["images"][0]["url"].as_str().unwrap_or_default();
+        assert!(
+            url.starts_with("data:image/svg+xml;base64,"),
+            "{stage}: {url}"
+        );
+    }
     app.cleanup().await;
 }
 

@@ -61,7 +61,12 @@ pub async fn open(
         .open(caller, req, None)
         .await
         .map_err(|e| Status::from(ApiError::from(e)))?;
-    Ok(Box::pin(futures::stream::unfold(
+    Ok(to_grpc(stream))
+}
+
+/// An opened event stream as gRPC notifications.
+fn to_grpc(stream: EventStream) -> NotificationStream {
+    Box::pin(futures::stream::unfold(
         Some(stream),
         |s: Option<EventStream>| async move {
             let mut s = s?;
@@ -101,7 +106,7 @@ pub async fn open(
                 StreamItem::Closed(reason) => (Err(close_status(reason)), None),
             })
         },
-    )))
+    ))
 }
 
 fn notification(kind: proto::notification::Kind) -> proto::Notification {
@@ -132,6 +137,25 @@ impl NotificationService for NotificationApi {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let (caller, exp) = stream_caller(&self.state, &request)?;
         let r = request.into_inner();
+        if let Some(raw) = r.session_id.as_deref() {
+            if r.task_id.is_some() || r.user_id.is_some() || r.all_users {
+                return Err(invalid(
+                    "session_id is not combined with task_id, user_id or all_users",
+                ));
+            }
+            let id = TaskId::parse(raw).map_err(|_| {
+                invalid(format!(
+                    "session_id {raw:?} is not a pipeline session id (a UUID)"
+                ))
+            })?;
+            let stream = self
+                .state
+                .pipelines
+                .events(&caller, id, r.since, Transport::Grpc, Some(exp))
+                .await
+                .map_err(|e| Status::from(ApiError::from(e)))?;
+            return Ok(Response::new(to_grpc(stream)));
+        }
         let task_id = r
             .task_id
             .as_deref()

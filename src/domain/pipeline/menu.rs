@@ -1,11 +1,12 @@
 //! Seed 004's menu pipeline, the built-in example: a menu entry's name becomes its
-//! translation, category, description, allergens and ingredients, each a `prompt` stage.
-//! Without provider keys the development answers fill it in deterministically.
+//! translation, category, description, allergens and ingredients (each a `prompt` stage), a
+//! searched photo and a generated image (`image_generation` stages). Without provider keys the
+//! development answers and tiles fill it in deterministically.
 
 /// The `menu` definition (JSON, as a `PIPELINES_FILE` would hold it).
 pub const MENU: &str = r#"{"pipelines": [{
   "name": "menu",
-  "description": "Seed 004: a Japanese menu entry -> translation, category, description, allergens, ingredients",
+  "description": "Seed 004: a Japanese menu entry -> translation, category, description, allergens, ingredients, a photo found and an image generated",
   "stages": [
     {"name": "translation", "task_type": "prompt", "payload": {
       "system": "You translate Japanese restaurant menus into natural English.",
@@ -28,7 +29,13 @@ pub const MENU: &str = r#"{"pipelines": [{
     {"name": "ingredients", "task_type": "prompt", "needs": ["description"], "payload": {
       "prompt": "List the main ingredients of this dish, in English.\n{{translation.translation}}: {{description.description}}",
       "schema": {"type": "object", "required": ["ingredients"],
-                 "properties": {"ingredients": {"type": "array", "items": {"type": "string"}}}}}}
+                 "properties": {"ingredients": {"type": "array", "items": {"type": "string"}}}}}},
+    {"name": "image_search", "task_type": "image_generation", "payload": {
+      "source": "search", "query": "{{translation.translation}}",
+      "orientation": "landscape", "count": 1}},
+    {"name": "generated_image", "task_type": "image_generation", "payload": {
+      "source": "generate", "style": "photo",
+      "prompt": "A photograph of {{translation.translation}} as served in a Japanese restaurant. {{description.description}}"}}
   ]
 }]}"#;
 
@@ -38,7 +45,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_menu_is_a_valid_five_stage_pipeline() {
+    fn the_menu_is_a_valid_seven_stage_pipeline() {
         let p = parse_document(MENU, Format::Json).unwrap().remove(0);
         assert_eq!(p.name, "menu");
         let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
@@ -49,9 +56,13 @@ mod tests {
                 "category",
                 "description",
                 "allergens",
-                "ingredients"
+                "ingredients",
+                "image_search",
+                "generated_image"
             ]
         );
         assert_eq!(p.stages[4].needs, ["description", "translation"]);
+        assert_eq!(p.stages[5].needs, ["translation"]);
+        assert_eq!(p.stages[6].needs, ["translation", "description"]);
     }
 }

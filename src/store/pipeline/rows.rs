@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::QueryBuilder;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -9,6 +10,7 @@ use super::{SessionRecord, StageRecord};
 use crate::domain::pipeline::PipelineDef;
 use crate::domain::{TaskId, UserId};
 use crate::store::StoreError;
+use crate::store::sql::Bind;
 
 /// The columns of [`SessionRow`], in order.
 pub(super) const SESSION_COLUMNS: &str = "id, user_id, definition, status, item_count, error, \
@@ -89,4 +91,15 @@ pub(super) fn unsigned(n: i64) -> u64 {
 /// A count or position as stored.
 pub(super) fn signed(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Appends positions as bound parameters, for an `IN (...)` list.
+pub(super) fn push_positions<DB: sqlx::Database>(qb: &mut QueryBuilder<DB>, positions: &[u64])
+where
+    i64: Bind<DB>,
+{
+    let mut list = qb.separated(", ");
+    for p in positions {
+        list.push_bind(signed(*p));
+    }
 }

@@ -9,7 +9,7 @@ use sqlx::types::Json;
 use sqlx::{ColumnIndex, Executor, QueryBuilder};
 use uuid::Uuid;
 
-use super::rows::{signed, unsigned};
+use super::rows::{push_positions, signed, unsigned};
 use super::sql::PipelineDialect;
 use super::{SessionId, SessionRecord, StageEnd, StageOutcome, StageRun};
 use crate::domain::pipeline::{ItemStatus, StageStatus, finish, finished_session, item_status};
@@ -395,16 +395,5 @@ where
             at,
         ));
         Ok(())
-    }
-}
-
-/// Appends positions as bound parameters, for an `IN (...)` list.
-pub(super) fn push_positions<DB: sqlx::Database>(qb: &mut QueryBuilder<DB>, positions: &[u64])
-where
-    i64: Bind<DB>,
-{
-    let mut list = qb.separated(", ");
-    for p in positions {
-        list.push_bind(signed(*p));
     }
 }
