@@ -153,7 +153,7 @@ impl ProvidersService {
     async fn reset_breaker_now(&self, caller: &Caller, provider: &str) -> Result<(), ServiceError> {
         let router = self.runner.router();
         if !router.has(provider) {
-            return Err(ServiceError::NotFound(format!(
+            return Err(ServiceError::Missing(format!(
                 "no provider named {provider:?} is configured"
             )));
         }
@@ -183,7 +183,7 @@ impl ProvidersService {
                 .await
                 .map_err(|e| ServiceError::Unavailable(e.to_string()))
         } else {
-            Err(ServiceError::NotFound(format!(
+            Err(ServiceError::Missing(format!(
                 "no provider named {provider:?} is configured"
             )))
         };

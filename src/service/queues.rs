@@ -177,7 +177,7 @@ impl QueueService {
         QueueName::parse(name)
             .ok()
             .filter(|q| self.states.set().index_of(*q).is_some())
-            .ok_or_else(|| ServiceError::NotFound(format!("no queue named {name:?} is configured")))
+            .ok_or_else(|| ServiceError::Missing(format!("no queue named {name:?} is configured")))
     }
 }
 
@@ -217,7 +217,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             svc.enqueue_task("nope", low.id, low.priority).await,
-            Err(ServiceError::NotFound(_))
+            Err(ServiceError::Missing(_))
         ));
 
         let worker = WorkerId::generate("test");

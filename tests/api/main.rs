@@ -10,6 +10,8 @@ mod admin;
 mod ai;
 mod audit;
 mod auth_jwks;
+mod authz_grpc;
+mod authz_matrix;
 mod bad_input;
 mod browser;
 mod chat;

@@ -21,7 +21,7 @@ fn authed<T>(app: &TestApp, user: &str, msg: T) -> Request<T> {
 }
 
 /// A string-fields item as protobuf.
-fn item(id: &str, name: &str) -> prost_types::Value {
+pub(crate) fn item(id: &str, name: &str) -> prost_types::Value {
     use prost_types::value::Kind;
     let field = |s: &str| prost_types::Value {
         kind: Some(Kind::StringValue(s.to_owned())),
