@@ -92,13 +92,16 @@ pub type BaseLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 /// Installs the process-wide subscriber: `base` (if any), and the log output on stdout in
 /// `settings`' format behind the `RUST_LOG` filter. The filter is the log output's own, not
-/// global: `RUST_LOG=warn` must not stop the spans `base` exports. Fails if a subscriber is
-/// already installed.
+/// global: `RUST_LOG=warn` must not stop the spans `base` exports. Panics are logged through
+/// it too ([`super::panics`]). Fails if a subscriber is already installed.
 pub fn init(settings: &LogSettings, base: Option<BaseLayer>) -> Result<(), TryInitError> {
     tracing_subscriber::registry()
         .with(base)
         .with(layer(settings, io::stdout, io::stdout().is_terminal()).with_filter(env_filter()))
-        .try_init()
+        .try_init()?;
+    // Panics go through the same masking as every other line.
+    super::panics::install();
+    Ok(())
 }
 
 /// `RUST_LOG`, or [`DEFAULT_FILTER`].

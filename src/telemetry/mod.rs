@@ -4,4 +4,5 @@
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod panics;
 pub mod traces;

@@ -10,17 +10,17 @@ use crate::capture::logs;
 use crate::helpers::{Mode, TestApp, both_modes, spawn_app};
 use crate::support::fake_providers::{FakeProviders, Fault};
 
-const KEY: &str = "sk-proj-CANARYkey0123456789abcdef";
+pub const KEY: &str = "sk-proj-CANARYkey0123456789abcdef";
 const GROQ_KEY: &str = "gsk_CANARYgroq0123456789abc";
 const GOOGLE_KEY: &str = "AIzaCANARYgoogle0123456789abcdefghijklm";
-const EMAIL: &str = "canary.user@example.com";
+pub const EMAIL: &str = "canary.user@example.com";
 const PHONE: &str = "+81-90-1234-5678";
 const US_PHONE: &str = "(555) 123-4567";
 const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjYW5hcnkifQ.Q0FOQVJZc2lnbmF0dXJl";
 const OPAQUE_TOKEN: &str = "canaryOpaqueToken0123";
 
 /// What must never be seen: each canary, or a telling piece of it.
-const NEVER: [&str; 10] = [
+pub const NEVER: [&str; 10] = [
     "CANARYkey",
     "CANARYgroq",
     "CANARYgoogle",
@@ -41,7 +41,7 @@ fn sentence() -> String {
     )
 }
 
-fn assert_clean_text(what: &str, text: &str) {
+pub fn assert_clean_text(what: &str, text: &str) {
     for canary in NEVER {
         assert!(
             !text.contains(canary),
@@ -61,7 +61,7 @@ fn assert_masked(what: &str, text: &str) {
     }
 }
 
-async fn app(mode: Mode, vars: &[(&str, &str)]) -> Option<TestApp> {
+pub async fn app(mode: Mode, vars: &[(&str, &str)]) -> Option<TestApp> {
     // Installed before the app starts, so its first lines are captured.
     logs();
     spawn_app(mode, vars).await

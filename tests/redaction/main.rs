@@ -1,8 +1,10 @@
 //! Canary secrets sent through every path that reaches a client or a log line must come out
 //! masked: provider error bodies (the task's stored error), bad requests (HTTP 400 and gRPC
 //! INVALID_ARGUMENT), task payloads logged at debug level, and rejected `Authorization`
-//! headers. A binary of its own, because it installs the process-wide subscriber: every app
-//! in it logs at debug level into two buffers, one per `LOG_FORMAT`, which each test searches.
+//! headers; and what operators read (dead letters, providers, audit, /metrics, the dashboard)
+//! with canary keys configured, and a panic quoting a secret. A binary of its own, because it
+//! installs the process-wide subscriber: every app in it logs at debug level into two
+//! buffers, one per `LOG_FORMAT`, which each test searches.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -14,3 +16,4 @@ mod helpers;
 
 mod canaries;
 mod capture;
+mod surfaces;
