@@ -10,6 +10,7 @@ use ai_integration_service::api::proto::notification::Kind;
 use ai_integration_service::api::proto::notification_service_client::NotificationServiceClient;
 use futures::StreamExt;
 use serde_json::Value;
+use tonic::transport::Channel;
 use tonic::{Code, Request, Streaming};
 
 use crate::helpers::{Mode, TestApp, both_modes, spawn_app};
@@ -26,6 +27,23 @@ fn authed<T>(app: &TestApp, user: &str, msg: T) -> Request<T> {
         format!("Bearer {}", app.token(user)).parse().unwrap(),
     );
     r
+}
+
+/// alice's gRPC `Subscribe` narrowed to one pipeline session.
+async fn session_stream(
+    notes: &mut NotificationServiceClient<Channel>,
+    app: &TestApp,
+    session: &str,
+) -> Streaming<ai_integration_service::api::proto::Notification> {
+    let request = SubscribeRequest {
+        session_id: Some(session.to_owned()),
+        ..Default::default()
+    };
+    notes
+        .subscribe(authed(app, "alice", request))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 fn is_done(e: &Value, session: &str) -> bool {
@@ -137,18 +155,7 @@ async fn pipeline_events_reach_every_user_stream(mode: Mode) {
     let session = create(&app, "alice", "five", items(ITEMS, "m")).await;
 
     // The session narrowed on gRPC, opened after it started: from its first event.
-    let mut only = notes
-        .subscribe(authed(
-            &app,
-            "alice",
-            SubscribeRequest {
-                session_id: Some(session.clone()),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut only = session_stream(&mut notes, &app, &session).await;
 
     let by_sse = sse_until_done(&mut alice_sse, &session).await;
     let by_ws = ws_until_done(&mut alice_ws, &session).await;
@@ -280,18 +287,7 @@ async fn subscribing_to_a_session_checks_owner_and_arguments() {
     assert_eq!(both.code(), Code::InvalidArgument);
     assert!(both.message().contains("session_id"), "{both:?}");
     // The owner's subscription works through to the session's end.
-    let mut only = notes
-        .subscribe(authed(
-            &app,
-            "alice",
-            SubscribeRequest {
-                session_id: Some(session.clone()),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut only = session_stream(&mut notes, &app, &session).await;
     let events = grpc_until_done(&mut only, &session).await;
     assert_eq!(events.last().unwrap().1, "PipelineSessionDone");
     app.cleanup().await;
