@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -16,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, AppState};
 use crate::auth::{JwksCache, JwksSource, JwtKeys, JwtSettings, Role};
 use crate::bus::{EventBus, Hub, HubConfig, MemoryBus, RedisBus};
-use crate::config::{Backend, Config, Secret};
+use crate::config::{Backend, Config, EdgeLimits, Secret};
 use crate::domain::eventstore::SnapshotPolicy;
 use crate::domain::payload::MAX_ECHO_DELAY_MS;
 use crate::domain::{SubmitPolicy, TaskId, UserId, WorkerId};
@@ -31,8 +30,8 @@ use crate::service::pipeline::{Catalog, PipelineService, Scheduler, SchedulerLoo
 use crate::service::projections::{FeedingPublisher, Finish, RunnerSettings, TaskFeed, task_feed};
 use crate::service::{
     AdminService, MetricsService, MetricsSources, NotificationService, ProvidersService,
-    QueueService, Readiness, Retention, SessionBook, StreamLimits, StreamTickets, SubmitLimits,
-    TaskService,
+    QueueService, Readiness, Retention, SessionBook, StreamLimits, StreamQuota, StreamTickets,
+    SubmitLimits, TaskService,
 };
 use crate::service::{
     EventStoreService, ProgressService, ProjectionManager, ProjectionsService, StoreHead,
@@ -50,6 +49,7 @@ use crate::telemetry::live::board::{MemoryBoard, RedisBoard, SampleBoard};
 mod chat;
 mod dashboard;
 mod runner;
+mod serve;
 use crate::worker::{
     AdaptiveLimit, DelayScheduler, Dispatch, PoolConfig, ProcLoad, QueueSync, Reaper, Reconciler,
     Slots, WorkerPool,
@@ -95,6 +95,8 @@ pub struct Application {
     /// Background loops (worker pool, scheduler, reconciler, group commit).
     background: TaskTracker,
     grace_period: Duration,
+    /// Request head size and read timeout of the accept loop.
+    limits: EdgeLimits,
 }
 
 /// The storage parts chosen by the configured mode.
@@ -533,11 +535,13 @@ impl Application {
             StreamLimits {
                 max_connections: config.max_connections,
                 keepalive: config.notification_keepalive,
+                pong_timeout: config.limits.ws_pong_timeout,
             },
             host.clone(),
             sessions,
             shutdown.clone(),
-        );
+        )
+        .with_stream_quota(StreamQuota::new(config.limits.max_streams_per_user));
 
         let scheduler = Scheduler::new(
             backends.pipelines.clone(),
@@ -621,6 +625,11 @@ impl Application {
                 .await;
         background.spawn(health_watch.run(shutdown.child_token()));
         let metrics_only = api::http::metrics_only(metrics.clone());
+        let edge = api::limits::Edge {
+            limits: config.limits.clone(),
+            keys: keys.clone(),
+            limiter: backends.limiter.clone(),
+        };
         let router = api::router(
             AppState {
                 tasks,
@@ -640,6 +649,7 @@ impl Application {
                 pipelines,
             },
             health,
+            edge,
         );
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
@@ -662,6 +672,7 @@ impl Application {
             shutdown,
             background,
             grace_period: config.shutdown_grace_period,
+            limits: config.limits.clone(),
         })
     }
 
@@ -691,20 +702,10 @@ impl Application {
             shutdown,
             background,
             grace_period,
+            limits,
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "serving HTTP and gRPC");
-        // Small HTTP/2 frames must not wait for Nagle's algorithm: without TCP_NODELAY a
-        // request can stall ~40 ms behind the peer's delayed ACK.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        // `into_make_service` resolves the routes once; serving the `Router` itself rebuilds
-        // its route table for every connection (~15 KiB per held event stream).
-        let server = axum::serve(listener, router.into_make_service())
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(serve::serve(listener, router, limits, shutdown.clone()));
         if let Some((listener, router)) = metrics {
             tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
             let scrapes = axum::serve(listener, router.into_make_service())
@@ -718,7 +719,7 @@ impl Application {
         shutdown.cancelled().await;
         // Open connections get the grace period to finish their requests.
         match tokio::time::timeout(grace_period + Duration::from_secs(1), server).await {
-            Ok(joined) => joined.context("server task")?.context("serving")?,
+            Ok(joined) => joined.context("server task")?,
             Err(_) => tracing::warn!("connections still open after the grace period; closing"),
         }
         background.close();

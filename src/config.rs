@@ -9,6 +9,7 @@ use std::time::Duration;
 
 mod chat;
 mod compat;
+mod limits;
 mod pipelines;
 mod providers;
 mod queues;
@@ -16,6 +17,7 @@ mod traces;
 
 pub use crate::telemetry::traces::{DEFAULT_SERVICE_NAME, OtlpProtocol, TracesConfig};
 pub use chat::ChatConfig;
+pub use limits::EdgeLimits;
 pub use pipelines::PipelineSettings;
 pub use providers::{AiConfig, PROVIDERS, ProviderSettings, ProviderVars};
 
@@ -154,6 +156,8 @@ pub struct Config {
     pub projections: ProjectionConfig,
     /// Chat sessions (`CHAT_*`).
     pub chat: ChatConfig,
+    /// Header size, slow clients, per-user rate and streams (docs/security.md).
+    pub limits: EdgeLimits,
 }
 
 /// How this instance takes part in the projections of the event store.
@@ -495,6 +499,7 @@ impl Config {
             crate::domain::eventstore::SnapshotPolicy::new(snapshot_every, snapshot_keep)
                 .unwrap_or_default();
         let chat = r.chat();
+        let limits = r.limits();
         let projections = ProjectionConfig {
             enabled: r.flag("PROJECTIONS_ENABLED", true),
             batch_size: r.range("PROJECTION_BATCH_SIZE", 500u32, 1, 10_000),
@@ -554,6 +559,7 @@ impl Config {
             snapshot_policy,
             projections,
             chat,
+            limits,
         })
     }
 }

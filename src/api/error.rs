@@ -27,6 +27,15 @@ pub enum ApiError {
         /// The path asked for.
         path: String,
     },
+    /// The request's headers are over `MAX_HEADER_BYTES`.
+    HeadersTooLarge {
+        /// Their size as counted.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The request body did not arrive within `BODY_READ_TIMEOUT`.
+    BodyTimeout(std::time::Duration),
     /// The path's route has no such method.
     MethodNotAllowed {
         /// The method asked for.
@@ -84,6 +93,16 @@ impl ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 tonic::Code::Unimplemented,
                 "method_not_allowed",
+            ),
+            Self::HeadersTooLarge { .. } => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                tonic::Code::ResourceExhausted,
+                "headers_too_large",
+            ),
+            Self::BodyTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                tonic::Code::DeadlineExceeded,
+                "body_timeout",
             ),
             Self::Chat(e) => chat_class(e),
             Self::Service(e) => match e {
@@ -154,6 +173,14 @@ impl ApiError {
             Self::MethodNotAllowed { method, path } => {
                 format!("method {method} is not allowed on {path}")
             }
+            Self::HeadersTooLarge { bytes, limit } => format!(
+                "request headers are {bytes} bytes, over the limit of {limit} bytes \
+                 (MAX_HEADER_BYTES)"
+            ),
+            Self::BodyTimeout(d) => format!(
+                "request body not received within {} (BODY_READ_TIMEOUT)",
+                humantime::format_duration(*d)
+            ),
         }
     }
 
@@ -262,8 +289,11 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            // The rest of an oversized body may still be in flight: tell HTTP/1.1 clients not to
+        if matches!(
+            status,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        ) {
+            // The rest of an oversized or stalled body may still be in flight: tell HTTP/1.1 clients not to
             // reuse this connection, which the server closes instead of draining.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

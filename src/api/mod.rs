@@ -6,6 +6,7 @@ pub mod error;
 mod fallback;
 pub mod grpc;
 pub mod http;
+pub mod limits;
 pub mod proto;
 pub mod request_id;
 
@@ -57,10 +58,12 @@ pub struct AppState {
 /// HTTP routes and gRPC services (with `health` and reflection) as one router: HTTP/1.1 and
 /// HTTP/2 (h2c) requests are told apart by the server, gRPC ones by path; a path neither has
 /// answers in the caller's protocol.
-pub fn router(state: AppState, health: grpc::health::HealthApi) -> Router {
-    http::routes(state.clone())
+/// `edge` wraps both in the limits every request passes (docs/security.md).
+pub fn router(state: AppState, health: grpc::health::HealthApi, edge: limits::Edge) -> Router {
+    let routes = http::routes(state.clone())
         .merge(grpc::routes(state, health))
-        .fallback(fallback::no_route)
+        .fallback(fallback::no_route);
+    edge.apply(routes)
         .layer(axum::middleware::from_fn(http::track_metrics))
         .layer(axum::middleware::from_fn(request_id::assign))
 }

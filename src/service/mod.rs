@@ -20,6 +20,7 @@ mod readiness;
 pub mod request;
 mod retention;
 mod sessions;
+mod stream_quota;
 mod tasks;
 mod tickets;
 
@@ -40,5 +41,6 @@ pub use queues::{QueueService, QueueView};
 pub use readiness::Readiness;
 pub use retention::Retention;
 pub use sessions::{SessionBook, SessionCell};
+pub use stream_quota::{StreamPass, StreamQuota};
 pub use tasks::{MAX_BATCH, SubmitLimits, TaskService};
 pub use tickets::{IssuedTicket, Redeemed, StreamTickets};

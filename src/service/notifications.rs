@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{ServiceError, SessionBook, SessionCell};
+use super::{ServiceError, SessionBook, SessionCell, StreamPass, StreamQuota};
 use crate::auth::{Caller, Role};
 use crate::bus::{Hub, Live, LiveEvents};
 use crate::clock;
@@ -40,6 +40,9 @@ pub struct StreamLimits {
     /// How often idle connections are pinged and sessions marked alive
     /// (`NOTIFICATION_KEEPALIVE`).
     pub keepalive: Duration,
+    /// How long a WebSocket has to answer a ping before it is closed as dead
+    /// (`WS_PONG_TIMEOUT`).
+    pub pong_timeout: Duration,
 }
 
 /// Whose events a stream carries.
@@ -141,6 +144,8 @@ pub struct NotificationService {
     instance: String,
     sessions: Arc<SessionBook>,
     shutdown: CancellationToken,
+    /// Streams per user (`MAX_STREAMS_PER_USER`), shared by every kind of live stream.
+    quota: StreamQuota,
 }
 
 impl NotificationService {
@@ -164,12 +169,29 @@ impl NotificationService {
             instance,
             sessions,
             shutdown,
+            quota: StreamQuota::default(),
         }
+    }
+
+    /// Counts every stream against `quota` (one per user).
+    pub fn with_stream_quota(mut self, quota: StreamQuota) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    /// The per-user stream quota, for the other kinds of live streams (chat, event store).
+    pub fn stream_quota(&self) -> &StreamQuota {
+        &self.quota
     }
 
     /// The keepalive interval.
     pub fn keepalive(&self) -> Duration {
         self.limits.keepalive
+    }
+
+    /// How long a WebSocket has to answer a ping.
+    pub fn pong_timeout(&self) -> Duration {
+        self.limits.pong_timeout
     }
 
     /// Takes one of this instance's connection slots, or refuses when all are taken.
@@ -215,6 +237,7 @@ impl NotificationService {
             Some(s) => s,
             None => self.reserve()?,
         };
+        let pass = self.quota.acquire(&caller.user_id)?;
         if req.scope != Scope::Own && caller.role != Role::Admin {
             return Err(ServiceError::Forbidden(
                 "only admins may watch other users' events".into(),
@@ -304,6 +327,7 @@ impl NotificationService {
             sessions: self.sessions.clone(),
             mark,
             _slot: slot,
+            _pass: pass,
             metrics: OpenStream::open(req.transport.as_str()),
         })
     }
@@ -371,6 +395,8 @@ pub struct EventStream {
     mark: Arc<SessionCell>,
     /// Holds one of the instance's connection slots.
     _slot: OwnedSemaphorePermit,
+    /// Holds one of the caller's places in the per-user stream quota.
+    _pass: StreamPass,
     /// Counts the stream as open, and what it delivers.
     metrics: OpenStream,
 }

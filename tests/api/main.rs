@@ -29,6 +29,7 @@ mod grpcurl;
 mod health;
 mod http;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod notify;
 mod notify_support;

@@ -204,6 +204,12 @@ impl EventStoreService for EventStoreApi {
     ) -> Result<Response<Self::SubscribeAllStream>, Status> {
         let caller = grpc_caller(&self.state.keys, &request)?;
         let from = request.into_inner().from_position;
+        let pass = self
+            .state
+            .notifications
+            .stream_quota()
+            .acquire(&caller.user_id)
+            .map_err(|e| Status::from(ApiError::from(e)))?;
         let stream = self
             .state
             .eventstore
@@ -215,7 +221,11 @@ impl EventStoreService for EventStoreApi {
                 "the instance is shutting down; resume from the last position + 1",
             ))
         });
-        let items = stream.map(|item| item.map(stored_event).map_err(status));
+        // The stream holds the caller's place in the per-user stream quota until dropped.
+        let items = stream.map(move |item| {
+            let _held = &pass;
+            item.map(stored_event).map_err(status)
+        });
         Ok(Response::new(Box::pin(items.chain(tail))))
     }
 }

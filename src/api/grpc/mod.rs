@@ -78,5 +78,8 @@ pub fn routes(state: AppState, health: health::HealthApi) -> Router {
         // HTTP requests; `api::fallback` tells the two apart instead.
         .reset_fallback()
         .route_layer(axum::middleware::from_fn(trace::server_span))
+        .route_layer(axum::middleware::from_fn(
+            super::limits::message_size_status,
+        ))
         .layer(axum::middleware::from_fn(metrics::track))
 }

@@ -284,8 +284,14 @@ pub async fn subscribe(
         ),
     };
     let from = resume.map_or(q.from_position.unwrap_or(1), |last| last + 1);
+    let pass = state
+        .notifications
+        .stream_quota()
+        .acquire(&caller.user_id)?;
     let stream = state.eventstore.subscribe(&caller, from)?;
-    let body = stream.map(|item| {
+    // The stream holds the caller's place in the per-user stream quota until dropped.
+    let body = stream.map(move |item| {
+        let _held = &pass;
         Ok::<Event, Infallible>(match item {
             Ok(e) => Event::default()
                 .id(e.global_position.to_string())

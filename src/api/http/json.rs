@@ -1,22 +1,94 @@
 //! JSON request and response bodies.
 
-use axum::extract::FromRequest;
-use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::json_depth::too_deep;
 use crate::api::error::ApiError;
+use crate::api::limits::{BodyLimit, BodyTimeout, MAX_JSON_DEPTH};
 use crate::auth::Caller;
 use crate::domain::{NewTask, SubmitPolicy, Task, TaskError, TaskRequest};
 use crate::service::ServiceError;
 
-/// `Json` whose rejections (malformed JSON, wrong content type, body too large) answer in our
-/// error format.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON request body, read within `BODY_READ_TIMEOUT` and the route's size limit, checked
+/// for nesting deeper than [`MAX_JSON_DEPTH`] before it is deserialised; every refusal answers
+/// in our error format and names the limit.
 pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !json_content_type(req.headers()) {
+            return Err(ServiceError::Invalid(
+                "Expected request with `Content-Type: application/json`".into(),
+            )
+            .into());
+        }
+        let limit = req.extensions().get::<BodyLimit>().copied();
+        let timeout = req
+            .extensions()
+            .get::<BodyTimeout>()
+            .map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
+        let bytes = match tokio::time::timeout(timeout, Bytes::from_request(req, state)).await {
+            Err(_) => return Err(ApiError::BodyTimeout(timeout)),
+            Ok(Err(rejection)) => return Err(body_refused(&rejection, limit)),
+            Ok(Ok(bytes)) => bytes,
+        };
+        if let Some(depth) = too_deep(&bytes, MAX_JSON_DEPTH) {
+            return Err(ServiceError::Invalid(format!(
+                "JSON nested {depth} levels deep; at most {MAX_JSON_DEPTH} are allowed"
+            ))
+            .into());
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(Self(value))
+    }
+}
+
+/// Used when no [`BodyTimeout`] is set (routers built without the edge limits).
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `application/json`, or any `application/*+json`, as axum's `Json` accepts.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Why the body could not be read: over the size limit (413, naming it) or cut off (400).
+fn body_refused(rejection: &BytesRejection, limit: Option<BodyLimit>) -> ApiError {
+    if rejection.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return ServiceError::Invalid(rejection.body_text()).into();
+    }
+    let msg = match limit {
+        Some(BodyLimit(n)) => format!(
+            "request body is over this endpoint's limit of {n} bytes ({} MiB)",
+            n >> 20
+        ),
+        None => "request body is over this endpoint's size limit".to_owned(),
+    };
+    ServiceError::TooLarge(msg).into()
+}
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {

@@ -8,6 +8,7 @@ pub mod events;
 mod eventstore;
 mod jobs;
 mod json;
+mod json_depth;
 mod metrics;
 
 pub use metrics::{standalone as metrics_only, track as track_metrics};
@@ -23,14 +24,15 @@ mod tickets;
 mod trace;
 mod ws;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
+use axum::{Extension, Router};
 
 use super::AppState;
 use super::error::ApiError;
+use super::limits::BodyLimit;
 
 /// Largest request body for one task: the 1 MiB payload limit plus room for the envelope, so an
 /// oversized payload gets the domain's clear 413 rather than a cut-off body.
@@ -44,7 +46,10 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/v1/tasks", post(tasks::submit).get(tasks::list))
         .route(
             "/api/v1/tasks/batch",
-            post(tasks::submit_batch).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
+            post(tasks::submit_batch).layer((
+                DefaultBodyLimit::max(BATCH_BODY_LIMIT),
+                Extension(BodyLimit(BATCH_BODY_LIMIT)),
+            )),
         )
         .route("/api/v1/tasks/{task_id}", get(tasks::get))
         .route("/api/v1/task-types", get(task_types::list))
@@ -146,6 +151,7 @@ pub fn routes(state: AppState) -> Router {
         .method_not_allowed_fallback(super::fallback::method_not_allowed)
         .route_layer(axum::middleware::from_fn(trace::server_span))
         .layer(DefaultBodyLimit::max(SINGLE_BODY_LIMIT))
+        .layer(Extension(BodyLimit(SINGLE_BODY_LIMIT)))
         .with_state(state)
 }
 

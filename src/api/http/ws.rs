@@ -7,9 +7,10 @@
 //! within 10 seconds. Frames: first `{"type": "subscribed" | "resync", "recovered", "id"}`,
 //! then one JSON text frame per event (the shape of [`event_json`]). The server pings every
 //! `NOTIFICATION_KEEPALIVE` and closes with a code and reason:
-//! 4008 slow consumer, 4001 token expired, 1001 shutting down, 1011 database unavailable,
-//! 1013 too many connections, 1008 authentication or permission failed, 1009 a client message
-//! over 64 KiB.
+//! 4008 slow consumer, 4001 token expired, 4009 no pong within `WS_PONG_TIMEOUT` (a dead or
+//! stalled client), 1001 shutting down, 1011 database unavailable, 1013 too many connections
+//! (this instance's, or the user's `MAX_STREAMS_PER_USER`), 1008 authentication or permission
+//! failed, 1009 a client message over 64 KiB.
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
 use super::events::{EventsQuery, event_json, subscribed_json};
 use super::tickets::stream_caller;
@@ -57,6 +59,7 @@ mod code {
     pub const TRY_AGAIN_LATER: u16 = 1013;
     pub const TOKEN_EXPIRED: u16 = 4001;
     pub const SLOW_CONSUMER: u16 = 4008;
+    pub const NO_PONG: u16 = 4009;
 }
 
 fn close_code(reason: CloseReason) -> u16 {
@@ -144,6 +147,7 @@ pub async fn ws(
 
 async fn serve(mut socket: WebSocket, start: Box<Start>) {
     let keepalive = start.notifications.keepalive();
+    let pong_timeout = start.notifications.pong_timeout();
     // The one-off steps are boxed so that their state is not part of this long-lived future.
     let mut stream = match Box::pin(open(&mut socket, *start)).await {
         Ok(s) => s,
@@ -151,7 +155,11 @@ async fn serve(mut socket: WebSocket, start: Box<Start>) {
     };
     let mut ping = tokio::time::interval(keepalive);
     ping.tick().await;
+    // Since when a ping has gone unanswered: a client that sends nothing back (no pong, no
+    // frame) within `pong_timeout` is dead or stalled, and would hold its slot for ever.
+    let mut unanswered: Option<Instant> = None;
     loop {
+        let pong_due = unanswered.map(|since| since + pong_timeout);
         tokio::select! {
             item = stream.next() => {
                 let frame = match item {
@@ -174,16 +182,26 @@ async fn serve(mut socket: WebSocket, start: Box<Start>) {
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
                     return;
                 }
+                unanswered.get_or_insert_with(Instant::now);
+            }
+            _ = until(pong_due) => {
+                drop(stream);
+                let reason = format!(
+                    "no pong within {} (WS_PONG_TIMEOUT)",
+                    humantime::format_duration(pong_timeout)
+                );
+                return Box::pin(close(socket, code::NO_PONG, &reason)).await;
             }
             incoming = socket.recv() => match incoming {
-                // Pongs, and anything the client says, are fine; a close or error ends it.
+                // Pongs, and anything the client says, show it is alive; a close or error
+                // ends it.
                 Some(Ok(Message::Close(_))) | None => return,
                 Some(Err(e)) if too_big(&e) => {
                     drop(stream);
                     return Box::pin(close(socket, code::TOO_BIG, "message too big")).await;
                 }
                 Some(Err(_)) => return,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => unanswered = None,
             },
         }
     }
@@ -211,10 +229,19 @@ async fn open(socket: &mut WebSocket, start: Start) -> Result<EventStream, (u16,
         .map_err(|e| {
             let c = match e {
                 ServiceError::Unavailable(_) | ServiceError::Internal => code::INTERNAL,
+                ServiceError::Busy { .. } => code::TRY_AGAIN_LATER,
                 _ => code::POLICY,
             };
             (c, e.to_string())
         })
+}
+
+/// Resolves at `at`, never without one.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Waits for `{"type": "auth", "token": ...}`.
