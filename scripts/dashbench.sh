@@ -3,9 +3,12 @@
 # tools/loadgen (RATE tasks/s, default 1,000), and while the load runs, opens N dashboard
 # streams (GET /api/v1/admin/dashboard/stream, read and discarded by curl) for each N given,
 # measuring the server's CPU (utime + stime from /proc/PID/stat) over WINDOW seconds per
-# phase. Prints each phase's CPU as a share of one core and, against the phase with no
-# dashboard, the cost per open dashboard. Usage:
-#   scripts/dashbench.sh [N...]            (default: 0 1 10 50)
+# phase. Prints each phase's CPU as a share of one core and, against the latest phase with
+# no dashboard before it, the cost per open dashboard: the server's own cost grows over a run
+# (its tables grow), so phases alternate with empty ones rather than compare with the first.
+# PERF=1 records a `perf` profile of each phase's window (target/dashbench/perf-PHASE-N.data,
+# N dashboards; `perf report -i` reads it). Usage:
+#   scripts/dashbench.sh [N...]            (default: 0 1 0 10 0 50)
 # Env: MODE embedded|clustered (default embedded), RATE (1000), WINDOW (10 s), POOL (50),
 # PORT (18102), SERVER_BIN / loadgen from $CARGO_TARGET_DIR/release (build both with
 # `cargo build --release` at the root). Clustered mode uses database ais_dashbench on
@@ -13,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 phases=("$@")
-[ ${#phases[@]} -gt 0 ] || phases=(0 1 10 50)
+[ ${#phases[@]} -gt 0 ] || phases=(0 1 0 10 0 50)
 mode=${MODE:-embedded} rate=${RATE:-1000} window=${WINDOW:-10} port=${PORT:-18102}
 dir=${CARGO_TARGET_DIR:-target}/release
 bin=${SERVER_BIN:-$dir/ai-integration-service}
@@ -53,7 +56,7 @@ seconds=$(( 10 + ${#phases[@]} * (window + 3) + 5 ))
 load=$!
 sleep 10
 echo "mode $mode, $rate tasks/s, ${window}s per phase, $(nproc) cores"
-base=""
+base="" phase=0
 for n in "${phases[@]}"; do
   for _ in $(seq 1 "$n"); do
     curl -sN -H "Authorization: Bearer $admin" \
@@ -61,13 +64,21 @@ for n in "${phases[@]}"; do
     streams+=($!)
   done
   sleep 3
+  phase=$((phase + 1))
+  if [ -n "${PERF:-}" ]; then
+    mkdir -p target/dashbench
+    perf record -q -F 499 -g -p "$server" -o "target/dashbench/perf-$phase-$n.data" \
+      -- sleep "$window" 2>/dev/null &
+    profiler=$!
+  fi
   c0=$(cpu) t0=$(date +%s%N)
   sleep "$window"
   c1=$(cpu) t1=$(date +%s%N)
+  [ -n "${profiler:-}" ] && { wait "$profiler" || true; profiler=""; }
   share=$(awk -v c=$((c1 - c0)) -v t="$tick" -v ns=$((t1 - t0)) 'BEGIN { printf "%.2f", c / t / (ns / 1e9) * 100 }')
-  if [ -z "$base" ]; then base=$share; fi
-  per=$(awk -v s="$share" -v b="$base" -v n="$n" 'BEGIN { if (n > 0) printf "%+.3f", (s - b) / n; else printf "-" }')
-  echo "  dashboards $n: server CPU $share % of a core; per dashboard vs the first phase: $per %"
+  if [ "$n" -eq 0 ]; then base=$share; fi
+  per=$(awk -v s="$share" -v b="$base" -v n="$n" 'BEGIN { if (n > 0 && b != "") printf "%+.3f", (s - b) / n; else printf "-" }')
+  echo "  dashboards $n: server CPU $share % of a core; per dashboard vs the empty phase before: $per %"
   for s in "${streams[@]}"; do kill "$s" 2>/dev/null || true; done
   streams=()
 done
