@@ -30,6 +30,7 @@ mod lifecycle;
 mod metrics;
 mod notify;
 mod notify_support;
+mod openapi;
 mod otlp;
 mod payloads;
 mod pipeline_faults;

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use serde::Deserialize;
+use utoipa::IntoParams;
 use serde_json::{Value, json};
 
 use crate::api::AppState;
@@ -14,15 +15,18 @@ use crate::service::ServiceError;
 use crate::service::audit::AuditQuery;
 
 /// Filters and paging; every field optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     #[serde(default)]
     actor: String,
     #[serde(default)]
     action: String,
+    /// RFC 3339: entries at or after it.
     #[serde(default)]
     from: String,
+    /// RFC 3339: entries before it.
     #[serde(default)]
     to: String,
     #[serde(default)]
@@ -48,6 +52,8 @@ pub fn entry_json(e: &AuditEntry) -> Value {
 
 /// `GET /api/v1/admin/audit?actor=&action=&from=&to=&limit=&cursor=` →
 /// `{"entries": [...], "next_cursor": "…" | null}`, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "admin", params(AuditParams),
+    responses((status = 200, description = "`{\"entries\", \"next_cursor\"}`, newest first", body = Object)))]
 pub async fn list(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

@@ -48,7 +48,7 @@ fn invalid(e: impl ToString) -> ApiError {
 }
 
 /// Who and when, as appended.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataBody {
     correlation_id: Option<String>,
@@ -59,20 +59,22 @@ pub struct MetadataBody {
 }
 
 /// One event of an append.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEventBody {
     /// The client's id, so a retry is recognised; a fresh one when absent.
     event_id: Option<String>,
     #[serde(rename = "type")]
     event_type: String,
+    /// The event's JSON.
+    #[schema(value_type = Object)]
     data: Value,
     #[serde(default)]
     metadata: MetadataBody,
 }
 
 /// `POST /api/v1/eventstore/streams/{stream_id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendBody {
     /// The stream's version the append expects (0: no stream yet); `null` or absent: any.
@@ -139,6 +141,11 @@ fn events_json(events: &[PersistedEvent]) -> Vec<EventBody<'_>> {
 /// "events": [{"event_id", "stream_version", "global_position"}]}` (200 and
 /// `"already_stored": true` for a retry of an append that was stored); 409 with
 /// `error.current_version` on a version conflict.
+#[utoipa::path(post, path = "/api/v1/eventstore/streams/{stream_id}", tag = "eventstore", params(("stream_id" = String, Path, description = "A stream id")),
+    request_body = AppendBody,
+    responses((status = 201, description = "`{\"stream_id\", \"stream_version\", \"events\", \"already_stored\"}`", body = Object),
+        (status = 200, description = "A retry of a stored append (`already_stored`: true)", body = Object),
+        (status = 409, description = "`version_conflict`, with `error.current_version`", body = super::openapi::ErrorBody)))]
 pub async fn append(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -172,7 +179,8 @@ pub async fn append(
 }
 
 /// `GET /api/v1/eventstore/streams/{stream_id}` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     #[serde(default)]
@@ -181,6 +189,8 @@ pub struct StreamQuery {
 }
 
 /// `GET /api/v1/eventstore/streams/{stream_id}?from_version=&to_version=` → `{"events"}`.
+#[utoipa::path(get, path = "/api/v1/eventstore/streams/{stream_id}", tag = "eventstore", params(("stream_id" = String, Path, description = "A stream id"), StreamQuery),
+    responses((status = 200, description = "`{\"stream_id\", \"events\"}`", body = Object)))]
 pub async fn read_stream(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -199,7 +209,8 @@ pub async fn read_stream(
 }
 
 /// `GET /api/v1/eventstore/all` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AllQuery {
     #[serde(default)]
@@ -208,6 +219,8 @@ pub struct AllQuery {
 }
 
 /// `GET /api/v1/eventstore/all?from_position=&limit=` → `{"events", "next_position"}`.
+#[utoipa::path(get, path = "/api/v1/eventstore/all", tag = "eventstore", params(AllQuery),
+    responses((status = 200, description = "`{\"events\", \"next_position\"}`", body = Object)))]
 pub async fn read_all(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -225,7 +238,8 @@ pub async fn read_all(
 }
 
 /// `GET /api/v1/eventstore/types/{type}` query: RFC 3339 times.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TypeQuery {
     from: Option<DateTime<Utc>>,
@@ -235,6 +249,9 @@ pub struct TypeQuery {
 
 /// `GET /api/v1/eventstore/types/{type}?from=&to=&limit=` → `{"events"}`, by
 /// `metadata.timestamp` (from included, to excluded).
+#[utoipa::path(get, path = "/api/v1/eventstore/types/{event_type}", tag = "eventstore",
+    params(("event_type" = String, Path, description = "An event type"), TypeQuery),
+    responses((status = 200, description = "`{\"events\"}`", body = Object)))]
 pub async fn read_by_type(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -257,7 +274,8 @@ pub async fn read_by_type(
 }
 
 /// `GET /api/v1/eventstore/subscribe` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeQuery {
     from_position: Option<u64>,
@@ -267,6 +285,9 @@ pub struct SubscribeQuery {
 /// that position (default 1) on, stored ones first, then each as it commits. Each SSE event
 /// has `id:` its global position, `event:` its type and `data:` its JSON; a reconnect with
 /// `Last-Event-ID` resumes after it. An `error` event ends a stream that failed.
+#[utoipa::path(get, path = "/api/v1/eventstore/subscribe", tag = "eventstore", params(SubscribeQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this global position")),
+    responses((status = 200, description = "Server-Sent Events, one per stored event", content_type = "text/event-stream", body = String)))]
 pub async fn subscribe(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

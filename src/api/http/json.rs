@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api::error::ApiError;
 use crate::auth::Caller;
@@ -29,17 +30,26 @@ impl From<JsonRejection> for ApiError {
 }
 
 /// `POST /api/v1/tasks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
+    /// A task type (`GET /api/v1/task-types` lists them).
     #[serde(rename = "type")]
+    #[schema(example = "summarize")]
     pub task_type: String,
+    /// The type's input, checked against its schema (unknown fields are refused).
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub payload: Value,
+    /// 0 (lowest) to 10; users up to `MAX_USER_PRIORITY`; the type's default when absent.
     pub priority: Option<i64>,
+    /// A retry with the same key returns the task the first submit stored.
     pub idempotency_key: Option<String>,
+    /// What the task is about, with `related_entity_id`.
     pub related_entity_type: Option<String>,
+    /// What the task is about, with `related_entity_type`.
     pub related_entity_id: Option<String>,
+    /// This task's attempt timeout, at most `MAX_TASK_TIMEOUT`.
     pub timeout_seconds: Option<u64>,
 }
 
@@ -67,24 +77,30 @@ impl SubmitRequest {
 }
 
 /// `POST /api/v1/tasks/batch`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitBatchRequest {
+    /// Up to 1,000 tasks, stored in one transaction.
     pub tasks: Vec<SubmitRequest>,
 }
 
 /// A task as HTTP clients see it (seed 003's job shape).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TaskBody {
+    /// A UUID.
     pub task_id: String,
     #[serde(rename = "type")]
     pub task_type: &'static str,
+    /// `pending`, `processing`, `completed`, `failed` or `cancelled`.
+    #[schema(example = "pending")]
     pub status: &'static str,
     pub priority: u8,
     /// The named queue it was routed to.
     pub queue: &'static str,
     pub progress: u8,
+    /// The type's result once completed.
     pub result: Option<Value>,
+    /// The last failure.
     pub error: Option<TaskError>,
     pub retry_count: u32,
     pub attempts: u32,
@@ -133,27 +149,32 @@ impl From<Task> for TaskBody {
 }
 
 /// `GET /api/v1/tasks` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Tasks per page (0: the default).
     #[serde(default)]
     pub page_size: u32,
+    /// The `next_page_token` of the previous page.
     #[serde(default)]
     pub page_token: String,
+    /// Only tasks with this status.
     pub status: Option<String>,
+    /// Only tasks of this type.
     #[serde(rename = "type")]
     pub task_type: Option<String>,
 }
 
 /// A page of tasks.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ListResponse {
     pub tasks: Vec<TaskBody>,
     pub next_page_token: Option<String>,
 }
 
 /// A batch's tasks in request order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BatchResponse {
     pub tasks: Vec<TaskBody>,
 }

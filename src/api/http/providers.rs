@@ -5,6 +5,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api::AppState;
 use crate::api::auth::Authenticated;
@@ -19,14 +20,18 @@ fn usd(m: Micros) -> Value {
 }
 
 /// `GET /api/v1/admin/providers` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ProvidersQuery {
+    /// The window the call counts and latencies cover, in seconds (0: 3600).
     #[serde(default)]
     window_seconds: i64,
 }
 
 /// `GET /api/v1/admin/providers`: breakers, limits, recent success rate and latency.
+#[utoipa::path(get, path = "/api/v1/admin/providers", tag = "admin", params(ProvidersQuery),
+    responses((status = 200, description = "`{\"providers\", \"cache\", \"window_seconds\"}`", body = Object)))]
 pub async fn providers(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -75,6 +80,8 @@ pub async fn providers(
 }
 
 /// `POST /api/v1/admin/providers/{name}/reset`: closes the provider's circuit breaker.
+#[utoipa::path(post, path = "/api/v1/admin/providers/{name}/reset", tag = "admin", params(("name" = String, Path, description = "A configured provider")),
+    responses((status = 200, description = "`{\"provider\", \"breaker\": \"closed\"}`", body = Object)))]
 pub async fn reset_breaker(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -86,6 +93,8 @@ pub async fn reset_breaker(
 
 /// `POST /api/v1/admin/providers/{name}/disable`: takes the provider out of every fallback
 /// chain, on every instance, until enabled again.
+#[utoipa::path(post, path = "/api/v1/admin/providers/{name}/disable", tag = "admin", params(("name" = String, Path, description = "A configured provider")),
+    responses((status = 200, description = "`{\"provider\", \"disabled\": true}`", body = Object)))]
 pub async fn disable(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -99,6 +108,8 @@ pub async fn disable(
 }
 
 /// `POST /api/v1/admin/providers/{name}/enable`: puts a disabled provider back.
+#[utoipa::path(post, path = "/api/v1/admin/providers/{name}/enable", tag = "admin", params(("name" = String, Path, description = "A configured provider")),
+    responses((status = 200, description = "`{\"provider\", \"disabled\": false}`", body = Object)))]
 pub async fn enable(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -112,11 +123,15 @@ pub async fn enable(
 }
 
 /// `GET /api/v1/usage` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
+    /// `YYYY-MM`; every month when absent.
     month: Option<String>,
+    /// Admins: this user's usage.
     user_id: Option<String>,
+    /// Admins: everyone's usage.
     #[serde(default)]
     all: bool,
 }
@@ -143,6 +158,8 @@ fn usage_body(rows: &[UsageSummary]) -> Value {
 
 /// `GET /api/v1/usage?month=YYYY-MM[&user_id=..|&all=true]`: the caller's usage by month,
 /// provider and type; admins may ask for any user's or everyone's.
+#[utoipa::path(get, path = "/api/v1/usage", tag = "providers", params(UsageQuery),
+    responses((status = 200, description = "`{\"usage\": [...], \"total_cost_usd\", \"total_cost_micros\"}`", body = Object)))]
 pub async fn usage(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -168,13 +185,17 @@ fn budget_body(b: &BudgetReport) -> Value {
 }
 
 /// `GET /api/v1/budget` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetQuery {
+    /// Admins: this user's budget.
     user_id: Option<String>,
 }
 
 /// `GET /api/v1/budget[?user_id=..]`: this month's budget and spend.
+#[utoipa::path(get, path = "/api/v1/budget", tag = "providers", params(BudgetQuery),
+    responses((status = 200, description = "This month's budget, spent, reserved and remaining", body = Object)))]
 pub async fn budget(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -189,14 +210,19 @@ pub async fn budget(
 }
 
 /// `PUT /api/v1/admin/budgets/{user_id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetBudget {
-    /// Dollars per month, e.g. `"12.50"` or `12.5`; null removes the user's own budget.
+    /// Dollars per month, e.g. `"12.50"` (a JSON number such as `12.5` is accepted too); null
+    /// removes the user's own budget.
+    #[schema(value_type = Option<String>, pattern = r"^\s*\$?([0-9]{1,12}(\.[0-9]{0,6})?|\.[0-9]{1,6})\s*$")]
     monthly_usd: Value,
 }
 
 /// `PUT /api/v1/admin/budgets/{user_id}`: sets a user's own monthly budget.
+#[utoipa::path(put, path = "/api/v1/admin/budgets/{user_id}", tag = "admin",
+    params(("user_id" = String, Path, description = "The user")), request_body = SetBudget,
+    responses((status = 200, description = "The user's budget now", body = Object)))]
 pub async fn set_budget(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -235,6 +261,9 @@ pub fn attempt_body(a: &ProviderAttempt) -> Value {
 }
 
 /// `GET /api/v1/tasks/{task_id}/attempts`: every provider tried for the task, in order.
+#[utoipa::path(get, path = "/api/v1/tasks/{task_id}/attempts", tag = "providers",
+    params(("task_id" = String, Path, description = "A task id (UUID)")),
+    responses((status = 200, description = "`{\"task_id\", \"attempts\": [...]}`, in order", body = Object)))]
 pub async fn attempts(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

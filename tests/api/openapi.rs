@@ -1,0 +1,203 @@
+//! The OpenAPI document (`/openapi.json`) names every route of the router, and the service
+//! keeps its word: schemathesis (`st`, from PyPI; `.ci/run` installs it) attacks a live server
+//! in each mode from the document alone and finds no 5xx, no crash and no answer the document
+//! does not describe.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use ai_integration_service::auth::Role;
+use serde_json::Value;
+
+use crate::helpers::{Mode, both_modes, spawn_app};
+use crate::support;
+
+/// Examples per operation in the suite's run: each mode's run stays well under two minutes.
+/// `SCHEMATHESIS_MAX_EXAMPLES` raises it for a longer run (docs/testing.md).
+const MAX_EXAMPLES: &str = "12";
+
+/// Operations schemathesis skips: streams that never end on their own (SSE), which its
+/// request timeout would report as failures. Their errors are tested in `notify.rs`,
+/// `dashboard.rs`, `eventstore.rs` and `pipelines.rs`.
+const ENDLESS: &str = "^/api/v1/(events|admin/dashboard/stream|eventstore/subscribe|pipeline-sessions/\\{id\\}/events)$";
+
+/// `(method, path)` of every route in `src/api/http/mod.rs`, read from its source: a route
+/// added there without an annotation (and a line in `openapi.rs`) fails
+/// [`every_route_is_in_the_document`].
+fn router_routes() -> BTreeSet<(String, String)> {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/http/mod.rs");
+    let src = std::fs::read_to_string(file).expect("read the router");
+    let method = regex::Regex::new(r"\b(get|post|put|delete|patch)\(").unwrap();
+    let mut routes = BTreeSet::new();
+    for chunk in src.split(".route(").skip(1) {
+        let chunk = chunk.trim_start();
+        let rest = chunk.strip_prefix('"').expect("a route's path is a literal");
+        let (path, rest) = rest.split_once('"').unwrap();
+        // The method router: up to the parenthesis that closes `.route(`.
+        let mut depth = 1;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                depth == 0
+            })
+            .map(|(i, _)| i)
+            .expect("balanced parentheses");
+        for m in method.captures_iter(&rest[..end]) {
+            routes.insert((m[1].to_owned(), path.to_owned()));
+        }
+    }
+    assert!(routes.len() > 50, "read too few routes: {routes:?}");
+    routes
+}
+
+/// `(method, path)` of every operation in the document.
+fn documented(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut ops = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "post", "put", "delete", "patch"] {
+            if item.get(method).is_some() {
+                ops.insert((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    ops
+}
+
+#[tokio::test]
+async fn every_route_is_in_the_document() {
+    let app = spawn_app(Mode::Embedded, &[]).await.unwrap();
+    // No token: the document is public, like the pages.
+    let resp = app
+        .http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let doc: Value = resp.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+
+    let router = router_routes();
+    let documented = documented(&doc);
+    let missing: Vec<_> = router.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&router).collect();
+    assert!(missing.is_empty(), "routes without a document entry: {missing:?}");
+    assert!(extra.is_empty(), "documented operations no route serves: {extra:?}");
+
+    // The bearer scheme, required by every API operation; the pages and health need none.
+    let scheme = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["scheme"], "bearer");
+    assert_eq!(scheme["bearerFormat"], "JWT");
+    for (method, path) in &documented {
+        let op = &doc["paths"][path][method];
+        let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+        let public = ["/", "/dashboard", "/healthz", "/readyz", "/metrics", "/openapi.json"]
+            .contains(&path.as_str())
+            || path.starts_with("/docs")
+            || path.starts_with("/dashboard/");
+        assert_eq!(secured, !public, "{method} {path}: security {}", op["security"]);
+        if secured {
+            // Every secured operation describes its errors with the one error shape.
+            let unauthorized = &op["responses"]["401"]["content"]["application/json"]["schema"];
+            assert_eq!(
+                unauthorized["$ref"], "#/components/schemas/ErrorBody",
+                "{method} {path}"
+            );
+        }
+    }
+    let error = &doc["components"]["schemas"]["ErrorDetail"];
+    assert_eq!(error["required"], serde_json::json!(["code", "message"]));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn docs_page_loads_only_its_own_files() {
+    let app = spawn_app(Mode::Embedded, &[]).await.unwrap();
+    let get = |path: &str| app.http.get(format!("{}{path}", app.base)).send();
+    let page = get("/docs").await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let init = get("/docs/init.js").await.unwrap().text().await.unwrap();
+    // No CDN: the page and its start-up script name only this server's paths.
+    for text in [&html, &init] {
+        assert!(!text.contains("http://") && !text.contains("https://"), "{text}");
+    }
+    assert!(init.contains("/openapi.json"));
+    for (path, kind) in [
+        ("/docs/swagger-ui-bundle.js", "text/javascript"),
+        ("/docs/swagger-ui.css", "text/css"),
+        ("/docs/init.js", "text/javascript"),
+    ] {
+        assert!(html.contains(path), "{path} not on the page");
+        let resp = get(path).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+        assert!(resp.bytes().await.unwrap().len() > 20, "{path}");
+    }
+    app.cleanup().await;
+}
+
+/// Whether `st` is installed; under CI its absence fails the test.
+fn schemathesis_available() -> bool {
+    let runs = std::process::Command::new("st").arg("--version").output();
+    if runs.is_ok_and(|out| out.status.success()) {
+        return true;
+    }
+    assert!(
+        !support::in_ci(),
+        "schemathesis must be installed under CI (pip install schemathesis)"
+    );
+    eprintln!("SKIPPED: schemathesis is not installed (pip install schemathesis)");
+    false
+}
+
+both_modes!(schemathesis_finds_nothing, |mode: Mode| async move {
+    if !schemathesis_available() {
+        return;
+    }
+    let Some(app) = spawn_app(mode, &[]).await else {
+        return;
+    };
+    // An admin reaches every operation, the admin-only ones included.
+    let token = app.token_with("fuzz-admin", Role::Admin, Duration::from_secs(3600));
+    let examples = std::env::var("SCHEMATHESIS_MAX_EXAMPLES").unwrap_or(MAX_EXAMPLES.into());
+    let started = Instant::now();
+    let out = tokio::process::Command::new("st")
+        .args(["run", &format!("{}/openapi.json", app.base)])
+        .args(["--checks", "all", "--max-examples", &examples])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--exclude-path-regex", ENDLESS])
+        .args(["--request-timeout", "20", "--workers", "2"])
+        .args(["--generation-database", "none", "--no-color"])
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        .output()
+        .await
+        .expect("st runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "schemathesis ({mode:?}, {examples} examples per operation) took {:.0?}:\n{stdout}",
+        started.elapsed()
+    );
+    assert!(
+        out.status.success(),
+        "schemathesis found failures in {mode:?} mode:\n{stdout}\n{stderr}"
+    );
+    app.cleanup().await;
+});
