@@ -21,6 +21,7 @@ use crate::service::{QueueStats, ServiceError};
 pub struct StatsQuery {
     /// The window of finished tasks the averages cover, in seconds (0: 3600).
     #[serde(default)]
+    #[param(minimum = 0, maximum = 604800)]
     window_seconds: i64,
 }
 
@@ -82,6 +83,7 @@ pub async fn queue_stats(
 pub struct DeadLetterQuery {
     /// Dead letters per page (0: the default).
     #[serde(default)]
+    #[param(maximum = 1000)]
     page_size: u32,
     /// The `next_page_token` of the previous page.
     #[serde(default)]
@@ -89,8 +91,9 @@ pub struct DeadLetterQuery {
     /// Only this task type.
     #[serde(default, rename = "type")]
     task_type: String,
-    /// Only this error class: `retryable`, `non_retryable` or `rate_limited`.
+    /// Only this error class: `retryable`, `non_retryable` or `rate_limited` (empty: any).
     #[serde(default)]
+    #[param(pattern = "^(|retryable|non_retryable|rate_limited)$")]
     error_class: String,
 }
 
@@ -156,7 +159,9 @@ pub async fn dead_letters(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SelectionBody {
+    /// These tasks (UUIDs).
     #[serde(default)]
+    #[schema(value_type = Vec<uuid::Uuid>)]
     task_ids: Vec<String>,
     #[serde(default, rename = "type")]
     task_type: String,

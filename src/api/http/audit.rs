@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use serde::Deserialize;
-use utoipa::IntoParams;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 
 use crate::api::AppState;
 use crate::api::auth::Authenticated;
@@ -19,19 +19,29 @@ use crate::service::audit::AuditQuery;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
+    /// Only this admin's actions (empty: anyone's).
     #[serde(default)]
+    #[param(max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     actor: String,
+    /// Only this action (empty: any).
     #[serde(default)]
+    #[param(
+        pattern = "^(|requeue_dead_letters|purge_dead_letters|pause_queue|resume_queue|set_budget|reset_breaker|disable_provider|enable_provider|rebuild_projection|resume_projection)$"
+    )]
     action: String,
     /// RFC 3339: entries at or after it.
     #[serde(default)]
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     from: String,
     /// RFC 3339: entries before it.
     #[serde(default)]
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     to: String,
     #[serde(default)]
     cursor: String,
+    /// Entries per page (0: the default).
     #[serde(default)]
+    #[param(maximum = 500)]
     limit: u32,
 }
 

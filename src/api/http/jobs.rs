@@ -105,7 +105,7 @@ pub async fn create(
 
 /// `GET /api/v1/jobs/{job_id}`.
 #[utoipa::path(get, path = "/api/v1/jobs/{job_id}", tag = "jobs",
-    params(("job_id" = String, Path, description = "A job (task) id, a UUID")),
+    params(("job_id" = uuid::Uuid, Path, description = "A job (task) id, a UUID")),
     responses((status = 200, description = "The job", body = JobBody)))]
 pub async fn get(
     State(state): State<AppState>,

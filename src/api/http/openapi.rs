@@ -13,8 +13,10 @@ use axum::response::{Html, IntoResponse};
 use serde::Serialize;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Paths, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::domain::TaskType;
 
 use super::{
     admin, audit, chat, dashboard, events, eventstore, jobs, json, metrics, page, pipelines,
@@ -74,7 +76,7 @@ pub struct ErrorDetail {
         page::index, super::healthz, super::ready, metrics::scrape,
         openapi_json, docs_page, docs_script, docs_style, docs_init,
     ),
-    components(schemas(ErrorBody, ErrorDetail, json::TaskBody)),
+    components(schemas(ErrorBody, ErrorDetail, json::TaskBody, json::SubmitRequest, jobs::JobRequest)),
     modifiers(&Shared),
     tags(
         (name = "tasks", description = "Submit, read, list and cancel tasks"),
@@ -111,6 +113,7 @@ impl Modify for Shared {
                     .build(),
             ),
         );
+        task_type_enums(components, &mut doc.paths);
         for (path, item) in doc.paths.paths.iter_mut() {
             let has_params = path.contains('{');
             let ops = [
@@ -127,6 +130,47 @@ impl Modify for Shared {
     }
 }
 
+/// The task types a submit accepts, as an enum on the request bodies' `type` (the list is the
+/// domain's, so a new type shows up here by itself).
+fn task_type_enums(components: &mut utoipa::openapi::Components, paths: &mut Paths) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+    let types: Vec<serde_json::Value> = TaskType::ALL
+        .iter()
+        .map(|t| serde_json::Value::from(t.as_str()))
+        .collect();
+    set_query_enums(paths, &types);
+    for name in ["SubmitRequest", "JobRequest"] {
+        if let Some(RefOr::T(Schema::Object(body))) = components.schemas.get_mut(name)
+            && let Some(RefOr::T(Schema::Object(field))) = body.properties.get_mut("type")
+        {
+            field.enum_values = Some(types.clone());
+        }
+    }
+}
+
+/// The `type` filters of the list routes: a task type, or empty for any.
+fn set_query_enums(paths: &mut Paths, types: &[serde_json::Value]) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::schema::Schema;
+    let mut any_or_type = vec![serde_json::Value::from("")];
+    any_or_type.extend_from_slice(types);
+    for item in paths.paths.values_mut() {
+        let Some(op) = item.get.as_mut() else {
+            continue;
+        };
+        for p in op.parameters.iter_mut().flatten() {
+            if p.name == "type"
+                && p.parameter_in == ParameterIn::Query
+                && let Some(RefOr::T(Schema::Object(o))) = p.schema.as_mut()
+            {
+                o.enum_values = Some(any_or_type.clone());
+            }
+        }
+    }
+}
+
 /// Adds the shared security requirement and error answers to `op` (those it does not name).
 fn shared_answers(op: &mut Operation, has_params: bool) {
     let public = op
@@ -138,7 +182,10 @@ fn shared_answers(op: &mut Operation, has_params: bool) {
         return;
     }
     if op.security.is_none() {
-        op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+        op.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
     }
     let mut add = |status: &str, why: &str| {
         if !op.responses.responses.contains_key(status) {
@@ -156,8 +203,14 @@ fn shared_answers(op: &mut Operation, has_params: bool) {
     if op.request_body.is_some() {
         add("413", "Request body too large");
     }
-    add("429", "Rate or quota exceeded (Retry-After says when to try again)");
-    add("503", "The database or queue is unavailable, or the instance is draining");
+    add(
+        "429",
+        "Rate or quota exceeded (Retry-After says when to try again)",
+    );
+    add(
+        "503",
+        "The database or queue is unavailable, or the instance is draining",
+    );
 }
 
 /// An answer with the error shape.
@@ -198,7 +251,10 @@ const UI_STYLE: &str = include_str!("docs/swagger-ui.css");
 #[utoipa::path(get, path = "/openapi.json", tag = "pages",
     responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json", body = Object)))]
 pub async fn openapi_json() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], document_json())
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document_json(),
+    )
 }
 
 /// `GET /docs`.
@@ -226,7 +282,10 @@ pub async fn docs_init() -> impl IntoResponse {
 #[utoipa::path(get, path = "/docs/swagger-ui.css", tag = "pages",
     responses((status = 200, description = "Swagger UI's styles", content_type = "text/css", body = String)))]
 pub async fn docs_style() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], UI_STYLE)
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        UI_STYLE,
+    )
 }
 
 fn script(body: &'static str) -> impl IntoResponse {

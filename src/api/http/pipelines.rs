@@ -43,6 +43,8 @@ pub struct ItemsRequest {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
+    /// Per page (absent or 0: the default).
+    #[param(maximum = 1000)]
     page_size: Option<u32>,
     page_token: Option<String>,
 }
@@ -126,7 +128,7 @@ pub async fn create(
 }
 
 /// `POST /api/v1/pipeline-sessions/{id}/items` with `{"items": [...]}`.
-#[utoipa::path(post, path = "/api/v1/pipeline-sessions/{id}/items", tag = "pipelines", params(("id" = String, Path, description = "A pipeline session id (UUID)")),
+#[utoipa::path(post, path = "/api/v1/pipeline-sessions/{id}/items", tag = "pipelines", params(("id" = uuid::Uuid, Path, description = "A pipeline session id")),
     request_body = ItemsRequest,
     responses((status = 200, description = "`{\"session_id\", \"item_count\"}`", body = Object),
         (status = 409, description = "The session has finished", body = super::openapi::ErrorBody)))]
@@ -143,7 +145,7 @@ pub async fn add_items(
 
 /// `GET /api/v1/pipeline-sessions/{id}?page_size&page_token`: the session with a page of
 /// items, each with every stage's status, result and error.
-#[utoipa::path(get, path = "/api/v1/pipeline-sessions/{id}", tag = "pipelines", params(("id" = String, Path, description = "A pipeline session id (UUID)"), PageQuery),
+#[utoipa::path(get, path = "/api/v1/pipeline-sessions/{id}", tag = "pipelines", params(("id" = uuid::Uuid, Path, description = "A pipeline session id"), PageQuery),
     responses((status = 200, description = "The session with a page of items and their stages", body = Object)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -159,7 +161,11 @@ pub async fn get(
             ServiceError::Invalid("page_token is not one this server issued".into())
         })?),
     };
-    let limit = q.page_size.unwrap_or(DEFAULT_ITEMS_PAGE);
+    // 0 means the default, as on every other page.
+    let limit = q
+        .page_size
+        .filter(|&n| n != 0)
+        .unwrap_or(DEFAULT_ITEMS_PAGE);
     let SessionView {
         session,
         items,
@@ -192,7 +198,7 @@ pub async fn list(
 }
 
 /// `POST /api/v1/pipeline-sessions/{id}/cancel`.
-#[utoipa::path(post, path = "/api/v1/pipeline-sessions/{id}/cancel", tag = "pipelines", params(("id" = String, Path, description = "A pipeline session id (UUID)")),
+#[utoipa::path(post, path = "/api/v1/pipeline-sessions/{id}/cancel", tag = "pipelines", params(("id" = uuid::Uuid, Path, description = "A pipeline session id")),
     responses((status = 200, description = "The session", body = Object),
         (status = 409, description = "The session has finished", body = super::openapi::ErrorBody)))]
 pub async fn cancel(
@@ -208,7 +214,7 @@ pub async fn cancel(
 /// `GET /api/v1/pipeline-sessions/{id}/events`: the session's events as Server-Sent Events,
 /// from its first (or after `Last-Event-ID` / `since`), then live. Authentication as for
 /// `/api/v1/events` (bearer, or a one-time `ticket` for EventSource).
-#[utoipa::path(get, path = "/api/v1/pipeline-sessions/{id}/events", tag = "pipelines", params(("id" = String, Path, description = "A pipeline session id (UUID)"), super::events::EventsQuery),
+#[utoipa::path(get, path = "/api/v1/pipeline-sessions/{id}/events", tag = "pipelines", params(("id" = uuid::Uuid, Path, description = "A pipeline session id"), super::events::EventsQuery),
     responses((status = 200, description = "Server-Sent Events of the session", content_type = "text/event-stream", body = String)))]
 pub async fn events(
     State(state): State<AppState>,

@@ -47,7 +47,7 @@ pub async fn me(
 }
 
 /// `GET /api/v1/progress/users/{user_id}`: anyone's (admins and service accounts).
-#[utoipa::path(get, path = "/api/v1/progress/users/{user_id}", tag = "progress", params(("user_id" = String, Path, description = "The user")),
+#[utoipa::path(get, path = "/api/v1/progress/users/{user_id}", tag = "progress", params(("user_id" = String, Path, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "The user")),
     responses((status = 200, description = "The user's UserProgress", body = Object)))]
 pub async fn of_user(
     State(state): State<AppState>,
@@ -85,7 +85,7 @@ pub async fn my_daily(
 }
 
 /// `GET /api/v1/progress/users/{user_id}/daily?from=&to=`.
-#[utoipa::path(get, path = "/api/v1/progress/users/{user_id}/daily", tag = "progress", params(("user_id" = String, Path, description = "The user"), RangeQuery),
+#[utoipa::path(get, path = "/api/v1/progress/users/{user_id}/daily", tag = "progress", params(("user_id" = String, Path, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "The user"), RangeQuery),
     responses((status = 200, description = "`{\"user_id\", \"days\"}`", body = Object)))]
 pub async fn daily_of_user(
     State(state): State<AppState>,

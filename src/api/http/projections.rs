@@ -54,7 +54,7 @@ pub async fn list(
 
 /// `POST /api/v1/admin/projections/{name}/rebuild` → 202 and the projection: rebuilt from
 /// position 0 beside the live model, which readers keep seeing until the rebuild catches up.
-#[utoipa::path(post, path = "/api/v1/admin/projections/{name}/rebuild", tag = "admin", params(("name" = String, Path, description = "A projection")),
+#[utoipa::path(post, path = "/api/v1/admin/projections/{name}/rebuild", tag = "admin", params(("name" = String, Path, pattern = "^(progress|task_stats)$", description = "A projection")),
     responses((status = 202, description = "Rebuilding beside the live model", body = Object),
         (status = 409, description = "A rebuild is already running", body = super::openapi::ErrorBody)))]
 pub async fn rebuild(
@@ -68,7 +68,7 @@ pub async fn rebuild(
 
 /// `POST /api/v1/admin/projections/{name}/resume` → the projection: a parked one tries the
 /// event it stopped on again.
-#[utoipa::path(post, path = "/api/v1/admin/projections/{name}/resume", tag = "admin", params(("name" = String, Path, description = "A projection")),
+#[utoipa::path(post, path = "/api/v1/admin/projections/{name}/resume", tag = "admin", params(("name" = String, Path, pattern = "^(progress|task_stats)$", description = "A projection")),
     responses((status = 200, description = "The projection", body = Object)))]
 pub async fn resume(
     State(state): State<AppState>,

@@ -26,6 +26,7 @@ fn usd(m: Micros) -> Value {
 pub struct ProvidersQuery {
     /// The window the call counts and latencies cover, in seconds (0: 3600).
     #[serde(default)]
+    #[param(minimum = 0)]
     window_seconds: i64,
 }
 
@@ -128,8 +129,10 @@ pub async fn enable(
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// `YYYY-MM`; every month when absent.
+    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
     month: Option<String>,
     /// Admins: this user's usage.
+    #[param(max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     user_id: Option<String>,
     /// Admins: everyone's usage.
     #[serde(default)]
@@ -190,6 +193,7 @@ fn budget_body(b: &BudgetReport) -> Value {
 #[serde(deny_unknown_fields)]
 pub struct BudgetQuery {
     /// Admins: this user's budget.
+    #[param(max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     user_id: Option<String>,
 }
 
@@ -215,13 +219,35 @@ pub async fn budget(
 pub struct SetBudget {
     /// Dollars per month, e.g. `"12.50"` (a JSON number such as `12.5` is accepted too); null
     /// removes the user's own budget.
-    #[schema(value_type = Option<String>, pattern = r"^\s*\$?([0-9]{1,12}(\.[0-9]{0,6})?|\.[0-9]{1,6})\s*$")]
+    #[schema(schema_with = amount_schema)]
     monthly_usd: Value,
+}
+
+/// The largest monthly budget, a trillion dollars: past it an amount is a typo.
+const MAX_BUDGET_MICROS: i64 = 1_000_000_000_000 * 1_000_000;
+
+/// `monthly_usd` in the document: a decimal string (at most 6 decimals), a number, or null.
+fn amount_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+                r"^\s*\$?([0-9]{1,12}(\.[0-9]{0,6})?|\.[0-9]{1,6})\s*$",
+            )))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .minimum(Some(0.0))
+                    .maximum(Some(1e12)),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .build(),
+    )
 }
 
 /// `PUT /api/v1/admin/budgets/{user_id}`: sets a user's own monthly budget.
 #[utoipa::path(put, path = "/api/v1/admin/budgets/{user_id}", tag = "admin",
-    params(("user_id" = String, Path, description = "The user")), request_body = SetBudget,
+    params(("user_id" = String, Path, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "The user")), request_body = SetBudget,
     responses((status = 200, description = "The user's budget now", body = Object)))]
 pub async fn set_budget(
     State(state): State<AppState>,
@@ -233,7 +259,16 @@ pub async fn set_budget(
     let amount = match &body.monthly_usd {
         Value::Null => None,
         Value::String(s) => Some(Micros::parse_usd(s)?),
-        Value::Number(n) => Some(Micros::parse_usd(&n.to_string())?),
+        // Six decimals, the precision of a micro-dollar: `1e-7` or `12.5` parse as written.
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.is_finite() && f >= 0.0 => Some(Micros::parse_usd(&format!("{f:.6}"))?),
+            _ => {
+                return Err(ServiceError::Invalid(format!(
+                    "monthly_usd {n} is not an amount such as 12.50"
+                ))
+                .into());
+            }
+        },
         _ => {
             return Err(ServiceError::Invalid(
                 "monthly_usd must be an amount such as \"12.50\", or null".into(),
@@ -241,6 +276,11 @@ pub async fn set_budget(
             .into());
         }
     };
+    if amount.is_some_and(|m| m.0 > MAX_BUDGET_MICROS) {
+        return Err(
+            ServiceError::Invalid("monthly_usd must be at most 1000000000000".into()).into(),
+        );
+    }
     let report = state.providers.set_budget(&caller, &user, amount).await?;
     Ok(Json(budget_body(&report)))
 }
@@ -262,7 +302,7 @@ pub fn attempt_body(a: &ProviderAttempt) -> Value {
 
 /// `GET /api/v1/tasks/{task_id}/attempts`: every provider tried for the task, in order.
 #[utoipa::path(get, path = "/api/v1/tasks/{task_id}/attempts", tag = "providers",
-    params(("task_id" = String, Path, description = "A task id (UUID)")),
+    params(("task_id" = uuid::Uuid, Path, description = "A task id (UUID)")),
     responses((status = 200, description = "`{\"task_id\", \"attempts\": [...]}`, in order", body = Object)))]
 pub async fn attempts(
     State(state): State<AppState>,

@@ -20,6 +20,7 @@ use crate::worker::PoolSnapshot;
 pub struct QueuesQuery {
     /// The window of finished tasks the averages cover, in seconds (0: 3600).
     #[serde(default)]
+    #[param(minimum = 0, maximum = 604800)]
     window_seconds: i64,
 }
 
@@ -135,7 +136,10 @@ pub async fn resume(
     Path(name): Path<String>,
 ) -> Result<Json<Paused>, ApiError> {
     state.admin.set_queue_paused(&caller, &name, false).await?;
-    Ok(Json(Paused { name, paused: false }))
+    Ok(Json(Paused {
+        name,
+        paused: false,
+    }))
 }
 
 /// `{"name", "paused"}`.

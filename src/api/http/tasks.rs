@@ -63,7 +63,7 @@ pub async fn submit_batch(
 
 /// `GET /api/v1/tasks/{task_id}`.
 #[utoipa::path(get, path = "/api/v1/tasks/{task_id}", tag = "tasks",
-    params(("task_id" = String, Path, description = "A task id (UUID)")),
+    params(("task_id" = uuid::Uuid, Path, description = "A task id (UUID)")),
     responses((status = 200, description = "The task", body = TaskBody)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -76,7 +76,7 @@ pub async fn get(
 
 /// `POST /api/v1/tasks/{task_id}/cancel`.
 #[utoipa::path(post, path = "/api/v1/tasks/{task_id}/cancel", tag = "tasks",
-    params(("task_id" = String, Path, description = "A task id (UUID)")),
+    params(("task_id" = uuid::Uuid, Path, description = "A task id (UUID)")),
     responses((status = 200, description = "Cancelled", body = TaskBody),
         (status = 409, description = "Already finished", body = super::openapi::ErrorBody)))]
 pub async fn cancel(
@@ -99,7 +99,13 @@ pub async fn list(
     let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
     let page = PageRequest::parse(q.page_size, &q.page_token)?;
     let status = q.status.as_deref().map(str::parse).transpose()?;
-    let task_type = q.task_type.as_deref().map(str::parse).transpose()?;
+    // Empty means no filter, as on the dead-letter list.
+    let task_type = q
+        .task_type
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .map(str::parse)
+        .transpose()?;
     let page = state.tasks.list(&caller, status, task_type, page).await?;
     Ok(Json(ListResponse {
         tasks: page.items.into_iter().map(Into::into).collect(),
