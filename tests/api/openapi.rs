@@ -143,6 +143,12 @@ async fn every_route_is_in_the_document() {
             );
         }
     }
+    let ids: Vec<&str> = documented
+        .iter()
+        .map(|(m, p)| doc["paths"][p][m]["operationId"].as_str().unwrap())
+        .collect();
+    let unique: BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "operation ids repeat: {ids:?}");
     let error = &doc["components"]["schemas"]["ErrorDetail"];
     assert_eq!(error["required"], serde_json::json!(["code", "message"]));
     app.cleanup().await;
@@ -212,7 +218,10 @@ async fn schemathesis_run(mode: Mode) {
     let examples = std::env::var("SCHEMATHESIS_MAX_EXAMPLES").unwrap_or(MAX_EXAMPLES.into());
     let started = Instant::now();
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/schemathesis.toml");
+    // Its working directory gets its crash cache: a scratch one, not the repository.
+    let scratch = tempfile::tempdir().expect("tempdir");
     let out = tokio::process::Command::new("st")
+        .current_dir(scratch.path())
         .args([
             "--config-file",
             config,
@@ -238,6 +247,84 @@ async fn schemathesis_run(mode: Mode) {
     assert!(
         out.status.success(),
         "schemathesis found failures in {mode:?} mode (its report is above):\n{stderr}"
+    );
+    app.cleanup().await;
+}
+
+both_modes!(findings_stay_fixed, what_schemathesis_found_stays_fixed);
+
+/// The bugs schemathesis found, one request each (docs/testing.md lists them).
+async fn what_schemathesis_found_stays_fixed(mode: Mode) {
+    let Some(app) = spawn_app(mode, &[]).await else {
+        return;
+    };
+    let admin = app.token_with("root", Role::Admin, Duration::from_secs(600));
+    let send = |method: reqwest::Method, path: &str, body: Option<&str>| {
+        let mut req = app
+            .http
+            .request(method, format!("{}{path}", app.base))
+            .bearer_auth(&admin);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_owned());
+        }
+        req.send()
+    };
+    let status_and_code = |resp: reqwest::Response| async move {
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or_default();
+        (
+            status,
+            body["error"]["code"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+
+    // NUL in a JSON body: PostgreSQL stores it neither in jsonb nor in text (was 503).
+    let resp = send(
+        reqwest::Method::POST,
+        "/api/v1/chat/sessions",
+        Some(r#"{"item_id": "x", "context": {"k": "a\u0000b"}}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        status_and_code(resp).await,
+        (400, "invalid_argument".into())
+    );
+
+    // f64::MAX comes back from jsonb as 309 digits; the stream stays readable (was 500 forever).
+    let event = r#"{"events": [{"type": "Big", "data": {"x": -1.7976931348623157e308}}]}"#;
+    let resp = send(
+        reqwest::Method::POST,
+        "/api/v1/eventstore/streams/big",
+        Some(event),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = send(reqwest::Method::GET, "/api/v1/eventstore/streams/big", None)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["events"][0]["data"]["x"], -f64::MAX);
+
+    // A window of millennia (was 503) or of millions of years (was a panic).
+    for window in ["383285636135", "9000000000000000"] {
+        let path = format!("/api/v1/admin/providers?window_seconds={window}");
+        let resp = send(reqwest::Method::GET, &path, None).await.unwrap();
+        assert_eq!(
+            status_and_code(resp).await,
+            (400, "invalid_argument".into())
+        );
+    }
+
+    // `/ws` without a handshake: the JSON error, not axum's plain text.
+    let resp = send(reqwest::Method::GET, "/ws", None).await.unwrap();
+    assert_eq!(
+        status_and_code(resp).await,
+        (400, "invalid_argument".into())
     );
     app.cleanup().await;
 }

@@ -31,11 +31,11 @@ pub struct AuditParams {
     action: String,
     /// RFC 3339: entries at or after it.
     #[serde(default)]
-    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    #[param(schema_with = time_or_empty)]
     from: String,
     /// RFC 3339: entries before it.
     #[serde(default)]
-    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    #[param(schema_with = time_or_empty)]
     to: String,
     #[serde(default)]
     cursor: String,
@@ -43,6 +43,26 @@ pub struct AuditParams {
     #[serde(default)]
     #[param(maximum = 500)]
     limit: u32,
+}
+
+/// `from` and `to` in the document: an RFC 3339 time, or empty for no bound.
+fn time_or_empty() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::Type;
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat};
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(0)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            )
+            .build(),
+    )
 }
 
 /// An entry as JSON.

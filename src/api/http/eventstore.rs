@@ -30,8 +30,8 @@ use crate::service::ServiceError;
 
 /// Events a page returns when the caller names no limit.
 const DEFAULT_LIMIT: u32 = 100;
-/// Most events one read returns: a larger limit would let one request load a whole store.
-const MAX_LIMIT: u32 = 1000;
+/// Most events one read returns (the store's bound): a larger limit is refused, not cut.
+const MAX_LIMIT: u32 = crate::domain::eventstore::MAX_READ_LIMIT;
 
 /// A path parameter, or a clear 400.
 fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
@@ -247,7 +247,7 @@ pub struct AllQuery {
     #[serde(default)]
     #[param(maximum = 9223372036854775807i64)]
     from_position: u64,
-    #[param(maximum = 1000)]
+    #[param(maximum = 10000)]
     limit: Option<u32>,
 }
 
@@ -278,7 +278,7 @@ pub async fn read_all(
 pub struct TypeQuery {
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
-    #[param(maximum = 1000)]
+    #[param(maximum = 10000)]
     limit: Option<u32>,
 }
 

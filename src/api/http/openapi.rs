@@ -117,13 +117,17 @@ impl Modify for Shared {
         for (path, item) in doc.paths.paths.iter_mut() {
             let has_params = path.contains('{');
             let ops = [
-                item.get.as_mut(),
-                item.post.as_mut(),
-                item.put.as_mut(),
-                item.delete.as_mut(),
-                item.patch.as_mut(),
+                ("get", item.get.as_mut()),
+                ("post", item.post.as_mut()),
+                ("put", item.put.as_mut()),
+                ("delete", item.delete.as_mut()),
+                ("patch", item.patch.as_mut()),
             ];
-            for op in ops.into_iter().flatten() {
+            for (method, op) in ops {
+                let Some(op) = op else { continue };
+                // Handlers of different files share names (`list`, `get`): the method and
+                // path make the id unique, as OpenAPI wants.
+                op.operation_id = Some(operation_id(method, path));
                 shared_answers(op, has_params);
             }
         }
@@ -169,6 +173,18 @@ fn set_query_enums(paths: &mut Paths, types: &[serde_json::Value]) {
             }
         }
     }
+}
+
+/// `get /api/v1/tasks/{task_id}` → `get_api_v1_tasks_task_id`.
+fn operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_owned();
+    for part in path.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if !part.is_empty() {
+            id.push('_');
+            id.push_str(part);
+        }
+    }
+    id
 }
 
 /// Adds the shared security requirement and error answers to `op` (those it does not name).

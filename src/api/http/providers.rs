@@ -26,7 +26,7 @@ fn usd(m: Micros) -> Value {
 pub struct ProvidersQuery {
     /// The window the call counts and latencies cover, in seconds (0: 3600).
     #[serde(default)]
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 604800)]
     window_seconds: i64,
 }
 
