@@ -102,8 +102,8 @@ impl ProvidersService {
         window: Duration,
     ) -> Result<ProvidersReport, ServiceError> {
         require_admin(caller)?;
-        // Bounded: a window of millennia reached before PostgreSQL's first timestamp (a 503), and
-        // one of millions of years overflowed the subtraction (a panic); schemathesis found both.
+        // Bounded: a window of millennia reached before PostgreSQL's first timestamp (a 503, found
+        // by schemathesis), and one of millions of years would overflow the subtraction (a panic).
         if window > MAX_WINDOW {
             return Err(ServiceError::Invalid(format!(
                 "window_seconds must be at most {}",
