@@ -241,6 +241,11 @@ fn chat_class(e: &ChatError) -> (StatusCode, tonic::Code, &'static str) {
             tonic::Code::Unavailable,
             "provider_unavailable",
         ),
+        C::ClosedMidAnswer => (
+            StatusCode::CONFLICT,
+            tonic::Code::FailedPrecondition,
+            "session_not_active",
+        ),
         C::Broken(_) => (
             StatusCode::BAD_GATEWAY,
             tonic::Code::Unavailable,

@@ -20,7 +20,7 @@ pub enum DomainError {
 }
 
 /// How a failure should be handled (seed 003's error classes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// Timeouts, connection errors, 5xx: try again after a backoff.
@@ -55,7 +55,7 @@ impl ErrorClass {
 }
 
 /// The error kept on a task (the `error_info` column of seed 001).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskError {
     /// How the failure was classified.
     pub class: ErrorClass,

@@ -88,7 +88,11 @@ impl UserId {
 
     /// Validates a user id: 1 to 100 characters, no control characters.
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        if raw.is_empty() || raw.len() > Self::MAX_LEN || raw.chars().any(char::is_control) {
+        // Characters, not bytes: the column is VARCHAR(100), and the message says so.
+        if raw.is_empty()
+            || raw.chars().count() > Self::MAX_LEN
+            || raw.chars().any(char::is_control)
+        {
             return Err(DomainError::Invalid(format!(
                 "user id must be 1-{} printable characters",
                 Self::MAX_LEN

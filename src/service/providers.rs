@@ -18,6 +18,9 @@ use crate::execution::{CacheStats, TaskRunner};
 use crate::providers::BreakerSnapshot;
 use crate::store::{ProviderStats, Spend, UsageStore, UsageSummary};
 
+/// Longest window the provider stats may cover, as for the queue statistics.
+const MAX_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// One provider's health, for operators.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProviderHealth {
@@ -91,13 +94,22 @@ impl ProvidersService {
         }
     }
 
-    /// Every provider's breaker, limits and recent stats (admin only).
+    /// Every provider's breaker, limits and recent stats (admin only), over at most
+    /// [`MAX_WINDOW`].
     pub async fn providers(
         &self,
         caller: &Caller,
         window: Duration,
     ) -> Result<ProvidersReport, ServiceError> {
         require_admin(caller)?;
+        // Bounded: a window of millennia reached before PostgreSQL's first timestamp (a 503, found
+        // by schemathesis), and one of millions of years would overflow the subtraction (a panic).
+        if window > MAX_WINDOW {
+            return Err(ServiceError::Invalid(format!(
+                "window_seconds must be at most {}",
+                MAX_WINDOW.as_secs()
+            )));
+        }
         let since = clock::now() - chrono::Duration::from_std(window).unwrap_or_default();
         let stats = self.usage.provider_stats(since).await?;
         let router = self.runner.router();

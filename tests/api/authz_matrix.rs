@@ -136,6 +136,11 @@ const ROWS: &[Row] = &[
     row("GET", "/healthz", Public),
     row("GET", "/readyz", Public),
     row("GET", "/metrics", Public),
+    row("GET", "/openapi.json", Public),
+    row("GET", "/docs", Public),
+    row("GET", "/docs/swagger-ui-bundle.js", Public),
+    row("GET", "/docs/swagger-ui.css", Public),
+    row("GET", "/docs/init.js", Public),
 ];
 
 /// The routes of `src/api/http/mod.rs` as `METHOD /path`, with `{…}` segments as written.

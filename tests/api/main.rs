@@ -33,6 +33,7 @@ mod limits;
 mod metrics;
 mod notify;
 mod notify_support;
+mod openapi;
 mod otlp;
 mod payloads;
 mod pipeline_faults;

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::json::{Body, TaskBody};
 use crate::api::AppState;
@@ -14,15 +15,18 @@ use crate::domain::PageRequest;
 use crate::service::{QueueStats, ServiceError};
 
 /// `GET /api/v1/admin/queue/stats` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatsQuery {
+    /// The window of finished tasks the averages cover, in seconds (0: 3600).
     #[serde(default)]
+    #[param(minimum = 0, maximum = 604800)]
     window_seconds: i64,
 }
 
 /// Queue statistics as JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StatsBody {
     pending_count: u64,
     processing_count: u64,
@@ -57,6 +61,8 @@ impl From<QueueStats> for StatsBody {
 }
 
 /// `GET /api/v1/admin/queue/stats?window_seconds=3600`.
+#[utoipa::path(get, path = "/api/v1/admin/queue/stats", tag = "admin", params(StatsQuery),
+    responses((status = 200, description = "Counts, depth, averages and the pool", body = StatsBody)))]
 pub async fn queue_stats(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -71,21 +77,28 @@ pub async fn queue_stats(
 }
 
 /// `GET /api/v1/admin/dead-letters` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterQuery {
+    /// Dead letters per page (0: the default).
     #[serde(default)]
+    #[param(maximum = 1000)]
     page_size: u32,
+    /// The `next_page_token` of the previous page.
     #[serde(default)]
     page_token: String,
+    /// Only this task type.
     #[serde(default, rename = "type")]
     task_type: String,
+    /// Only this error class: `retryable`, `non_retryable` or `rate_limited` (empty: any).
     #[serde(default)]
+    #[param(pattern = "^(|retryable|non_retryable|rate_limited)$")]
     error_class: String,
 }
 
 /// One failed attempt of a dead letter.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FailedAttemptBody {
     #[serde(rename = "type")]
     event_type: &'static str,
@@ -94,7 +107,7 @@ pub struct FailedAttemptBody {
 }
 
 /// A dead letter: the task and its failure history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DeadLetterBody {
     #[serde(flatten)]
     task: TaskBody,
@@ -102,13 +115,15 @@ pub struct DeadLetterBody {
 }
 
 /// A page of dead letters.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DeadLettersBody {
     dead_letters: Vec<DeadLetterBody>,
     next_page_token: Option<String>,
 }
 
 /// `GET /api/v1/admin/dead-letters?page_size&page_token&type&error_class`.
+#[utoipa::path(get, path = "/api/v1/admin/dead-letters", tag = "admin", params(DeadLetterQuery),
+    responses((status = 200, description = "Failed tasks, newest first", body = DeadLettersBody)))]
 pub async fn dead_letters(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -141,10 +156,12 @@ pub async fn dead_letters(
 }
 
 /// Body of requeue and purge: ids, or a filter, or `all`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SelectionBody {
+    /// These tasks (UUIDs).
     #[serde(default)]
+    #[schema(value_type = Vec<uuid::Uuid>)]
     task_ids: Vec<String>,
     #[serde(default, rename = "type")]
     task_type: String,
@@ -155,23 +172,39 @@ pub struct SelectionBody {
 }
 
 /// `POST /api/v1/admin/dead-letters/requeue` → `{"requeued": n}`.
+#[utoipa::path(post, path = "/api/v1/admin/dead-letters/requeue", tag = "admin", request_body = SelectionBody,
+    responses((status = 200, description = "How many went back to the queue", body = Requeued)))]
 pub async fn requeue(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Body(b): Body<SelectionBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Requeued>, ApiError> {
     let sel = selection(&b.task_ids, &b.task_type, &b.error_class, b.all)?;
-    let n = state.admin.requeue_dead_letters(&caller, sel).await?;
-    Ok(Json(serde_json::json!({ "requeued": n })))
+    let requeued = state.admin.requeue_dead_letters(&caller, sel).await?;
+    Ok(Json(Requeued { requeued }))
 }
 
 /// `POST /api/v1/admin/dead-letters/purge` → `{"purged": n}`.
+#[utoipa::path(post, path = "/api/v1/admin/dead-letters/purge", tag = "admin", request_body = SelectionBody,
+    responses((status = 200, description = "How many were deleted", body = Purged)))]
 pub async fn purge(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Body(b): Body<SelectionBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Purged>, ApiError> {
     let sel = selection(&b.task_ids, &b.task_type, &b.error_class, b.all)?;
-    let n = state.admin.purge_dead_letters(&caller, sel).await?;
-    Ok(Json(serde_json::json!({ "purged": n })))
+    let purged = state.admin.purge_dead_letters(&caller, sel).await?;
+    Ok(Json(Purged { purged }))
+}
+
+/// `{"requeued": n}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Requeued {
+    requeued: u64,
+}
+
+/// `{"purged": n}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Purged {
+    purged: u64,
 }

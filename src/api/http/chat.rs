@@ -23,40 +23,61 @@ use crate::service::chat::{ChatEvent, ChatReply};
 use crate::service::{ChatError, ServiceError};
 
 /// `POST /api/v1/chat/sessions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
+    /// What the session is about: 1 to 100 characters once trimmed, no control characters.
+    #[schema(
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     item_id: String,
+    /// What the model is told about the item (at most 16 KiB of JSON).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     context: Value,
 }
 
 /// `POST /api/v1/chat/sessions/{id}/messages`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRequest {
+    /// The question: up to 8,000 characters, not only spaces.
+    #[schema(max_length = 8000, pattern = r"\S")]
     content: String,
+    /// Sending the same key again replays the stored answer: up to 100 printable characters
+    /// (blank: none).
     #[serde(default)]
+    #[schema(
+        pattern = r"(^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$)|(^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$)"
+    )]
     idempotency_key: Option<String>,
 }
 
 /// `?page_size=&page_token=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Sessions per page (0: the default).
     #[serde(default)]
+    #[param(maximum = 200)]
     page_size: u32,
     #[serde(default)]
     page_token: String,
 }
 
 /// `?after_seq=&page_size=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MessagesQuery {
+    /// Messages after this sequence number.
     #[serde(default)]
+    #[param(value_type = i64, minimum = 0, maximum = 4294967295i64)]
     after_seq: u32,
+    /// Messages per page (0: the default).
     #[serde(default)]
+    #[param(maximum = 500)]
     page_size: u32,
 }
 
@@ -67,6 +88,9 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 
 /// `POST /api/v1/chat/sessions`: 201 and the new session, or 200 and the active one about the
 /// same item.
+#[utoipa::path(post, path = "/api/v1/chat/sessions", tag = "chat", request_body = StartRequest,
+    responses((status = 201, description = "A new session", body = Object),
+        (status = 200, description = "The active session about the same item", body = Object)))]
 pub async fn start(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -85,6 +109,8 @@ pub async fn start(
 }
 
 /// `GET /api/v1/chat/sessions`: `{"sessions", "next_page_token"}`, newest first.
+#[utoipa::path(get, path = "/api/v1/chat/sessions", tag = "chat", params(ListQuery),
+    responses((status = 200, description = "`{\"sessions\", \"next_page_token\"}`, newest first", body = Object)))]
 pub async fn list(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -103,6 +129,8 @@ pub async fn list(
 
 /// `GET /api/v1/chat/sessions/{id}`: the session with its `messages` (a page: `after_seq`,
 /// `page_size`).
+#[utoipa::path(get, path = "/api/v1/chat/sessions/{session_id}", tag = "chat", params(("session_id" = uuid::Uuid, Path, description = "A chat session id"), MessagesQuery),
+    responses((status = 200, description = "The session with a page of its `messages`", body = Object)))]
 pub async fn get(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -120,6 +148,8 @@ pub async fn get(
 }
 
 /// `DELETE /api/v1/chat/sessions/{id}`: closes it; 200 and the closed session.
+#[utoipa::path(delete, path = "/api/v1/chat/sessions/{session_id}", tag = "chat", params(("session_id" = uuid::Uuid, Path, description = "A chat session id")),
+    responses((status = 200, description = "The closed session", body = Object)))]
 pub async fn close(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -132,6 +162,12 @@ pub async fn close(
 /// `POST /api/v1/chat/sessions/{id}/messages`: SSE (`delta` events, then `message`, or
 /// `error`) when the client accepts `text/event-stream`, else 200 and
 /// `{"question", "message", "replayed"}` once the answer is stored.
+#[utoipa::path(post, path = "/api/v1/chat/sessions/{session_id}/messages", tag = "chat", params(("session_id" = uuid::Uuid, Path, description = "A chat session id")),
+    request_body = MessageRequest,
+    responses((status = 200, description = "`{\"question\", \"message\", \"replayed\"}` once stored; with `Accept: text/event-stream`, SSE `delta` events then `message` or `error`", body = Object),
+        (status = 409, description = "`session_not_active`, `max_messages_reached` or `turn_in_progress`", body = super::openapi::ErrorBody),
+        (status = 502, description = "No provider could answer (`provider_unavailable`)", body = super::openapi::ErrorBody),
+        (status = 504, description = "The answer took too long", body = super::openapi::ErrorBody)))]
 pub async fn send(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

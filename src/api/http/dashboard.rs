@@ -39,23 +39,31 @@ const PAGE_HEADERS: [(header::HeaderName, &str); 3] = [
 ];
 
 /// `GET /dashboard`.
+#[utoipa::path(get, path = "/dashboard", tag = "pages",
+    responses((status = 200, description = "The operator dashboard", content_type = "text/html", body = String)))]
 pub async fn page() -> impl IntoResponse {
     (PAGE_HEADERS, Html(PAGE))
 }
 
 /// `GET /dashboard/dashboard.js`.
+#[utoipa::path(get, path = "/dashboard/dashboard.js", tag = "pages",
+    responses((status = 200, description = "The dashboard's script", content_type = "text/javascript", body = String)))]
 pub async fn script() -> impl IntoResponse {
     let kind = [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")];
     (PAGE_HEADERS, kind, SCRIPT)
 }
 
 /// `GET /dashboard/dashboard.css`.
+#[utoipa::path(get, path = "/dashboard/dashboard.css", tag = "pages",
+    responses((status = 200, description = "The dashboard's styles", content_type = "text/css", body = String)))]
 pub async fn style() -> impl IntoResponse {
     let kind = [(header::CONTENT_TYPE, "text/css; charset=utf-8")];
     (PAGE_HEADERS, kind, STYLE)
 }
 
 /// `GET /api/v1/admin/dashboard/stream`: 401 without a valid token, 403 for a non-admin.
+#[utoipa::path(get, path = "/api/v1/admin/dashboard/stream", tag = "admin",
+    responses((status = 200, description = "Server-Sent Events: `history`, then a `tick` a second", content_type = "text/event-stream", body = String)))]
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,

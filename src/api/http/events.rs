@@ -28,7 +28,8 @@ use crate::service::{Scope, ServiceError, StreamItem, StreamRequest};
 use crate::store::Transport;
 
 /// Query parameters of `/api/v1/events` and `/ws`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Resume after this per-user id.
     since: Option<String>,
@@ -146,6 +147,9 @@ pub fn subscribed_json(recovered: bool, last: u64) -> Value {
 }
 
 /// `GET /api/v1/events?since&task_id&user_id&all&ticket&access_token`.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this id (wins over `since`)")),
+    responses((status = 200, description = "Server-Sent Events: `subscribed` or `resync`, then each task event; `error` before the server ends it", content_type = "text/event-stream", body = String)))]
 pub async fn sse(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -30,6 +30,8 @@ use crate::service::ServiceError;
 
 /// Events a page returns when the caller names no limit.
 const DEFAULT_LIMIT: u32 = 100;
+/// Most events one read returns (the store's bound): a larger limit is refused, not cut.
+const MAX_LIMIT: u32 = crate::domain::eventstore::MAX_READ_LIMIT;
 
 /// A path parameter, or a clear 400.
 fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
@@ -47,36 +49,60 @@ fn invalid(e: impl ToString) -> ApiError {
     ServiceError::Invalid(e.to_string()).into()
 }
 
+/// A page's limit: the default when absent, refused above [`MAX_LIMIT`].
+fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if n > MAX_LIMIT => Err(invalid(format!("limit must be at most {MAX_LIMIT}"))),
+        Some(n) => Ok(n),
+    }
+}
+
+/// A version or position: stored as a signed 64-bit number, so larger ones cannot exist.
+fn position(name: &str, v: u64) -> Result<u64, ApiError> {
+    if i64::try_from(v).is_err() {
+        return Err(invalid(format!("{name} must be at most {}", i64::MAX)));
+    }
+    Ok(v)
+}
+
 /// Who and when, as appended.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataBody {
     correlation_id: Option<String>,
     causation_id: Option<String>,
+    #[schema(max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     user_id: Option<String>,
     /// When it happened; now when absent.
     timestamp: Option<DateTime<Utc>>,
 }
 
 /// One event of an append.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEventBody {
     /// The client's id, so a retry is recognised; a fresh one when absent.
+    #[schema(value_type = Option<uuid::Uuid>)]
     event_id: Option<String>,
+    /// 1 to 200 characters, no whitespace or control characters.
     #[serde(rename = "type")]
+    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{1,200}$")]
     event_type: String,
+    /// The event's JSON.
+    #[schema(value_type = Object)]
     data: Value,
     #[serde(default)]
     metadata: MetadataBody,
 }
 
 /// `POST /api/v1/eventstore/streams/{stream_id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendBody {
     /// The stream's version the append expects (0: no stream yet); `null` or absent: any.
     #[serde(default)]
+    #[schema(maximum = 9223372036854775807i64)]
     expected_version: Option<u64>,
     events: Vec<NewEventBody>,
 }
@@ -139,6 +165,11 @@ fn events_json(events: &[PersistedEvent]) -> Vec<EventBody<'_>> {
 /// "events": [{"event_id", "stream_version", "global_position"}]}` (200 and
 /// `"already_stored": true` for a retry of an append that was stored); 409 with
 /// `error.current_version` on a version conflict.
+#[utoipa::path(post, path = "/api/v1/eventstore/streams/{stream_id}", tag = "eventstore", params(("stream_id" = String, Path, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{1,200}$", description = "A stream id")),
+    request_body = AppendBody,
+    responses((status = 201, description = "`{\"stream_id\", \"stream_version\", \"events\", \"already_stored\"}`", body = Object),
+        (status = 200, description = "A retry of a stored append (`already_stored`: true)", body = Object),
+        (status = 409, description = "`version_conflict`, with `error.current_version`", body = super::openapi::ErrorBody)))]
 pub async fn append(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -172,15 +203,20 @@ pub async fn append(
 }
 
 /// `GET /api/v1/eventstore/streams/{stream_id}` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     #[serde(default)]
+    #[param(maximum = 9223372036854775807i64)]
     from_version: u64,
+    #[param(maximum = 9223372036854775807i64)]
     to_version: Option<u64>,
 }
 
 /// `GET /api/v1/eventstore/streams/{stream_id}?from_version=&to_version=` → `{"events"}`.
+#[utoipa::path(get, path = "/api/v1/eventstore/streams/{stream_id}", tag = "eventstore", params(("stream_id" = String, Path, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{1,200}$", description = "A stream id"), StreamQuery),
+    responses((status = 200, description = "`{\"stream_id\", \"events\"}`", body = Object)))]
 pub async fn read_stream(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -189,9 +225,14 @@ pub async fn read_stream(
 ) -> Result<Json<Value>, ApiError> {
     let stream = StreamId::parse(&path(stream)?).map_err(invalid)?;
     let q = query(q)?;
+    let from = position("from_version", q.from_version)?;
+    let to = q
+        .to_version
+        .map(|v| position("to_version", v))
+        .transpose()?;
     let events = state
         .eventstore
-        .read_stream(&caller, &stream, q.from_version, q.to_version)
+        .read_stream(&caller, &stream, from, to)
         .await?;
     Ok(Json(
         json!({ "stream_id": stream, "events": events_json(&events) }),
@@ -199,24 +240,30 @@ pub async fn read_stream(
 }
 
 /// `GET /api/v1/eventstore/all` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AllQuery {
     #[serde(default)]
+    #[param(maximum = 9223372036854775807i64)]
     from_position: u64,
+    #[param(maximum = 10000)]
     limit: Option<u32>,
 }
 
 /// `GET /api/v1/eventstore/all?from_position=&limit=` → `{"events", "next_position"}`.
+#[utoipa::path(get, path = "/api/v1/eventstore/all", tag = "eventstore", params(AllQuery),
+    responses((status = 200, description = "`{\"events\", \"next_position\"}`", body = Object)))]
 pub async fn read_all(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     q: Result<Query<AllQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
+    let from = position("from_position", q.from_position)?;
     let page = state
         .eventstore
-        .read_all(&caller, q.from_position, q.limit.unwrap_or(DEFAULT_LIMIT))
+        .read_all(&caller, from, limit(q.limit)?)
         .await?;
     Ok(Json(json!({
         "events": events_json(&page.events),
@@ -225,16 +272,21 @@ pub async fn read_all(
 }
 
 /// `GET /api/v1/eventstore/types/{type}` query: RFC 3339 times.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TypeQuery {
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
+    #[param(maximum = 10000)]
     limit: Option<u32>,
 }
 
 /// `GET /api/v1/eventstore/types/{type}?from=&to=&limit=` → `{"events"}`, by
 /// `metadata.timestamp` (from included, to excluded).
+#[utoipa::path(get, path = "/api/v1/eventstore/types/{event_type}", tag = "eventstore",
+    params(("event_type" = String, Path, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{1,200}$", description = "An event type"), TypeQuery),
+    responses((status = 200, description = "`{\"events\"}`", body = Object)))]
 pub async fn read_by_type(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -250,16 +302,18 @@ pub async fn read_by_type(
             &event_type,
             q.from.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
             q.to,
-            q.limit.unwrap_or(DEFAULT_LIMIT),
+            limit(q.limit)?,
         )
         .await?;
     Ok(Json(json!({ "events": events_json(&events) })))
 }
 
 /// `GET /api/v1/eventstore/subscribe` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeQuery {
+    #[param(maximum = 9223372036854775807i64)]
     from_position: Option<u64>,
 }
 
@@ -267,6 +321,9 @@ pub struct SubscribeQuery {
 /// that position (default 1) on, stored ones first, then each as it commits. Each SSE event
 /// has `id:` its global position, `event:` its type and `data:` its JSON; a reconnect with
 /// `Last-Event-ID` resumes after it. An `error` event ends a stream that failed.
+#[utoipa::path(get, path = "/api/v1/eventstore/subscribe", tag = "eventstore", params(SubscribeQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this global position")),
+    responses((status = 200, description = "Server-Sent Events, one per stored event", content_type = "text/event-stream", body = String)))]
 pub async fn subscribe(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

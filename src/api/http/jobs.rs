@@ -17,19 +17,23 @@ use crate::domain::{ErrorClass, NewTask, Task, TaskId, TaskRequest};
 use crate::service::ServiceError;
 
 /// `POST /api/v1/jobs`: seed 003's `{"type", "payload", "priority"}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
+    /// A task type (`GET /api/v1/task-types`).
     #[serde(rename = "type")]
+    #[schema(example = "summarize")]
     job_type: String,
+    /// The type's input, checked against its schema.
     #[serde(default)]
+    #[schema(value_type = Object)]
     payload: Value,
     priority: Option<i64>,
     idempotency_key: Option<String>,
 }
 
 /// A job as seed 003 shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobBody {
     job_id: String,
     #[serde(rename = "type")]
@@ -75,6 +79,8 @@ impl From<Task> for JobBody {
 }
 
 /// `POST /api/v1/jobs`: 202 and the job.
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", request_body = JobRequest,
+    responses((status = 202, description = "Stored and queued", body = JobBody)))]
 pub async fn create(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -98,6 +104,9 @@ pub async fn create(
 }
 
 /// `GET /api/v1/jobs/{job_id}`.
+#[utoipa::path(get, path = "/api/v1/jobs/{job_id}", tag = "jobs",
+    params(("job_id" = uuid::Uuid, Path, description = "A job (task) id, a UUID")),
+    responses((status = 200, description = "The job", body = JobBody)))]
 pub async fn get(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::json_depth::too_deep;
 use crate::api::error::ApiError;
@@ -19,8 +20,11 @@ use crate::domain::{NewTask, SubmitPolicy, Task, TaskError, TaskRequest};
 use crate::service::ServiceError;
 
 /// A JSON request body, read within `BODY_READ_TIMEOUT` and the route's size limit, checked
-/// for nesting deeper than [`MAX_JSON_DEPTH`] before it is deserialised; every refusal answers
-/// in our error format and names the limit.
+/// for nesting deeper than [`MAX_JSON_DEPTH`] before it is deserialised, and refusing the NUL
+/// character (`\u0000`) anywhere in the document: PostgreSQL can store it neither in `jsonb`
+/// nor in `text`, so it would fail as a 503 in clustered mode (found by schemathesis); both
+/// modes refuse it alike, up front. Every refusal answers in our error format and names the
+/// limit.
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
@@ -47,6 +51,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
             return Err(ServiceError::Invalid(format!(
                 "JSON nested {depth} levels deep; at most {MAX_JSON_DEPTH} are allowed"
             ))
+            .into());
+        }
+        if has_escaped_nul(&bytes) {
+            return Err(ServiceError::Invalid(
+                "the body contains the NUL character (\\u0000), which cannot be stored".into(),
+            )
             .into());
         }
         let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
@@ -90,6 +100,14 @@ fn body_refused(rejection: &BytesRejection, limit: Option<BodyLimit>) -> ApiErro
     ServiceError::TooLarge(msg).into()
 }
 
+/// Whether JSON text holds the escape `\u0000` (unescaped NUL is not valid JSON): a backslash
+/// that starts an escape is preceded by an even number of backslashes.
+fn has_escaped_nul(json: &[u8]) -> bool {
+    json.windows(6).enumerate().any(|(i, w)| {
+        w == b"\\u0000" && json[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0
+    })
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         let msg = r.body_text();
@@ -101,17 +119,26 @@ impl From<JsonRejection> for ApiError {
 }
 
 /// `POST /api/v1/tasks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
+    /// A task type (`GET /api/v1/task-types` lists them).
     #[serde(rename = "type")]
+    #[schema(example = "summarize")]
     pub task_type: String,
+    /// The type's input, checked against its schema (unknown fields are refused).
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub payload: Value,
+    /// 0 (lowest) to 10; users up to `MAX_USER_PRIORITY`; the type's default when absent.
     pub priority: Option<i64>,
+    /// A retry with the same key returns the task the first submit stored.
     pub idempotency_key: Option<String>,
+    /// What the task is about, with `related_entity_id`.
     pub related_entity_type: Option<String>,
+    /// What the task is about, with `related_entity_type`.
     pub related_entity_id: Option<String>,
+    /// This task's attempt timeout, at most `MAX_TASK_TIMEOUT`.
     pub timeout_seconds: Option<u64>,
 }
 
@@ -139,24 +166,30 @@ impl SubmitRequest {
 }
 
 /// `POST /api/v1/tasks/batch`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitBatchRequest {
+    /// Up to 1,000 tasks, stored in one transaction.
     pub tasks: Vec<SubmitRequest>,
 }
 
 /// A task as HTTP clients see it (seed 003's job shape).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TaskBody {
+    /// A UUID.
     pub task_id: String,
     #[serde(rename = "type")]
     pub task_type: &'static str,
+    /// `pending`, `processing`, `completed`, `failed` or `cancelled`.
+    #[schema(example = "pending")]
     pub status: &'static str,
     pub priority: u8,
     /// The named queue it was routed to.
     pub queue: &'static str,
     pub progress: u8,
+    /// The type's result once completed.
     pub result: Option<Value>,
+    /// The last failure.
     pub error: Option<TaskError>,
     pub retry_count: u32,
     pub attempts: u32,
@@ -205,27 +238,48 @@ impl From<Task> for TaskBody {
 }
 
 /// `GET /api/v1/tasks` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Tasks per page (0: the default).
     #[serde(default)]
+    #[param(maximum = 1000)]
     pub page_size: u32,
+    /// The `next_page_token` of the previous page.
     #[serde(default)]
     pub page_token: String,
+    /// Only tasks with this status.
+    #[param(pattern = "^(pending|processing|completed|failed|cancelled)$")]
     pub status: Option<String>,
+    /// Only tasks of this type.
     #[serde(rename = "type")]
     pub task_type: Option<String>,
 }
 
 /// A page of tasks.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ListResponse {
     pub tasks: Vec<TaskBody>,
     pub next_page_token: Option<String>,
 }
 
 /// A batch's tasks in request order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BatchResponse {
     pub tasks: Vec<TaskBody>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_escaped_nul;
+
+    #[test]
+    fn finds_an_escaped_nul_and_not_an_escaped_backslash() {
+        assert!(has_escaped_nul(br#"{"a": "x\u0000"}"#));
+        assert!(has_escaped_nul(br#"{"\u0000": 1}"#));
+        assert!(has_escaped_nul(br#"["\\\u0000"]"#));
+        assert!(!has_escaped_nul(br#"{"a": "\\u0000"}"#));
+        assert!(!has_escaped_nul(br#"{"a": "\u0001"}"#));
+    }
 }

@@ -16,6 +16,8 @@ use crate::service::{MetricsService, ServiceError};
 use crate::telemetry::metrics;
 
 /// The scrape.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     exposition(&state.metrics).await
 }

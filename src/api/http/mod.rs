@@ -10,6 +10,7 @@ mod jobs;
 mod json;
 mod json_depth;
 mod metrics;
+mod openapi;
 
 pub use metrics::{standalone as metrics_only, track as track_metrics};
 mod page;
@@ -144,9 +145,14 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/v1/events/ticket", post(tickets::mint))
         .route("/ws", get(ws::ws))
         .route("/", get(page::index))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics::scrape))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/docs", get(openapi::docs_page))
+        .route("/docs/swagger-ui-bundle.js", get(openapi::docs_script))
+        .route("/docs/swagger-ui.css", get(openapi::docs_style))
+        .route("/docs/init.js", get(openapi::docs_init))
         // After every route: it applies to the routes present when it is called.
         .method_not_allowed_fallback(super::fallback::method_not_allowed)
         .route_layer(axum::middleware::from_fn(trace::server_span))
@@ -155,10 +161,20 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `GET /healthz`: the process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", content_type = "text/plain", body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
 /// 200 when the database and the queue answer, 503 otherwise and from the start of the drain.
 /// The body is `ready`, followed by the projections that lag past `PROJECTION_LAG_THRESHOLD`
 /// or are parked, one a line: stale read models are worth a look, not a reason to stop
 /// sending this instance traffic.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "Ready; lagging projections listed after the first line", content_type = "text/plain", body = String),
+        (status = 503, description = "Not ready", body = openapi::ErrorBody)))]
 async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     state.readiness.check().await?;
     let mut body = String::from("ready");

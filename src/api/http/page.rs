@@ -6,6 +6,8 @@ use axum::response::Html;
 const PAGE: &str = include_str!("page.html");
 
 /// `GET /`.
+#[utoipa::path(get, path = "/", tag = "pages",
+    responses((status = 200, description = "A page to watch a task and chat about an item", content_type = "text/html", body = String)))]
 pub async fn index() -> Html<&'static str> {
     Html(PAGE)
 }

@@ -30,16 +30,21 @@ use crate::store::pipeline::{ItemRecord, SessionRecord};
 const DEFAULT_ITEMS_PAGE: u32 = 100;
 
 /// `{"items": [...]}`: the body of a create and of an add.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemsRequest {
+    /// The items, each the input of the pipeline's first stages.
+    #[schema(value_type = Vec<Object>)]
     items: Vec<Value>,
 }
 
 /// `?page_size&page_token`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
+    /// Per page (absent or 0: the default).
+    #[param(maximum = 1000)]
     page_size: Option<u32>,
     page_token: Option<String>,
 }
@@ -98,6 +103,8 @@ pub fn item_json(i: &ItemRecord) -> Value {
 }
 
 /// `GET /api/v1/pipelines`: `{"pipelines": [definition]}`.
+#[utoipa::path(get, path = "/api/v1/pipelines", tag = "pipelines",
+    responses((status = 200, description = "`{\"pipelines\": [definition]}`", body = Object)))]
 pub async fn definitions(
     State(state): State<AppState>,
     Authenticated(_caller): Authenticated,
@@ -106,6 +113,9 @@ pub async fn definitions(
 }
 
 /// `POST /api/v1/pipelines/{name}/sessions` with `{"items": [...]}`: 201 and the session.
+#[utoipa::path(post, path = "/api/v1/pipelines/{name}/sessions", tag = "pipelines",
+    params(("name" = String, Path, description = "A pipeline's name")), request_body = ItemsRequest,
+    responses((status = 201, description = "The session", body = Object)))]
 pub async fn create(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -118,6 +128,10 @@ pub async fn create(
 }
 
 /// `POST /api/v1/pipeline-sessions/{id}/items` with `{"items": [...]}`.
+#[utoipa::path(post, path = "/api/v1/pipeline-sessions/{id}/items", tag = "pipelines", params(("id" = uuid::Uuid, Path, description = "A pipeline session id")),
+    request_body = ItemsRequest,
+    responses((status = 200, description = "`{\"session_id\", \"item_count\"}`", body = Object),
+        (status = 409, description = "The session has finished", body = super::openapi::ErrorBody)))]
 pub async fn add_items(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -131,6 +145,8 @@ pub async fn add_items(
 
 /// `GET /api/v1/pipeline-sessions/{id}?page_size&page_token`: the session with a page of
 /// items, each with every stage's status, result and error.
+#[utoipa::path(get, path = "/api/v1/pipeline-sessions/{id}", tag = "pipelines", params(("id" = uuid::Uuid, Path, description = "A pipeline session id"), PageQuery),
+    responses((status = 200, description = "The session with a page of items and their stages", body = Object)))]
 pub async fn get(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -145,7 +161,11 @@ pub async fn get(
             ServiceError::Invalid("page_token is not one this server issued".into())
         })?),
     };
-    let limit = q.page_size.unwrap_or(DEFAULT_ITEMS_PAGE);
+    // 0 means the default, as on every other page.
+    let limit = q
+        .page_size
+        .filter(|&n| n != 0)
+        .unwrap_or(DEFAULT_ITEMS_PAGE);
     let SessionView {
         session,
         items,
@@ -158,6 +178,8 @@ pub async fn get(
 }
 
 /// `GET /api/v1/pipeline-sessions?page_size&page_token`: the caller's sessions, newest first.
+#[utoipa::path(get, path = "/api/v1/pipeline-sessions", tag = "pipelines", params(PageQuery),
+    responses((status = 200, description = "`{\"sessions\", \"next_page_token\"}`, newest first", body = Object)))]
 pub async fn list(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -176,6 +198,9 @@ pub async fn list(
 }
 
 /// `POST /api/v1/pipeline-sessions/{id}/cancel`.
+#[utoipa::path(post, path = "/api/v1/pipeline-sessions/{id}/cancel", tag = "pipelines", params(("id" = uuid::Uuid, Path, description = "A pipeline session id")),
+    responses((status = 200, description = "The session", body = Object),
+        (status = 409, description = "The session has finished", body = super::openapi::ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -189,6 +214,8 @@ pub async fn cancel(
 /// `GET /api/v1/pipeline-sessions/{id}/events`: the session's events as Server-Sent Events,
 /// from its first (or after `Last-Event-ID` / `since`), then live. Authentication as for
 /// `/api/v1/events` (bearer, or a one-time `ticket` for EventSource).
+#[utoipa::path(get, path = "/api/v1/pipeline-sessions/{id}/events", tag = "pipelines", params(("id" = uuid::Uuid, Path, description = "A pipeline session id"), super::events::EventsQuery),
+    responses((status = 200, description = "Server-Sent Events of the session", content_type = "text/event-stream", body = String)))]
 pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -17,7 +17,8 @@ use crate::domain::progress::UserProgress;
 use crate::service::ServiceError;
 
 /// `?from=YYYY-MM-DD&to=YYYY-MM-DD` (both included; default: the last 30 days).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RangeQuery {
     from: Option<NaiveDate>,
@@ -35,6 +36,8 @@ fn user(p: Result<Path<String>, PathRejection>) -> Result<UserId, ApiError> {
 }
 
 /// `GET /api/v1/progress/me`: the caller's UserProgress.
+#[utoipa::path(get, path = "/api/v1/progress/me", tag = "progress",
+    responses((status = 200, description = "The caller's UserProgress", body = Object)))]
 pub async fn me(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -44,6 +47,8 @@ pub async fn me(
 }
 
 /// `GET /api/v1/progress/users/{user_id}`: anyone's (admins and service accounts).
+#[utoipa::path(get, path = "/api/v1/progress/users/{user_id}", tag = "progress", params(("user_id" = String, Path, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "The user")),
+    responses((status = 200, description = "The user's UserProgress", body = Object)))]
 pub async fn of_user(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -68,6 +73,8 @@ async fn daily_of(
 
 /// `GET /api/v1/progress/me/daily?from=&to=` → `{"user_id", "days": [DailyStats]}`: the days
 /// with activity, in the caller's time zone.
+#[utoipa::path(get, path = "/api/v1/progress/me/daily", tag = "progress", params(RangeQuery),
+    responses((status = 200, description = "`{\"user_id\", \"days\"}`", body = Object)))]
 pub async fn my_daily(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -78,6 +85,8 @@ pub async fn my_daily(
 }
 
 /// `GET /api/v1/progress/users/{user_id}/daily?from=&to=`.
+#[utoipa::path(get, path = "/api/v1/progress/users/{user_id}/daily", tag = "progress", params(("user_id" = String, Path, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "The user"), RangeQuery),
+    responses((status = 200, description = "`{\"user_id\", \"days\"}`", body = Object)))]
 pub async fn daily_of_user(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -91,6 +100,8 @@ pub async fn daily_of_user(
 /// `GET /api/v1/progress/me/tasks?from=&to=` → `{"user_id", "days": [{"date", "task_type",
 /// "outcome", "tasks", "attempts", "input_tokens", "output_tokens", "cost_micros"}]}`: the
 /// caller's finished tasks per UTC day, type and outcome.
+#[utoipa::path(get, path = "/api/v1/progress/me/tasks", tag = "progress", params(RangeQuery),
+    responses((status = 200, description = "`{\"user_id\", \"days\"}`: finished tasks per day, type and outcome", body = Object)))]
 pub async fn my_tasks(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

@@ -41,6 +41,8 @@ fn name(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
 }
 
 /// `GET /api/v1/admin/projections` → `{"projections": [...]}`.
+#[utoipa::path(get, path = "/api/v1/admin/projections", tag = "admin",
+    responses((status = 200, description = "`{\"projections\": [...]}`", body = Object)))]
 pub async fn list(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -52,6 +54,9 @@ pub async fn list(
 
 /// `POST /api/v1/admin/projections/{name}/rebuild` → 202 and the projection: rebuilt from
 /// position 0 beside the live model, which readers keep seeing until the rebuild catches up.
+#[utoipa::path(post, path = "/api/v1/admin/projections/{name}/rebuild", tag = "admin", params(("name" = String, Path, pattern = "^(progress|task_stats)$", description = "A projection")),
+    responses((status = 202, description = "Rebuilding beside the live model", body = Object),
+        (status = 409, description = "A rebuild is already running", body = super::openapi::ErrorBody)))]
 pub async fn rebuild(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -63,6 +68,8 @@ pub async fn rebuild(
 
 /// `POST /api/v1/admin/projections/{name}/resume` → the projection: a parked one tries the
 /// event it stopped on again.
+#[utoipa::path(post, path = "/api/v1/admin/projections/{name}/resume", tag = "admin", params(("name" = String, Path, pattern = "^(progress|task_stats)$", description = "A projection")),
+    responses((status = 200, description = "The projection", body = Object)))]
 pub async fn resume(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

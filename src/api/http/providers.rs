@@ -5,6 +5,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api::AppState;
 use crate::api::auth::Authenticated;
@@ -19,14 +20,19 @@ fn usd(m: Micros) -> Value {
 }
 
 /// `GET /api/v1/admin/providers` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ProvidersQuery {
+    /// The window the call counts and latencies cover, in seconds (0: 3600).
     #[serde(default)]
+    #[param(minimum = 0, maximum = 604800)]
     window_seconds: i64,
 }
 
 /// `GET /api/v1/admin/providers`: breakers, limits, recent success rate and latency.
+#[utoipa::path(get, path = "/api/v1/admin/providers", tag = "admin", params(ProvidersQuery),
+    responses((status = 200, description = "`{\"providers\", \"cache\", \"window_seconds\"}`", body = Object)))]
 pub async fn providers(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -75,6 +81,8 @@ pub async fn providers(
 }
 
 /// `POST /api/v1/admin/providers/{name}/reset`: closes the provider's circuit breaker.
+#[utoipa::path(post, path = "/api/v1/admin/providers/{name}/reset", tag = "admin", params(("name" = String, Path, description = "A configured provider")),
+    responses((status = 200, description = "`{\"provider\", \"breaker\": \"closed\"}`", body = Object)))]
 pub async fn reset_breaker(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -86,6 +94,8 @@ pub async fn reset_breaker(
 
 /// `POST /api/v1/admin/providers/{name}/disable`: takes the provider out of every fallback
 /// chain, on every instance, until enabled again.
+#[utoipa::path(post, path = "/api/v1/admin/providers/{name}/disable", tag = "admin", params(("name" = String, Path, description = "A configured provider")),
+    responses((status = 200, description = "`{\"provider\", \"disabled\": true}`", body = Object)))]
 pub async fn disable(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -99,6 +109,8 @@ pub async fn disable(
 }
 
 /// `POST /api/v1/admin/providers/{name}/enable`: puts a disabled provider back.
+#[utoipa::path(post, path = "/api/v1/admin/providers/{name}/enable", tag = "admin", params(("name" = String, Path, description = "A configured provider")),
+    responses((status = 200, description = "`{\"provider\", \"disabled\": false}`", body = Object)))]
 pub async fn enable(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -112,11 +124,17 @@ pub async fn enable(
 }
 
 /// `GET /api/v1/usage` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
+    /// `YYYY-MM`; every month when absent.
+    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
     month: Option<String>,
+    /// Admins: this user's usage.
+    #[param(max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     user_id: Option<String>,
+    /// Admins: everyone's usage.
     #[serde(default)]
     all: bool,
 }
@@ -143,6 +161,8 @@ fn usage_body(rows: &[UsageSummary]) -> Value {
 
 /// `GET /api/v1/usage?month=YYYY-MM[&user_id=..|&all=true]`: the caller's usage by month,
 /// provider and type; admins may ask for any user's or everyone's.
+#[utoipa::path(get, path = "/api/v1/usage", tag = "providers", params(UsageQuery),
+    responses((status = 200, description = "`{\"usage\": [...], \"total_cost_usd\", \"total_cost_micros\"}`", body = Object)))]
 pub async fn usage(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -168,13 +188,18 @@ fn budget_body(b: &BudgetReport) -> Value {
 }
 
 /// `GET /api/v1/budget` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetQuery {
+    /// Admins: this user's budget.
+    #[param(max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     user_id: Option<String>,
 }
 
 /// `GET /api/v1/budget[?user_id=..]`: this month's budget and spend.
+#[utoipa::path(get, path = "/api/v1/budget", tag = "providers", params(BudgetQuery),
+    responses((status = 200, description = "This month's budget, spent, reserved and remaining", body = Object)))]
 pub async fn budget(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -189,14 +214,41 @@ pub async fn budget(
 }
 
 /// `PUT /api/v1/admin/budgets/{user_id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetBudget {
-    /// Dollars per month, e.g. `"12.50"` or `12.5`; null removes the user's own budget.
+    /// Dollars per month, e.g. `"12.50"` (a JSON number such as `12.5` is accepted too); null
+    /// removes the user's own budget.
+    #[schema(schema_with = amount_schema)]
     monthly_usd: Value,
 }
 
+/// The largest monthly budget, a trillion dollars: past it an amount is a typo.
+const MAX_BUDGET_MICROS: i64 = 1_000_000_000_000 * 1_000_000;
+
+/// `monthly_usd` in the document: a decimal string (at most 6 decimals), a number, or null.
+fn amount_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+                r"^\s*\$?([0-9]{1,12}(\.[0-9]{0,6})?|\.[0-9]{1,6})\s*$",
+            )))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .minimum(Some(0.0))
+                    .maximum(Some(1e12)),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .build(),
+    )
+}
+
 /// `PUT /api/v1/admin/budgets/{user_id}`: sets a user's own monthly budget.
+#[utoipa::path(put, path = "/api/v1/admin/budgets/{user_id}", tag = "admin",
+    params(("user_id" = String, Path, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "The user")), request_body = SetBudget,
+    responses((status = 200, description = "The user's budget now", body = Object)))]
 pub async fn set_budget(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -207,7 +259,16 @@ pub async fn set_budget(
     let amount = match &body.monthly_usd {
         Value::Null => None,
         Value::String(s) => Some(Micros::parse_usd(s)?),
-        Value::Number(n) => Some(Micros::parse_usd(&n.to_string())?),
+        // Six decimals, the precision of a micro-dollar: `1e-7` or `12.5` parse as written.
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.is_finite() && f >= 0.0 => Some(Micros::parse_usd(&format!("{f:.6}"))?),
+            _ => {
+                return Err(ServiceError::Invalid(format!(
+                    "monthly_usd {n} is not an amount such as 12.50"
+                ))
+                .into());
+            }
+        },
         _ => {
             return Err(ServiceError::Invalid(
                 "monthly_usd must be an amount such as \"12.50\", or null".into(),
@@ -215,6 +276,11 @@ pub async fn set_budget(
             .into());
         }
     };
+    if amount.is_some_and(|m| m.0 > MAX_BUDGET_MICROS) {
+        return Err(
+            ServiceError::Invalid("monthly_usd must be at most 1000000000000".into()).into(),
+        );
+    }
     let report = state.providers.set_budget(&caller, &user, amount).await?;
     Ok(Json(budget_body(&report)))
 }
@@ -235,6 +301,9 @@ pub fn attempt_body(a: &ProviderAttempt) -> Value {
 }
 
 /// `GET /api/v1/tasks/{task_id}/attempts`: every provider tried for the task, in order.
+#[utoipa::path(get, path = "/api/v1/tasks/{task_id}/attempts", tag = "providers",
+    params(("task_id" = uuid::Uuid, Path, description = "A task id (UUID)")),
+    responses((status = 200, description = "`{\"task_id\", \"attempts\": [...]}`, in order", body = Object)))]
 pub async fn attempts(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api::AppState;
 use crate::api::auth::Authenticated;
@@ -13,15 +14,18 @@ use crate::service::{QueueView, ServiceError};
 use crate::worker::PoolSnapshot;
 
 /// `GET /api/v1/admin/queues` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QueuesQuery {
+    /// The window of finished tasks the averages cover, in seconds (0: 3600).
     #[serde(default)]
+    #[param(minimum = 0, maximum = 604800)]
     window_seconds: i64,
 }
 
 /// One queue as JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct QueueBody {
     name: &'static str,
     #[serde(rename = "type")]
@@ -64,7 +68,7 @@ impl From<QueueView> for QueueBody {
 }
 
 /// The answering instance's worker pool as JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PoolBody {
     limit: usize,
     min: usize,
@@ -86,7 +90,7 @@ impl From<PoolSnapshot> for PoolBody {
 }
 
 /// The queues and the pool.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct QueuesBody {
     queues: Vec<QueueBody>,
     pool: PoolBody,
@@ -94,6 +98,8 @@ pub struct QueuesBody {
 }
 
 /// `GET /api/v1/admin/queues?window_seconds=3600`.
+#[utoipa::path(get, path = "/api/v1/admin/queues", tag = "admin", params(QueuesQuery),
+    responses((status = 200, description = "Every named queue and the pool", body = QueuesBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -110,21 +116,35 @@ pub async fn list(
 }
 
 /// `POST /api/v1/admin/queues/{name}/pause` → `{"name", "paused": true}`.
+#[utoipa::path(post, path = "/api/v1/admin/queues/{name}/pause", tag = "admin", params(("name" = String, Path, description = "A configured queue")),
+    responses((status = 200, description = "Paused on every instance", body = Paused)))]
 pub async fn pause(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Paused>, ApiError> {
     state.admin.set_queue_paused(&caller, &name, true).await?;
-    Ok(Json(serde_json::json!({ "name": name, "paused": true })))
+    Ok(Json(Paused { name, paused: true }))
 }
 
 /// `POST /api/v1/admin/queues/{name}/resume` → `{"name", "paused": false}`.
+#[utoipa::path(post, path = "/api/v1/admin/queues/{name}/resume", tag = "admin", params(("name" = String, Path, description = "A configured queue")),
+    responses((status = 200, description = "Running again", body = Paused)))]
 pub async fn resume(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Paused>, ApiError> {
     state.admin.set_queue_paused(&caller, &name, false).await?;
-    Ok(Json(serde_json::json!({ "name": name, "paused": false })))
+    Ok(Json(Paused {
+        name,
+        paused: false,
+    }))
+}
+
+/// `{"name", "paused"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Paused {
+    name: String,
+    paused: bool,
 }

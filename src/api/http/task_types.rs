@@ -8,7 +8,7 @@ use crate::api::auth::Authenticated;
 use crate::domain::payload::{self, Field, Need, SCHEMAS};
 
 /// One type.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TypeBody {
     #[serde(rename = "type")]
     task_type: &'static str,
@@ -20,7 +20,7 @@ pub struct TypeBody {
 }
 
 /// One payload field.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FieldBody {
     name: &'static str,
     /// Its values, in words (`text, at most 200000 characters`, `1-4`, ...).
@@ -48,6 +48,8 @@ impl From<&Field> for FieldBody {
 }
 
 /// Every type the service accepts, with its payload fields.
+#[utoipa::path(get, path = "/api/v1/task-types", tag = "tasks",
+    responses((status = 200, description = "Every task type with its payload fields", body = Vec<TypeBody>)))]
 pub async fn list(Authenticated(_): Authenticated) -> Json<Vec<TypeBody>> {
     Json(
         SCHEMAS

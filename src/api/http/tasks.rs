@@ -17,6 +17,8 @@ use crate::service::ServiceError;
 type Accepted<T> = Result<(StatusCode, Json<T>), ApiError>;
 
 /// `POST /api/v1/tasks`: 202 and the stored task.
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks", request_body = SubmitRequest,
+    responses((status = 202, description = "Stored and queued", body = TaskBody)))]
 pub async fn submit(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -29,6 +31,8 @@ pub async fn submit(
 }
 
 /// `POST /api/v1/tasks/batch`: 202 and the stored tasks, in request order.
+#[utoipa::path(post, path = "/api/v1/tasks/batch", tag = "tasks", request_body = SubmitBatchRequest,
+    responses((status = 202, description = "All stored, in request order", body = BatchResponse)))]
 pub async fn submit_batch(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -58,6 +62,9 @@ pub async fn submit_batch(
 }
 
 /// `GET /api/v1/tasks/{task_id}`.
+#[utoipa::path(get, path = "/api/v1/tasks/{task_id}", tag = "tasks",
+    params(("task_id" = uuid::Uuid, Path, description = "A task id (UUID)")),
+    responses((status = 200, description = "The task", body = TaskBody)))]
 pub async fn get(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -68,6 +75,10 @@ pub async fn get(
 }
 
 /// `POST /api/v1/tasks/{task_id}/cancel`.
+#[utoipa::path(post, path = "/api/v1/tasks/{task_id}/cancel", tag = "tasks",
+    params(("task_id" = uuid::Uuid, Path, description = "A task id (UUID)")),
+    responses((status = 200, description = "Cancelled", body = TaskBody),
+        (status = 409, description = "Already finished", body = super::openapi::ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -78,6 +89,8 @@ pub async fn cancel(
 }
 
 /// `GET /api/v1/tasks?page_size&page_token&status&type`: the caller's tasks, newest first.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(ListQuery),
+    responses((status = 200, description = "The caller's tasks, newest first", body = ListResponse)))]
 pub async fn list(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -86,7 +99,13 @@ pub async fn list(
     let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
     let page = PageRequest::parse(q.page_size, &q.page_token)?;
     let status = q.status.as_deref().map(str::parse).transpose()?;
-    let task_type = q.task_type.as_deref().map(str::parse).transpose()?;
+    // Empty means no filter, as on the dead-letter list.
+    let task_type = q
+        .task_type
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .map(str::parse)
+        .transpose()?;
     let page = state.tasks.list(&caller, status, task_type, page).await?;
     Ok(Json(ListResponse {
         tasks: page.items.into_iter().map(Into::into).collect(),

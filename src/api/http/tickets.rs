@@ -14,6 +14,8 @@ use crate::auth::{AuthError, Caller};
 
 /// `POST /api/v1/events/ticket` with `Authorization: Bearer`: 201 and
 /// `{"ticket", "expires_in"}` (seconds).
+#[utoipa::path(post, path = "/api/v1/events/ticket", tag = "events",
+    responses((status = 201, description = "`{\"ticket\", \"expires_in\"}` (seconds)", body = Object)))]
 pub async fn mint(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let token = bearer(&headers).ok_or(AuthError::Missing)?;
     let (caller, exp) = state.keys.verify_with_expiry(token)?;

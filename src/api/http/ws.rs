@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -102,12 +103,18 @@ enum Auth {
 }
 
 /// `GET /ws?since&task_id&user_id&all&ticket&access_token`.
+#[utoipa::path(get, path = "/ws", tag = "events", params(super::events::EventsQuery),
+    responses((status = 101, description = "Switched to WebSocket: JSON text frames of the events")))]
 pub async fn ws(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<EventsQuery>, QueryRejection>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // A plain GET (no upgrade headers) gets our JSON error, not axum's plain-text one.
+    let upgrade = upgrade.map_err(|r| {
+        ServiceError::Invalid(format!("not a WebSocket upgrade: {}", r.body_text()))
+    })?;
     let Query(q) = query.map_err(|r| ServiceError::Invalid(r.body_text()))?;
     let req = q.request(None, Transport::WebSocket, 0)?;
     let protocol_token = headers

@@ -20,7 +20,7 @@ macro_rules! checked_name {
             /// The rule of [`Self::parse`].
             fn check(raw: &str) -> Result<(), EventError> {
                 if raw.is_empty()
-                    || raw.len() > Self::MAX_LEN
+                    || raw.chars().count() > Self::MAX_LEN
                     || raw.chars().any(|c| c.is_control() || c.is_whitespace())
                 {
                     return Err(EventError::Invalid(format!(

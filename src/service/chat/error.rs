@@ -42,6 +42,10 @@ pub enum ChatError {
         "the answer broke off mid-stream ({0}); nothing was stored: send the message again with the same idempotency_key"
     )]
     Broken(String),
+    /// The session was closed (or expired) while its answer was written: the caller's own
+    /// doing, so a conflict, not a gateway failure; nothing was stored.
+    #[error("the session was closed or expired while the answer was written; nothing was stored")]
+    ClosedMidAnswer,
     /// The answer took longer than the turn's bound; nothing was stored.
     #[error("the answer took longer than {0:?}; nothing was stored")]
     Timeout(Duration),

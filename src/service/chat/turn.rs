@@ -366,9 +366,7 @@ impl RunningTurn {
             .finish_turn(self.holder, &turn, now)
             .await?;
         if !stored {
-            return Err(ChatError::Broken(
-                "the session was closed or expired while the answer was written".into(),
-            ));
+            return Err(ChatError::ClosedMidAnswer);
         }
         turn.question.seq = self.session.message_count + 1;
         turn.answer.seq = self.session.message_count + 2;
