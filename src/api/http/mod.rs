@@ -7,7 +7,7 @@ mod dashboard;
 pub mod events;
 mod eventstore;
 mod jobs;
-mod json;
+pub(crate) mod json;
 mod metrics;
 
 pub use metrics::{standalone as metrics_only, track as track_metrics};
