@@ -210,16 +210,7 @@ pub(crate) async fn article(
         move || libreadability::extract(&html, Some(&final_url))
     })
     .await
-    .map_err(|e| {
-        if e.is_panic() {
-            fail(
-                ErrorClass::NonRetryable,
-                "the page could not be parsed (the HTML extractor crashed on it)".into(),
-            )
-        } else {
-            fail(ErrorClass::Retryable, format!("extraction stopped: {e}"))
-        }
-    })?
+    .map_err(crashed)?
     .map_err(|e| fail(ErrorClass::NonRetryable, format!("no article found: {e}")))?;
     let text = article.text_content.trim().to_owned();
     if text.is_empty() {
@@ -241,6 +232,19 @@ pub(crate) async fn article(
         "length": text.chars().count(),
         "provider": NAME,
     }))
+}
+
+/// The error for an extraction that did not finish: a panic fails the task for good, a
+/// cancelled thread (the runtime shutting down) may go better next time.
+fn crashed(e: tokio::task::JoinError) -> ProviderError {
+    if e.is_panic() {
+        fail(
+            ErrorClass::NonRetryable,
+            "the page could not be parsed (the HTML extractor crashed on it)".into(),
+        )
+    } else {
+        fail(ErrorClass::Retryable, format!("extraction stopped: {e}"))
+    }
 }
 
 fn non_empty(s: String) -> Value {
@@ -355,6 +359,20 @@ fn is_public(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_the_extractor_fails_the_task_for_good() {
+        let panicked = tokio::task::spawn_blocking(|| panic!("ego-tree: detach"))
+            .await
+            .unwrap_err();
+        let err = crashed(panicked);
+        assert_eq!(err.class, ErrorClass::NonRetryable);
+        assert!(
+            err.message.contains("could not be parsed"),
+            "{}",
+            err.message
+        );
+    }
 
     #[test]
     fn tells_public_from_private_addresses() {
