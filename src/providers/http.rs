@@ -167,7 +167,7 @@ impl ProviderHttp {
     }
 
     /// Server-Sent Events decoded from a stream of byte chunks (a response body, or bytes
-    /// given by the fuzzer: `crate::fuzzing`). A broken connection or an undecodable stream
+    /// given by a fuzz target, `src/fuzzing/`). A broken connection or an undecodable stream
     /// is a `Retryable` error item.
     pub fn event_stream<S, B, E>(&self, bytes: S) -> EventStream
     where
