@@ -13,6 +13,8 @@ pub mod config;
 pub mod domain;
 pub mod error_text;
 pub mod execution;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group_commit;
 pub mod providers;
 pub mod queue;

@@ -93,7 +93,13 @@ impl JwksCache {
                 .await
                 .map_err(|e| format!("{}: {e}", path.display()))?,
         };
-        let keys = parse(&text)?;
+        self.load(&text)
+    }
+
+    /// Replaces the keys held with those of a JWKS document; a document that is not a JWKS
+    /// changes nothing. Returns how many keys were read.
+    pub fn load(&self, text: &str) -> Result<usize, String> {
+        let keys = parse(text)?;
         let n = keys.len();
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
         Ok(n)

@@ -122,33 +122,7 @@ impl Extractor {
                 ),
             )
         })??;
-        let article = tokio::task::spawn_blocking({
-            let final_url = final_url.clone();
-            move || libreadability::extract(&html, Some(&final_url))
-        })
-        .await
-        .map_err(|e| fail(ErrorClass::Retryable, format!("extraction crashed: {e}")))?
-        .map_err(|e| fail(ErrorClass::NonRetryable, format!("no article found: {e}")))?;
-        let text = article.text_content.trim().to_owned();
-        if text.is_empty() {
-            return Err(fail(
-                ErrorClass::NonRetryable,
-                "the page has no readable text".into(),
-            ));
-        }
-        Ok(json!({
-            "url": url,
-            "final_url": final_url,
-            "title": article.title,
-            "byline": non_empty(article.byline),
-            "site_name": non_empty(article.site_name),
-            "language": non_empty(article.language),
-            "published_time": non_empty(article.published_time),
-            "excerpt": non_empty(article.excerpt),
-            "text": text,
-            "length": text.chars().count(),
-            "provider": NAME,
-        }))
+        article(url, final_url, html).await
     }
 
     async fn fetch(&self, url: reqwest::Url) -> Result<(String, String), ProviderError> {
@@ -220,6 +194,56 @@ impl Extractor {
             ErrorClass::NonRetryable,
             format!("the page is larger than {} bytes", self.config.max_bytes),
         )
+    }
+}
+
+/// The article of a fetched page: `url` as asked, `final_url` after redirects. Readability
+/// runs on a blocking thread; a panic there (the HTML parser it uses has panicked on
+/// malformed pages) fails the task for good, as the same page would panic again.
+pub(crate) async fn article(
+    url: &str,
+    final_url: String,
+    html: String,
+) -> Result<Value, ProviderError> {
+    let article = tokio::task::spawn_blocking({
+        let final_url = final_url.clone();
+        move || libreadability::extract(&html, Some(&final_url))
+    })
+    .await
+    .map_err(crashed)?
+    .map_err(|e| fail(ErrorClass::NonRetryable, format!("no article found: {e}")))?;
+    let text = article.text_content.trim().to_owned();
+    if text.is_empty() {
+        return Err(fail(
+            ErrorClass::NonRetryable,
+            "the page has no readable text".into(),
+        ));
+    }
+    Ok(json!({
+        "url": url,
+        "final_url": final_url,
+        "title": article.title,
+        "byline": non_empty(article.byline),
+        "site_name": non_empty(article.site_name),
+        "language": non_empty(article.language),
+        "published_time": non_empty(article.published_time),
+        "excerpt": non_empty(article.excerpt),
+        "text": text,
+        "length": text.chars().count(),
+        "provider": NAME,
+    }))
+}
+
+/// The error for an extraction that did not finish: a panic fails the task for good, a
+/// cancelled thread (the runtime shutting down) may go better next time.
+fn crashed(e: tokio::task::JoinError) -> ProviderError {
+    if e.is_panic() {
+        fail(
+            ErrorClass::NonRetryable,
+            "the page could not be parsed (the HTML extractor crashed on it)".into(),
+        )
+    } else {
+        fail(ErrorClass::Retryable, format!("extraction stopped: {e}"))
     }
 }
 
@@ -335,6 +359,20 @@ fn is_public(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_the_extractor_fails_the_task_for_good() {
+        let panicked = tokio::task::spawn_blocking(|| panic!("ego-tree: detach"))
+            .await
+            .unwrap_err();
+        let err = crashed(panicked);
+        assert_eq!(err.class, ErrorClass::NonRetryable);
+        assert!(
+            err.message.contains("could not be parsed"),
+            "{}",
+            err.message
+        );
+    }
 
     #[test]
     fn tells_public_from_private_addresses() {

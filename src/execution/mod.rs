@@ -13,6 +13,7 @@ mod sink;
 
 pub use attempts::AttemptRecorder;
 pub use cache::{CacheCounters, CacheStats, MemoryCache, RedisCache, ResponseCache};
+pub(crate) use extract::article;
 pub use extract::{ExtractConfig, Extractor};
 pub use runner::{ProviderOutput, TaskRunner, TaskRunnerParts};
 pub use sink::TokenCollector;

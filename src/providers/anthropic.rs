@@ -3,7 +3,7 @@
 //! Claude has no JSON mode: a request with `json_output` relies on its prompt.
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -41,7 +41,12 @@ impl AnthropicAdapter {
 
     async fn chat_once(&self, body: &Value) -> Result<ChatResponse, ProviderError> {
         let response = self.http.send(self.post(body)).await?;
-        let message: Message = self.http.json(response).await?;
+        self.read_message(&self.http.body(response).await?)
+    }
+
+    /// A whole Messages answer body, read.
+    pub(crate) fn read_message(&self, body: &[u8]) -> Result<ChatResponse, ProviderError> {
+        let message: Message = self.http.parse(body)?;
         self.check_stop(message.stop_reason.as_deref())?;
         let text = message
             .content
@@ -66,7 +71,21 @@ impl AnthropicAdapter {
         sink: &dyn TokenSink,
     ) -> Result<ChatResponse, ProviderError> {
         let response = self.http.send(self.post(body)).await?;
-        let mut events = self.http.events(response);
+        self.read_stream(response.bytes_stream(), sink).await
+    }
+
+    /// A streamed answer's events, read to `message_stop`; each piece of text goes to `sink`.
+    pub(crate) async fn read_stream<S, B, E>(
+        &self,
+        bytes: S,
+        sink: &dyn TokenSink,
+    ) -> Result<ChatResponse, ProviderError>
+    where
+        S: Stream<Item = Result<B, E>> + Send + 'static,
+        B: AsRef<[u8]>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let mut events = self.http.event_stream(bytes);
         let mut state = StreamState::default();
         while let Some(event) = events.next().await {
             let event = event?;

@@ -5,7 +5,7 @@
 //! through URLs in logs or error messages.
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -69,7 +69,12 @@ impl GeminiAdapter {
     async fn chat_once(&self, model: &str, body: &Value) -> Result<ChatResponse, ProviderError> {
         let url = self.url(model, "generateContent")?;
         let response = self.http.send(self.post(url, body)).await?;
-        let answer: Answer = self.http.json(response).await?;
+        self.read_answer(&self.http.body(response).await?)
+    }
+
+    /// A whole generateContent body, read.
+    pub(crate) fn read_answer(&self, body: &[u8]) -> Result<ChatResponse, ProviderError> {
+        let answer: Answer = self.http.parse(body)?;
         let mut state = StreamState::default();
         state.apply(answer).map_err(|f| self.failure(f))?;
         self.finish(state)
@@ -83,7 +88,21 @@ impl GeminiAdapter {
     ) -> Result<ChatResponse, ProviderError> {
         let url = self.url(model, "streamGenerateContent?alt=sse")?;
         let response = self.http.send(self.post(url, body)).await?;
-        let mut events = self.http.events(response);
+        self.read_stream(response.bytes_stream(), sink).await
+    }
+
+    /// A streamed answer's events, read to the end; each piece of text goes to `sink`.
+    pub(crate) async fn read_stream<S, B, E>(
+        &self,
+        bytes: S,
+        sink: &dyn TokenSink,
+    ) -> Result<ChatResponse, ProviderError>
+    where
+        S: Stream<Item = Result<B, E>> + Send + 'static,
+        B: AsRef<[u8]>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let mut events = self.http.event_stream(bytes);
         let mut state = StreamState::default();
         while let Some(event) = events.next().await {
             let event = event?;

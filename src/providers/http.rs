@@ -153,21 +153,31 @@ impl ProviderHttp {
         Err(err)
     }
 
-    /// Reads a whole JSON body; a body that is cut, too large or not the expected shape is a
-    /// `Retryable` error (the provider misbehaved, another try or provider may do better).
-    pub async fn json<T: DeserializeOwned>(&self, response: Response) -> Result<T, ProviderError> {
-        let bytes = read_limited(response)
+    /// Reads a whole body; one that is cut or too large is a `Retryable` error (the provider
+    /// misbehaved, another try or provider may do better).
+    pub async fn body(&self, response: Response) -> Result<Vec<u8>, ProviderError> {
+        read_limited(response)
             .await
-            .map_err(|e| self.error(ErrorClass::Retryable, format!("reading the response: {e}")))?;
-        serde_json::from_slice(&bytes).map_err(|e| self.malformed(e))
+            .map_err(|e| self.error(ErrorClass::Retryable, format!("reading the response: {e}")))
     }
 
-    /// The response as a stream of Server-Sent Events. A broken connection or an undecodable
-    /// stream is a `Retryable` error item.
-    pub fn events(&self, response: Response) -> EventStream {
+    /// A whole JSON body already read; not the expected shape is a `Retryable` error.
+    pub fn parse<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, ProviderError> {
+        serde_json::from_slice(bytes).map_err(|e| self.malformed(e))
+    }
+
+    /// Server-Sent Events decoded from a stream of byte chunks (a response body, or bytes
+    /// given by a fuzz target, `src/fuzzing/`). A broken connection or an undecodable stream
+    /// is a `Retryable` error item.
+    pub fn event_stream<S, B, E>(&self, bytes: S) -> EventStream
+    where
+        S: Stream<Item = Result<B, E>> + Send + 'static,
+        B: AsRef<[u8]>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let name = self.name.clone();
         let key = self.config.api_key.clone();
-        Box::pin(response.bytes_stream().eventsource().map(move |item| {
+        Box::pin(bytes.eventsource().map(move |item| {
             item.map_err(|e| ProviderError {
                 provider: name.clone(),
                 class: ErrorClass::Retryable,

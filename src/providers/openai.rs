@@ -6,7 +6,7 @@
 //! (the OpenAI SDKs' convention, e.g. `http://127.0.0.1:11434/v1`) is accepted and dropped.
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -74,7 +74,13 @@ impl OpenAiAdapter {
             .http
             .send(self.post("/v1/chat/completions", body))
             .await?;
-        let completion: Completion = self.http.json(response).await?;
+        let body = self.http.body(response).await?;
+        self.read_completion(&body)
+    }
+
+    /// A whole chat completion body, read.
+    pub(crate) fn read_completion(&self, body: &[u8]) -> Result<ChatResponse, ProviderError> {
+        let completion: Completion = self.http.parse(body)?;
         let choice = completion
             .choices
             .into_iter()
@@ -104,7 +110,21 @@ impl OpenAiAdapter {
             .http
             .send(self.post("/v1/chat/completions", body))
             .await?;
-        let mut events = self.http.events(response);
+        self.read_stream(response.bytes_stream(), sink).await
+    }
+
+    /// A streamed completion's events, read to the end; each piece of text goes to `sink`.
+    pub(crate) async fn read_stream<S, B, E>(
+        &self,
+        bytes: S,
+        sink: &dyn TokenSink,
+    ) -> Result<ChatResponse, ProviderError>
+    where
+        S: Stream<Item = Result<B, E>> + Send + 'static,
+        B: AsRef<[u8]>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let mut events = self.http.event_stream(bytes);
         let mut state = StreamState::default();
         while let Some(event) = events.next().await {
             let event = event?;
@@ -201,16 +221,28 @@ impl Adapter for OpenAiAdapter {
                     .http
                     .send(self.post("/v1/images/generations", &body))
                     .await?;
-                let generated: Generated = self.http.json(response).await?;
-                if generated.data.is_empty() {
-                    return Err(self.http.malformed("no images in the answer"));
-                }
-                Ok(ImageResponse {
-                    images: generated.data.into_iter().map(Image::from).collect(),
-                    model,
-                })
+                let body = self.http.body(response).await?;
+                self.read_images(&body, model)
             })
             .await
+    }
+}
+
+impl OpenAiAdapter {
+    /// A whole image generation body, read.
+    pub(crate) fn read_images(
+        &self,
+        body: &[u8],
+        model: String,
+    ) -> Result<ImageResponse, ProviderError> {
+        let generated: Generated = self.http.parse(body)?;
+        if generated.data.is_empty() {
+            return Err(self.http.malformed("no images in the answer"));
+        }
+        Ok(ImageResponse {
+            images: generated.data.into_iter().map(Image::from).collect(),
+            model,
+        })
     }
 }
 

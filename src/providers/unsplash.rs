@@ -80,13 +80,20 @@ impl Adapter for UnsplashAdapter {
         self.http
             .bounded(async {
                 let response = self.http.send(get).await?;
-                let found: Found = self.http.json(response).await?;
-                Ok(ImageResponse {
-                    images: found.results.into_iter().map(Image::from).collect(),
-                    model: self.http.name.clone(),
-                })
+                self.read_found(&self.http.body(response).await?)
             })
             .await
+    }
+}
+
+impl UnsplashAdapter {
+    /// A whole search answer body, read.
+    pub(crate) fn read_found(&self, body: &[u8]) -> Result<ImageResponse, ProviderError> {
+        let found: Found = self.http.parse(body)?;
+        Ok(ImageResponse {
+            images: found.results.into_iter().map(Image::from).collect(),
+            model: self.http.name.clone(),
+        })
     }
 }
 

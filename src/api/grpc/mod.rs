@@ -12,7 +12,7 @@ mod notifications;
 mod pipelines;
 mod progress;
 mod providers;
-mod tasks;
+pub(crate) mod tasks;
 mod trace;
 
 use axum::Router;

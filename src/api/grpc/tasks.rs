@@ -8,7 +8,9 @@ use crate::api::auth::grpc_caller;
 use crate::api::error::ApiError;
 use crate::api::proto::{self, task_service_server::TaskService};
 use crate::auth::Caller;
-use crate::domain::{NewTask, PageRequest, SubmitPolicy, TaskId, TaskRequest};
+use crate::domain::{
+    NewTask, PageRequest, SubmitPolicy, TaskId, TaskRequest, TaskStatus, TaskType,
+};
 use crate::service::ServiceError;
 
 /// The gRPC face of the task service.
@@ -31,7 +33,8 @@ fn api(e: impl Into<ApiError>) -> Status {
     e.into().into()
 }
 
-fn new_task(
+/// A `SubmitTaskRequest` as a validated domain request owned by `caller`.
+pub(crate) fn new_task(
     caller: &Caller,
     r: proto::SubmitTaskRequest,
     policy: &SubmitPolicy,
@@ -54,6 +57,40 @@ fn new_task(
     Ok(NewTask::parse(&caller.submitter(), request, policy)?)
 }
 
+/// A `SubmitTasksRequest` as validated domain requests, in order; an error names the index.
+pub(crate) fn new_tasks(
+    caller: &Caller,
+    r: proto::SubmitTasksRequest,
+    policy: &SubmitPolicy,
+) -> Result<Vec<NewTask>, Status> {
+    r.tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            new_task(caller, r, policy).map_err(|e| match e {
+                ApiError::Service(ServiceError::Invalid(m)) => invalid(format!("tasks[{i}]: {m}")),
+                other => api(other),
+            })
+        })
+        .collect()
+}
+
+/// A `ListTasksRequest`'s page, status filter and type filter.
+pub(crate) fn list_filter(
+    r: &proto::ListTasksRequest,
+) -> Result<(PageRequest, Option<TaskStatus>, Option<TaskType>), Status> {
+    let size = u32::try_from(r.page_size).map_err(|_| invalid("page_size must not be negative"))?;
+    let page = PageRequest::parse(size, &r.page_token).map_err(api)?;
+    let status = proto::TaskStatus::try_from(r.status)
+        .map_err(|_| invalid(format!("unknown status {}", r.status)))?;
+    let task_type = if r.r#type.is_empty() {
+        None
+    } else {
+        Some(r.r#type.parse().map_err(api)?)
+    };
+    Ok((page, status_from_proto(status), task_type))
+}
+
 #[tonic::async_trait]
 impl TaskService for TaskApi {
     async fn submit_task(
@@ -74,20 +111,7 @@ impl TaskService for TaskApi {
     ) -> Result<Response<proto::SubmitTasksResponse>, Status> {
         let caller = grpc_caller(&self.state.keys, &request)?;
         let policy = self.state.tasks.policy();
-        let new = request
-            .into_inner()
-            .tasks
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                new_task(&caller, r, policy).map_err(|e| match e {
-                    ApiError::Service(ServiceError::Invalid(m)) => {
-                        invalid(format!("tasks[{i}]: {m}"))
-                    }
-                    other => api(other),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let new = new_tasks(&caller, request.into_inner(), policy)?;
         let tasks = self.state.tasks.submit(new).await.map_err(api)?;
         Ok(Response::new(proto::SubmitTasksResponse {
             tasks: tasks.into_iter().map(task_to_proto).collect(),
@@ -109,21 +133,11 @@ impl TaskService for TaskApi {
         request: Request<proto::ListTasksRequest>,
     ) -> Result<Response<proto::ListTasksResponse>, Status> {
         let caller = grpc_caller(&self.state.keys, &request)?;
-        let r = request.into_inner();
-        let size =
-            u32::try_from(r.page_size).map_err(|_| invalid("page_size must not be negative"))?;
-        let page = PageRequest::parse(size, &r.page_token).map_err(api)?;
-        let status = proto::TaskStatus::try_from(r.status)
-            .map_err(|_| invalid(format!("unknown status {}", r.status)))?;
-        let task_type = if r.r#type.is_empty() {
-            None
-        } else {
-            Some(r.r#type.parse().map_err(api)?)
-        };
+        let (page, status, task_type) = list_filter(request.get_ref())?;
         let page = self
             .state
             .tasks
-            .list(&caller, status_from_proto(status), task_type, page)
+            .list(&caller, status, task_type, page)
             .await
             .map_err(api)?;
         Ok(Response::new(proto::ListTasksResponse {

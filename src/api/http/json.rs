@@ -173,6 +173,28 @@ pub struct SubmitBatchRequest {
     pub tasks: Vec<SubmitRequest>,
 }
 
+impl SubmitBatchRequest {
+    /// Validates every task, in order; an error names the index of the bad one.
+    pub fn into_new_tasks(
+        self,
+        caller: &Caller,
+        policy: &SubmitPolicy,
+    ) -> Result<Vec<NewTask>, ApiError> {
+        self.tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.into_new_task(caller, policy).map_err(|e| match e {
+                    ApiError::Service(ServiceError::Invalid(m)) => {
+                        ServiceError::Invalid(format!("tasks[{i}]: {m}")).into()
+                    }
+                    other => other,
+                })
+            })
+            .collect()
+    }
+}
+
 /// A task as HTTP clients see it (seed 003's job shape).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskBody {

@@ -7,7 +7,7 @@ mod dashboard;
 pub mod events;
 mod eventstore;
 mod jobs;
-mod json;
+pub(crate) mod json;
 mod json_depth;
 mod metrics;
 mod openapi;

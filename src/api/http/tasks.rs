@@ -38,20 +38,7 @@ pub async fn submit_batch(
     Authenticated(caller): Authenticated,
     Body(req): Body<SubmitBatchRequest>,
 ) -> Accepted<BatchResponse> {
-    let new = req
-        .tasks
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.into_new_task(&caller, state.tasks.policy())
-                .map_err(|e| match e {
-                    ApiError::Service(ServiceError::Invalid(m)) => {
-                        ServiceError::Invalid(format!("tasks[{i}]: {m}")).into()
-                    }
-                    other => other,
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let new = req.into_new_tasks(&caller, state.tasks.policy())?;
     let tasks = state.tasks.submit(new).await?;
     Ok((
         StatusCode::ACCEPTED,
