@@ -232,8 +232,7 @@ async fn schemathesis_run(mode: Mode) {
         .args(["--max-examples", &examples])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--exclude-path-regex", ENDLESS, "--exclude-path", NOT_HTTP])
-        // One worker: overlapping projection rebuilds can break a clustered projection
-        // (an open finding, docs/testing.md); the suite must not be flaky on it.
+        // One worker: the requests run in one order, so a failure replays the same way.
         .args(["--request-timeout", "20", "--workers", "1"])
         .args(["--generation-database", "none", "--no-color"])
         .env("SCHEMATHESIS_TELEMETRY", "false")

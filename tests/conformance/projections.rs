@@ -73,6 +73,7 @@ projection_tests!(
     one_lease_holder_at_a_time,
     parks_are_recorded_and_cleared,
     a_rebuild_stays_unseen_until_swapped_in,
+    racing_rebuilds_never_lose_the_active_checkpoint,
 );
 
 fn user(u: &str) -> UserId {
@@ -452,4 +453,31 @@ async fn a_rebuild_stays_unseen_until_swapped_in(s: Stores) {
     assert_eq!(s.manager.start_rebuild(name, now()).await.unwrap(), 3);
     assert_eq!(s.manager.start_rebuild(name, now()).await.unwrap(), 4);
     assert_eq!(s.manager.checkpoint(name, 3).await.unwrap(), None);
+}
+
+/// Rebuilds started while another one is swapped in (schemathesis's clustered finding: the
+/// active generation's checkpoint was deleted by a rebuild that had read the old one as
+/// active): after every round, the active generation still has its checkpoint.
+async fn racing_rebuilds_never_lose_the_active_checkpoint(s: Stores) {
+    let name = ProjectionName::Progress;
+    for _ in 0..40 {
+        let generation = s.manager.start_rebuild(name, now()).await.unwrap();
+        let (a, b) = (s.manager.clone(), s.manager.clone());
+        let swap = tokio::spawn(async move { a.swap(name, generation).await.unwrap() });
+        let next = tokio::spawn(async move { b.start_rebuild(name, now()).await.unwrap() });
+        let (swapped, _) = (swap.await.unwrap(), next.await.unwrap());
+        if let Some(old) = swapped {
+            s.manager.drop_generation(name, old).await.unwrap();
+        }
+        let st = s.manager.status(name).await.unwrap();
+        assert!(
+            s.manager
+                .checkpoint(name, st.active_generation)
+                .await
+                .unwrap()
+                .is_some(),
+            "generation {} is active without its checkpoint",
+            st.active_generation
+        );
+    }
 }

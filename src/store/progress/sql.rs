@@ -33,14 +33,21 @@ pub struct SqlProjectionStore<DB: sqlx::Database> {
 pub(super) trait ProjectionDialect: Dialect {
     /// The statement that opens one (SQLite: take the write lock at once).
     const BEGIN_WRITE: &'static str;
+    /// Locks the `projections` row a generation change reads, so a rebuild started while
+    /// another is swapped in waits and sees the new active generation (PostgreSQL; SQLite's
+    /// `BEGIN IMMEDIATE` already serialises the writers). Without it a rebuild could delete
+    /// the generation just made active.
+    const LOCK_ROW: &'static str;
 }
 
 impl ProjectionDialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
+    const LOCK_ROW: &'static str = " FOR UPDATE";
 }
 
 impl ProjectionDialect for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const LOCK_ROW: &'static str = "";
 }
 
 /// A count as stored (`BIGINT`): past `i64::MAX` is unreachable in practice.
@@ -234,9 +241,10 @@ where
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let mut tx = self.writes.begin_with(DB::BEGIN_WRITE).await?;
-        let (active, rebuild): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT active_generation, rebuild_generation FROM projections WHERE name = $1",
-        )
+        let (active, rebuild): (i64, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT active_generation, rebuild_generation FROM projections WHERE name = $1{}",
+            DB::LOCK_ROW
+        )))
         .bind(name.as_str())
         .fetch_one(&mut *tx)
         .await?;
@@ -268,9 +276,10 @@ where
 
     async fn swap(&self, name: ProjectionName, generation: u64) -> Result<Option<u64>, StoreError> {
         let mut tx = self.writes.begin_with(DB::BEGIN_WRITE).await?;
-        let old: Option<(i64,)> = sqlx::query_as(
-            "SELECT active_generation FROM projections WHERE name = $1 AND rebuild_generation = $2",
-        )
+        let old: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT active_generation FROM projections WHERE name = $1 AND rebuild_generation = $2{}",
+            DB::LOCK_ROW
+        )))
         .bind(name.as_str())
         .bind(signed(generation))
         .fetch_optional(&mut *tx)
@@ -319,11 +328,13 @@ where
     usize: ColumnIndex<DB::Row>,
     i64: Column<DB>,
 {
-    let (active,): (i64,) =
-        sqlx::query_as("SELECT active_generation FROM projections WHERE name = $1")
-            .bind(name.as_str())
-            .fetch_one(&mut **tx)
-            .await?;
+    let (active,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT active_generation FROM projections WHERE name = $1{}",
+        DB::LOCK_ROW
+    )))
+    .bind(name.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
     if active == generation {
         return Ok(());
     }
