@@ -1,6 +1,6 @@
 //! `spawn_app`: builds the real application on port 0 in either mode.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use ai_integration_service::api::proto::task_service_client::TaskServiceClient;
@@ -253,3 +253,40 @@ macro_rules! both_modes {
     };
 }
 pub(crate) use both_modes;
+
+/// `(method, path)` of every route in `src/api/http/mod.rs` (method in lower case), read from
+/// its source: a route added there without an OpenAPI annotation fails
+/// `openapi::every_route_is_in_the_document`, and one without a row of the authorisation
+/// matrix fails `authz_matrix::every_route_has_a_row_and_every_row_a_route`.
+pub fn router_routes() -> BTreeSet<(String, String)> {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/http/mod.rs");
+    let src = std::fs::read_to_string(file).expect("read the router");
+    let method = regex::Regex::new(r"\b(get|post|put|delete|patch)\(").unwrap();
+    let mut routes = BTreeSet::new();
+    for chunk in src.split(".route(").skip(1) {
+        let chunk = chunk.trim_start();
+        let rest = chunk
+            .strip_prefix('"')
+            .expect("a route's path is a literal");
+        let (path, rest) = rest.split_once('"').unwrap();
+        // The method router: up to the parenthesis that closes `.route(`.
+        let mut depth = 1;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                depth == 0
+            })
+            .map(|(i, _)| i)
+            .expect("balanced parentheses");
+        for m in method.captures_iter(&rest[..end]) {
+            routes.insert((m[1].to_owned(), path.to_owned()));
+        }
+    }
+    assert!(routes.len() > 50, "read too few routes: {routes:?}");
+    routes
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ai_integration_service::auth::Role;
 use serde_json::Value;
 
-use crate::helpers::{Mode, both_modes, spawn_app};
+use crate::helpers::{Mode, both_modes, router_routes, spawn_app};
 use crate::support;
 
 /// Examples per operation in the suite's run: each mode's run stays well under two minutes.
@@ -24,42 +24,6 @@ const ENDLESS: &str = "^/api/v1/(events|admin/dashboard/stream|eventstore/subscr
 /// gets 400 with the error shape, checked in [`docs_page_loads_only_its_own_files`]'s sibling
 /// below); `notify.rs` drives it with a WebSocket client.
 const NOT_HTTP: &str = "/ws";
-
-/// `(method, path)` of every route in `src/api/http/mod.rs`, read from its source: a route
-/// added there without an annotation (and a line in `openapi.rs`) fails
-/// [`every_route_is_in_the_document`].
-fn router_routes() -> BTreeSet<(String, String)> {
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/http/mod.rs");
-    let src = std::fs::read_to_string(file).expect("read the router");
-    let method = regex::Regex::new(r"\b(get|post|put|delete|patch)\(").unwrap();
-    let mut routes = BTreeSet::new();
-    for chunk in src.split(".route(").skip(1) {
-        let chunk = chunk.trim_start();
-        let rest = chunk
-            .strip_prefix('"')
-            .expect("a route's path is a literal");
-        let (path, rest) = rest.split_once('"').unwrap();
-        // The method router: up to the parenthesis that closes `.route(`.
-        let mut depth = 1;
-        let end = rest
-            .char_indices()
-            .find(|&(_, c)| {
-                match c {
-                    '(' => depth += 1,
-                    ')' => depth -= 1,
-                    _ => {}
-                }
-                depth == 0
-            })
-            .map(|(i, _)| i)
-            .expect("balanced parentheses");
-        for m in method.captures_iter(&rest[..end]) {
-            routes.insert((m[1].to_owned(), path.to_owned()));
-        }
-    }
-    assert!(routes.len() > 50, "read too few routes: {routes:?}");
-    routes
-}
 
 /// `(method, path)` of every operation in the document.
 fn documented(doc: &Value) -> BTreeSet<(String, String)> {
