@@ -15,8 +15,9 @@ use crate::ratelimit::Decision;
 use crate::service::ServiceError;
 
 /// Requests without a valid token pass: their handler refuses them (401), and they cost no
-/// more than the token check already made.
-pub async fn per_user(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> Response {
+/// more than the token check already made. A verified caller is left in the request's
+/// extensions, where the handlers' authentication takes it rather than verify the token again.
+pub async fn per_user(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -> Response {
     let Some(rate) = edge.limits.user_rate else {
         return next.run(req).await;
     };
@@ -28,6 +29,7 @@ pub async fn per_user(State(edge): State<Arc<Edge>>, req: Request, next: Next) -
         return next.run(req).await;
     };
     let key = format!("user_requests:{}", caller.user_id);
+    req.extensions_mut().insert(caller);
     match edge.limiter.check(&key, rate, 1).await {
         Ok(Decision::Allowed) => next.run(req).await,
         Ok(Decision::Limited { retry_after }) => {
