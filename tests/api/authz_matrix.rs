@@ -7,6 +7,7 @@
 //! against one app in each mode.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
@@ -250,7 +251,7 @@ impl Fixture {
 /// Status and (for non-stream answers) body of one call; `token` None sends none.
 async fn call(app: &TestApp, row: &Row, path: &str, token: Option<&str>) -> (u16, String) {
     if path.starts_with("/ws") {
-        return crate::authz_grpc::ws_handshake(app, path, token).await;
+        return ws_handshake(app, path, token).await;
     }
     let method = Method::from_bytes(row.method.as_bytes()).unwrap();
     let mut req = app.http.request(method, format!("{}{path}", app.base));
@@ -361,3 +362,55 @@ async fn matrix(mode: Mode) {
 }
 
 both_modes!(every_route_and_method_refuses_whom_it_should, matrix);
+
+/// A WebSocket connection on `path` (`/ws?…`) as an HTTP-like status: a refused upgrade's
+/// own; after an upgrade, the close that refuses the stream (reason `unauthenticated…` 401,
+/// `…not found` 404, any other policy close 403) or 101 when it is served. Without a token the
+/// client sends a frame that is not an auth frame, as a client without credentials would.
+async fn ws_handshake(app: &TestApp, path: &str, token: Option<&str>) -> (u16, String) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{Error, Message as Frame};
+    let url = format!("{}{path}", app.base.replacen("http", "ws", 1));
+    let mut req = url.into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let mut ws = match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => ws,
+        Err(Error::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            return (resp.status().as_u16(), body);
+        }
+        Err(e) => panic!("WebSocket handshake on {path}: {e}"),
+    };
+    if token.is_none() {
+        ws.send(Frame::text(r#"{"type": "hello"}"#)).await.ok();
+    }
+    let outcome = loop {
+        match tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
+            Ok(Some(Ok(Frame::Close(Some(frame))))) => {
+                let reason = frame.reason.to_string();
+                let status = if reason.starts_with("unauthenticated") {
+                    401
+                } else if reason.contains("not found") {
+                    404
+                } else {
+                    403
+                };
+                break (status, reason);
+            }
+            Ok(Some(Ok(Frame::Ping(_) | Frame::Pong(_)))) => continue,
+            Ok(Some(Ok(Frame::Text(t)))) => break (101, t.to_string()),
+            Ok(other) => panic!("WebSocket on {path}: {other:?}"),
+            Err(_) => break (101, String::new()),
+        }
+    };
+    ws.close(None).await.ok();
+    outcome
+}
